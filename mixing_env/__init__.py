@@ -1,0 +1,1 @@
+"""DeepMixing environment package: data, audio features, the Gymnasium env, baselines."""
