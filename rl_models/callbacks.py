@@ -1,0 +1,94 @@
+"""RLlib callbacks that add DeepMixing's metrics to every training result.
+
+Per episode (on the env runners): the mean MFCC distance and the mean per-step reward, read from
+the env's ``info`` and rewards. Per iteration (on the algorithm): those means copied under
+``result["deepmixing"]``, and every ``interval`` iterations a deterministic evaluation of the
+current module on held-out songs with the shared evaluation code, giving ``gap_closed`` =
+``(d_equal - d_agent) / (d_equal - d_oracle)``. The baselines are evaluated once; between
+evaluations the last values are carried forward so every result has the same keys.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+__all__ = ["DeepMixingCallbacks", "RESULT_KEY"]
+
+RESULT_KEY = "deepmixing"
+"""Key of the custom metrics in each training result (TensorBoard: ``ray/tune/deepmixing/*``)."""
+
+
+class DeepMixingCallbacks(RLlibCallback):
+    """Logs MFCC distance and reward per episode; evaluates ``gap_closed`` every N iterations.
+
+    Args:
+        evaluation: ``{"interval": N, "env": held-out EnvConfig dict}``; interval 0 turns the
+            held-out evaluation off. RLlib builds callbacks with no arguments, so pass this
+            class to ``config.callbacks`` through ``functools.partial``.
+    """
+
+    def __init__(self, evaluation: dict | None = None):
+        super().__init__()
+        self.evaluation = dict(evaluation or {})
+        self._baselines: dict[str, float] | None = None
+        self._last_eval: dict[str, float] = {
+            "eval_mfcc_distance": math.nan,
+            "eval_reward": math.nan,
+            "eval_d_equal": math.nan,
+            "eval_d_oracle": math.nan,
+            "gap_closed": math.nan,
+            "eval_iteration": 0,
+        }
+
+    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs: Any) -> None:
+        """Logs the episode's mean MFCC distance and mean per-step reward."""
+        if metrics_logger is None:
+            return
+        infos = episode.get_infos()
+        distances = [i["mfcc_distance"] for i in infos if isinstance(i, dict)
+                     and "mfcc_distance" in i]
+        rewards = np.asarray(episode.get_rewards(), dtype=np.float64)
+        if distances:
+            metrics_logger.log_value("mfcc_distance", float(np.mean(distances)), reduce="mean")
+        if rewards.size:
+            metrics_logger.log_value("reward_per_step", float(rewards.mean()), reduce="mean")
+
+    def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs) -> None:
+        """Adds ``result["deepmixing"]`` and, every ``interval`` iterations, ``gap_closed``."""
+        runners = result.get("env_runners", {}) or {}
+        custom = {
+            "mfcc_distance_mean": float(runners.get("mfcc_distance", math.nan)),
+            "reward_mean": float(runners.get("reward_per_step", math.nan)),
+        }
+        interval = int(self.evaluation.get("interval", 0) or 0)
+        iteration = int(algorithm.iteration) + 1
+        if interval > 0 and iteration % interval == 0:
+            self._last_eval = self._evaluate(algorithm, iteration)
+        custom.update(self._last_eval)
+        result[RESULT_KEY] = custom
+
+    def _evaluate(self, algorithm, iteration: int) -> dict[str, float]:
+        from mixing_env.metrics import gap_closed
+        from rl_models.evaluate import ModulePolicy, evaluate_policy, make_baseline
+
+        env_config = self.evaluation.get("env", {})
+        if self._baselines is None:
+            self._baselines = {
+                name: evaluate_policy(make_baseline(name), env_config=env_config)["mfcc_distance"]
+                for name in ("equal", "oracle")
+            }
+        agent = evaluate_policy(ModulePolicy(algorithm.get_module()), env_config=env_config)
+        return {
+            "eval_mfcc_distance": agent["mfcc_distance"],
+            "eval_reward": agent["reward"],
+            "eval_d_equal": self._baselines["equal"],
+            "eval_d_oracle": self._baselines["oracle"],
+            "gap_closed": gap_closed(d_agent=agent["mfcc_distance"],
+                                     d_equal=self._baselines["equal"],
+                                     d_oracle=self._baselines["oracle"]),
+            "eval_iteration": iteration,
+        }

@@ -1,0 +1,277 @@
+"""Train or sweep an experiment through Ray Tune, and resume an interrupted one.
+
+Every trial runs :class:`DeepMixingTrainable`, a thin Tune Trainable around the RLlib Algorithm
+that :func:`rl_models.algorithms.build_algorithm_config` builds from the trial's experiment
+dict. The trial config *is* the experiment (``env``, ``model``, ``training``... sections), so
+a sweep can search any value of the file (``env.rho``, ``model.k``, ``training.lr``) and PBT
+mutates the same paths. Each checkpoint holds the RLlib algorithm checkpoint plus
+``deepmixing.json`` (the experiment and the slot layout), which evaluate and mix read.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mixing_env.errors import CheckpointError, ConfigError
+
+__all__ = [
+    "METADATA_FILE",
+    "build_config",
+    "DeepMixingTrainable",
+    "init_ray",
+    "make_tuner",
+    "run_experiment",
+    "resume_experiment",
+    "trial_config",
+]
+
+METADATA_FILE = "deepmixing.json"
+"""Written into every checkpoint: the experiment dict, slot names, chunk size, sample rate."""
+
+# Keys Tune's Trainable.train() fills in; the inner Algorithm.train() fills them too, so the
+# wrapper drops the inner ones and lets Tune count iterations of the trial itself.
+_AUTO_KEYS = (
+    "training_iteration", "done", "timesteps_total", "episodes_total", "time_this_iter_s",
+    "time_total_s", "time_since_restore", "timesteps_since_restore", "iterations_since_restore",
+    "date", "timestamp", "pid", "hostname", "node_ip", "config", "trial_id", "experiment_id",
+    "should_checkpoint",
+)
+
+
+def build_config(experiment: dict):
+    """The RLlib AlgorithmConfig of one (fully resolved) experiment, with our callbacks."""
+    from ray.rllib.utils import force_list
+
+    from rl_models.algorithms import build_algorithm_config
+    from rl_models.callbacks import DeepMixingCallbacks
+
+    rllib_eval = experiment.get("evaluation", {}).get("rllib")
+    fault_tolerance = {k: v for k, v in experiment.get("fault_tolerance", {}).items()
+                       if k != "max_failures"}
+    config = build_algorithm_config(
+        experiment["algorithm"],
+        env_config=experiment["env"],
+        model=experiment.get("model") or {},
+        module=experiment.get("module"),
+        training=experiment.get("training") or {},
+        env_runners=experiment.get("env_runners") or {},
+        resources=experiment.get("resources") or {},
+        evaluation=rllib_eval,
+        fault_tolerance=fault_tolerance or None,
+        reporting=experiment.get("reporting") or None,
+        seed=experiment.get("seed"),
+    )
+    evaluation = {
+        "interval": experiment.get("evaluation", {}).get("interval", 0),
+        "env": {**experiment["env"], **experiment.get("evaluation", {}).get("env", {})},
+    }
+    existing = [c for c in force_list(config.callbacks_class) if c is not None]
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    existing = [c for c in existing if c is not RLlibCallback]
+    config.callbacks(
+        callbacks_class=existing + [functools.partial(DeepMixingCallbacks, evaluation=evaluation)]
+    )
+    return config
+
+
+def _slot_layout(env_config: dict) -> dict[str, Any]:
+    from mixing_env.envs.mixing_env import MixingEnv
+
+    env = MixingEnv(dict(env_config))
+    env.reset(seed=0)
+    song = env.song
+    return {"slot_names": list(song.slot_names), "chunk_size": int(song.chunk_size),
+            "sample_rate": int(song.sample_rate)}
+
+
+try:
+    from ray import tune as _tune
+
+    _TrainableBase = _tune.Trainable
+except ImportError as e:  # pragma: no cover - ray is a hard dependency
+    raise ImportError("rl_models.train needs ray[tune]: pip install 'ray[rllib,tune]==2.60.0'"
+                      ) from e
+
+
+class DeepMixingTrainable(_TrainableBase):
+    """A Tune trial: builds the Algorithm from the experiment dict in ``config`` and trains it."""
+
+    def setup(self, config: dict) -> None:
+        """Builds the algorithm; records the slot layout for evaluation and mixing."""
+        self.experiment = copy.deepcopy(dict(config))
+        self.algo = build_config(self.experiment).build_algo()
+        self.layout = _slot_layout(self.experiment["env"])
+
+    def step(self) -> dict:
+        """One ``Algorithm.train()`` call; Tune fills in iteration and time keys."""
+        # Keep the inner iteration count equal to the trial's (after a restore too), so the
+        # callbacks' "every N iterations" and RLlib's own intervals line up with Tune's.
+        self.algo._iteration = self.iteration
+        result = self.algo.train()
+        return {k: v for k, v in result.items() if k not in _AUTO_KEYS}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict:
+        """Saves the RLlib algorithm plus ``deepmixing.json``."""
+        self.algo.save_to_path(checkpoint_dir)
+        meta = {"experiment": self.experiment, **self.layout, "iteration": self.iteration}
+        Path(checkpoint_dir, METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        return None
+
+    def load_checkpoint(self, checkpoint: str | dict) -> None:
+        """Restores the RLlib algorithm (module weights, optimizer, connector state)."""
+        self.algo.restore_from_path(checkpoint)
+
+    def cleanup(self) -> None:
+        """Stops the algorithm's env runners and learners."""
+        self.algo.stop()
+
+    @classmethod
+    def default_resource_request(cls, config: dict):
+        """The Algorithm's own placement group: main process + learners + env runners."""
+        algo_config = build_config(config)
+        return algo_config.algo_class.default_resource_request(algo_config)
+
+
+def init_ray(*, num_cpus: int | None = None, num_gpus: int | None = None,
+             address: str | None = None) -> None:
+    """Starts Ray with explicit resources, or joins a cluster at ``address``.
+
+    Args:
+        num_cpus: CPUs for a local Ray (default: all local cores). Ignored with ``address``.
+        num_gpus: GPUs for a local Ray (default: Ray's detection).
+        address: A running cluster (``auto`` or ``host:port``); None starts a local Ray.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus,
+                 include_dashboard=False, log_to_driver=False)
+
+
+def trial_config(experiment: dict, *, sweep: bool) -> dict:
+    """The Tune ``param_space``: the experiment without its ``tune`` section, plus the sweep.
+
+    With ``sweep`` the ``tune.param_space`` tree (search specs as data) is laid over the
+    experiment and turned into Tune search objects.
+    """
+    from rl_models.experiment import _merge, to_search_space
+
+    space = {k: v for k, v in experiment.items() if k != "tune"}
+    if sweep:
+        space = _merge(space, experiment["tune"].get("param_space") or {})
+        return to_search_space(space)
+    return space
+
+
+def _scheduler(spec: dict | None, *, metric: str | None, mode: str):
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    from rl_models.experiment import to_search_space
+
+    if not spec:
+        return None
+    spec = dict(spec)
+    kind = str(spec.pop("type", "")).lower()
+    if kind == "asha":
+        return ASHAScheduler(metric=metric, mode=mode, **spec)
+    if kind == "pbt":
+        spec["hyperparam_mutations"] = to_search_space(spec.get("hyperparam_mutations", {}))
+        return PopulationBasedTraining(metric=metric, mode=mode, **spec)
+    raise ConfigError(f"tune.scheduler.type must be 'asha' or 'pbt', got {kind!r}")
+
+
+def make_tuner(experiment: dict, *, sweep: bool = False, storage_path: str | None = None,
+               verbose: int = 1, callbacks: list | None = None):
+    """A ``ray.tune.Tuner`` for the experiment (one trial, or the sweep when ``sweep``)."""
+    from ray import tune
+
+    tune_section = experiment["tune"]
+    metric = tune_section.get("metric") if sweep else None
+    mode = tune_section.get("mode", "max")
+    scheduler = _scheduler(tune_section.get("scheduler"), metric=metric, mode=mode
+                           ) if sweep else None
+    ckpt = experiment["checkpoint"]
+    storage = Path(storage_path or experiment["storage_path"]).expanduser()
+    if "://" not in str(storage_path or experiment["storage_path"]):
+        storage = storage.resolve()
+    run_config = tune.RunConfig(
+        name=experiment["name"],
+        storage_path=str(storage),
+        stop=experiment["stop"],
+        verbose=verbose,
+        callbacks=callbacks,
+        checkpoint_config=tune.CheckpointConfig(
+            checkpoint_frequency=int(ckpt.get("frequency", 0) or 0),
+            checkpoint_at_end=True,
+            num_to_keep=ckpt.get("num_to_keep"),
+        ),
+        failure_config=tune.FailureConfig(
+            max_failures=int(experiment["fault_tolerance"].get("max_failures", 0))
+        ),
+    )
+    tune_config = tune.TuneConfig(
+        num_samples=int(tune_section.get("num_samples", 1)) if sweep else 1,
+        scheduler=scheduler,
+        metric=None if scheduler else metric,
+        mode=None if scheduler or metric is None else mode,
+    )
+    return tune.Tuner(DeepMixingTrainable, param_space=trial_config(experiment, sweep=sweep),
+                      tune_config=tune_config, run_config=run_config)
+
+
+def _check_results(results) -> None:
+    errors = [r.error for r in results if r.error is not None]
+    if errors and len(errors) == len(results):
+        raise errors[0]
+
+
+def run_experiment(experiment: dict, *, sweep: bool = False, storage_path: str | None = None,
+                   verbose: int = 1, callbacks: list | None = None):
+    """Runs one experiment (``sweep=False``) or its sweep through Tune; returns the ResultGrid.
+
+    Raises:
+        ConfigError: The experiment does not build (checked before any trial starts).
+    """
+    from rl_models.experiment import has_search_space
+
+    if not sweep and has_search_space({k: v for k, v in experiment.items() if k != "tune"}):
+        raise ConfigError("the experiment holds search specs outside tune.param_space; "
+                          "use `deepmixing tune` for a sweep")
+    if not sweep:
+        build_config(experiment)  # fail fast with a ConfigError, before Tune starts a trial
+    results = make_tuner(experiment, sweep=sweep, storage_path=storage_path, verbose=verbose,
+                         callbacks=callbacks).fit()
+    _check_results(results)
+    return results
+
+
+def resume_experiment(path: str | Path, *, verbose: int = 1):
+    """Resumes an interrupted experiment from its folder, continuing unfinished trials.
+
+    Finished iterations are kept: each trial restarts from its latest checkpoint (saved every
+    ``checkpoint.frequency`` iterations and at the end) with its iteration count.
+
+    Raises:
+        CheckpointError: ``path`` is not a Tune experiment folder.
+    """
+    from ray import tune
+
+    path = Path(path).expanduser().resolve()
+    if not tune.Tuner.can_restore(str(path)):
+        raise CheckpointError(f"not a Tune experiment folder that can be resumed: {path} "
+                              f"(expected the folder holding tuner.pkl)")
+    tuner = tune.Tuner.restore(str(path), trainable=DeepMixingTrainable,
+                               resume_unfinished=True, resume_errored=True)
+    results = tuner.fit()
+    _check_results(results)
+    return results
