@@ -1,0 +1,234 @@
+"""A throwaway multi-node Ray cluster on loopback, for the scaling-out tests.
+
+Each node is a ``ray start --block`` process in its own session, with its own ports, its own
+temp dir and token authentication on. Every process the cluster spawns inherits a marker
+environment variable, so teardown kills exactly this cluster's processes by pid and never
+touches another Ray on the machine (``ray stop`` would kill every Ray of this user).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DRIVERS = Path(__file__).resolve().parent / "drivers"
+_MARKER = "DEEPMIXING_TEST_CLUSTER"
+RAY_BIN = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on loopback right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_with_marker(marker: str) -> list[int]:
+    """Pids of live processes whose environment carries ``_MARKER=marker``."""
+    needle = f"{_MARKER}={marker}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:  # gone, or not ours
+            continue
+        if needle in environ.split(b"\0"):
+            pids.append(int(entry))
+    return pids
+
+
+class LocalRayCluster:
+    """Head and worker nodes started with ``ray start`` on 127.0.0.1.
+
+    Args:
+        root: A fresh directory for the Ray temp dir, logs and storage.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.marker = secrets.token_hex(8)
+        self.gcs_port = free_port()
+        self.address = f"127.0.0.1:{self.gcs_port}"
+        # Ray's unix socket paths must stay short (107 bytes): keep the temp dir shallow.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="dmray-", dir="/tmp"))
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self.killed: set[str] = set()
+        self.env = {
+            **os.environ,
+            _MARKER: self.marker,
+            # Token authentication stays on, as in production.
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
+            # Notice a dead node in about a second instead of the default ~30 s.
+            "RAY_health_check_initial_delay_ms": "500",
+            "RAY_health_check_period_ms": "500",
+            "RAY_health_check_timeout_ms": "500",
+            "RAY_health_check_failure_threshold": "3",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        self.env.pop("RAY_ADDRESS", None)
+
+    def _node_ports(self) -> list[str]:
+        low = free_port()
+        return [
+            f"--node-manager-port={free_port()}",
+            f"--object-manager-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            # A private worker port range; ports picked near a free one, rarely contested.
+            f"--min-worker-port={low}",
+            f"--max-worker-port={low + 40}",
+        ]
+
+    def start_node(
+        self, name: str, *, num_cpus: int = 1, resources: dict[str, float] | None = None
+    ) -> None:
+        """Start the head (first call) or a worker node and wait until it joined.
+
+        Args:
+            name: Key for :meth:`kill_node`.
+            num_cpus: CPUs the node advertises.
+            resources: Custom resources, e.g. ``{"node_b": 1}`` to pin actors to it.
+        """
+        head = not self.nodes
+        cmd = [
+            RAY_BIN, "start", "--block", "--disable-usage-stats",
+            "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
+            f"--resources={json.dumps(resources or {})}",
+            "--object-store-memory=100000000",
+            *self._node_ports(),
+        ]  # fmt: skip
+        if head:
+            cmd += [
+                "--head", f"--port={self.gcs_port}", f"--temp-dir={self.temp_dir}",
+                "--include-dashboard=false",
+            ]  # fmt: skip
+        else:
+            cmd += [f"--address={self.address}"]
+        log = open(self.root / f"ray-start-{name}.log", "wb")  # noqa: SIM115 - lives with node
+        self.nodes[name] = subprocess.Popen(
+            cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.wait_for_nodes(len(self.nodes), timeout=90)
+
+    def alive_nodes(self) -> int:
+        """Number of alive nodes, asked from the GCS by a short-lived driver."""
+        out = self.run_driver(
+            "-c",
+            "import ray; ray.init(address='auto', logging_level='ERROR');"
+            "print('ALIVE', sum(n['Alive'] for n in ray.nodes()))",
+            timeout=60,
+        )
+        return int(out.stdout.split("ALIVE")[-1].split()[0])
+
+    def wait_for_nodes(self, n: int, *, timeout: float) -> None:
+        """Block until ``n`` nodes are alive, failing with the node logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.nodes.items():
+                if proc.poll() is not None and name not in self.killed:
+                    pytest.fail(f"ray start for node {name!r} exited: {self.logs()}")
+            try:
+                if self.alive_nodes() == n:
+                    return
+            except (subprocess.SubprocessError, ValueError, IndexError):
+                pass
+            time.sleep(1.0)
+        pytest.fail(f"cluster did not reach {n} alive nodes in {timeout}s: {self.logs()}")
+
+    def run_driver(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        """Run ``python *args`` as a driver of this cluster, raising on failure."""
+        out = subprocess.run(
+            [sys.executable, *args],
+            env={**self.env, "RAY_ADDRESS": self.address},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise subprocess.CalledProcessError(
+                out.returncode, args, output=out.stdout, stderr=out.stderr
+            )
+        return out
+
+    def popen_driver(self, *args: str, log: Path) -> subprocess.Popen:
+        """Start ``python *args`` as a driver in the background, output to ``log``."""
+        return subprocess.Popen(
+            [sys.executable, *args],
+            env={**self.env, "RAY_ADDRESS": self.address},
+            cwd=REPO_ROOT,
+            stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL a node's whole process group: raylet, agents and its workers."""
+        proc = self.nodes[name]
+        self.killed.add(name)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+    def logs(self, tail: int = 3000) -> str:
+        """The tail of every node's ``ray start`` log, for failure messages."""
+        parts = []
+        for path in sorted(self.root.glob("ray-start-*.log")):
+            parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-tail:]}")
+        return "\n".join(parts)
+
+    def shutdown(self) -> None:
+        """Stop every process of this cluster (and only this cluster), then clean up."""
+        for proc in self.nodes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # ray start --block stops its children
+        for proc in self.nodes.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        for _ in range(3):
+            pids = _pids_with_marker(self.marker)
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A fresh loopback cluster with no nodes yet; always torn down, even on failure."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the loopback cluster harness reads /proc")
+    cluster = LocalRayCluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
