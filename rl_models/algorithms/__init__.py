@@ -1,0 +1,23 @@
+"""RLlib algorithms that train the DeepMixing policy: PPO, APPO, IMPALA and vanilla PG.
+
+``build_algorithm_config`` turns an experiment's plain dicts into an AlgorithmConfig on the
+new API stack; :mod:`rl_models.algorithms.pg` adds the vanilla policy gradient that RLlib 2.60
+no longer ships.
+"""
+
+from rl_models.algorithms.builder import (
+    ALGORITHMS,
+    DEFAULTS,
+    ENV_NAME,
+    build_algorithm_config,
+)
+from rl_models.algorithms.pg import PG, PGConfig
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULTS",
+    "ENV_NAME",
+    "PG",
+    "PGConfig",
+    "build_algorithm_config",
+]

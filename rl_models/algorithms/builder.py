@@ -1,0 +1,247 @@
+"""One function from plain experiment dicts to an RLlib AlgorithmConfig on the new API stack."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.appo import APPOConfig
+from ray.rllib.algorithms.impala import IMPALAConfig
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from mixing_env.envs import register_with_ray
+from mixing_env.envs.config import EnvConfig
+from mixing_env.errors import ConfigError
+from rl_models.algorithms.pg import PGConfig
+from rl_models.registry import module_spec
+
+__all__ = ["ALGORITHMS", "DEFAULTS", "ENV_NAME", "build_algorithm_config"]
+
+ENV_NAME = "deepmixing"
+
+#: Algorithm name (upper case) -> its AlgorithmConfig class.
+ALGORITHMS: dict[str, type[AlgorithmConfig]] = {
+    "PPO": PPOConfig,
+    "APPO": APPOConfig,
+    "IMPALA": IMPALAConfig,
+    "PG": PGConfig,
+}
+
+# Small CPU defaults (2 cores, 0-1 env runners, a local learner). Every entry can be
+# overridden by the matching dict handed to build_algorithm_config.
+_COMMON = {
+    "training": {"lr": 3e-4, "gamma": 0.99},
+    "env_runners": {"num_env_runners": 0, "num_envs_per_env_runner": 1},
+    # A local learner (no learner actor): the 2-core machine has no core to spare for one.
+    "resources": {"num_learners": 0},
+    "reporting": {},
+}
+
+#: Per-algorithm defaults layered over the common ones.
+DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "PPO": {
+        "training": {
+            "train_batch_size_per_learner": 512,
+            "minibatch_size": 128,
+            "num_epochs": 4,
+            "lambda_": 0.95,
+        },
+    },
+    # IMPALA and APPO sample and learn asynchronously. With a local learner (num_learners=0)
+    # RLlib updates synchronously once a full train batch has been queued, so an iteration
+    # must run until at least one batch was trained on, not for IMPALA's default 10 s.
+    "APPO": {
+        "training": {"train_batch_size_per_learner": 256},
+        "env_runners": {"rollout_fragment_length": 32},
+        "reporting": {"min_time_s_per_iteration": None},
+    },
+    "IMPALA": {
+        "training": {"train_batch_size_per_learner": 256},
+        "env_runners": {"rollout_fragment_length": 32},
+        "reporting": {"min_time_s_per_iteration": None},
+    },
+    "PG": {
+        "training": {"train_batch_size_per_learner": 512},
+    },
+}
+
+_ASYNC = {"APPO", "IMPALA"}
+
+
+def build_algorithm_config(
+    algorithm: str = "PPO",
+    *,
+    env_config: Mapping[str, Any],
+    model: Mapping[str, Any] | None = None,
+    module: str | None = "deepmixing_attention_lstm",
+    training: Mapping[str, Any] | None = None,
+    env_runners: Mapping[str, Any] | None = None,
+    resources: Mapping[str, Any] | None = None,
+    evaluation: Mapping[str, Any] | None = None,
+    fault_tolerance: Mapping[str, Any] | None = None,
+    reporting: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+) -> AlgorithmConfig:
+    """Builds the RLlib config that trains a DeepMixing policy on ``MixingEnv``.
+
+    The config is always on RLlib's new API stack (RLModule, Learner, ConnectorV2), runs the
+    environment registered as ``"deepmixing"``, and uses the module registered under
+    ``module`` in :mod:`rl_models.registry`. The option dicts are applied with the
+    AlgorithmConfig method of the same name, over small CPU defaults (:data:`DEFAULTS`).
+
+    Args:
+        algorithm: One of ``"PPO"`` (default), ``"APPO"``, ``"IMPALA"``, ``"PG"``, any case.
+        env_config: MixingEnv config dict (keys of ``mixing_env.envs.config.EnvConfig``),
+            passed to every env unchanged; checked here so typos fail before Ray starts.
+        model: The module's ``model_config`` (e.g. ``{"k": 8, "max_seq_len": 8}``).
+        module: Registered module name; ``None`` uses the algorithm's RLlib default module
+            (with ``model`` as its ``DefaultModelConfig`` dict, observations flattened),
+            the baseline the benchmark compares against.
+        training: Keyword arguments of ``config.training()`` (lr, gamma,
+            train_batch_size_per_learner, minibatch_size, num_epochs, entropy_coeff, ...).
+        env_runners: Keyword arguments of ``config.env_runners()`` (num_env_runners,
+            num_envs_per_env_runner, rollout_fragment_length, ...).
+        resources: Keyword arguments of ``config.learners()`` (num_learners,
+            num_gpus_per_learner, ...) or ``config.resources()`` (num_cpus_for_main_process,
+            placement_strategy).
+        evaluation: Keyword arguments of ``config.evaluation()`` (evaluation_interval,
+            evaluation_duration, evaluation_config, ...).
+        fault_tolerance: Keyword arguments of ``config.fault_tolerance()``.
+        reporting: Keyword arguments of ``config.reporting()`` (min_time_s_per_iteration, ...).
+        seed: Seed for env runners, learners and module initialisation.
+
+    Returns:
+        An unbuilt AlgorithmConfig; ``config.build_algo()`` gives the Algorithm.
+
+    Raises:
+        ConfigError: For an unknown algorithm, an unknown key in one of the dicts (naming the
+            key and the accepted ones), or a value RLlib rejects.
+    """
+    name = _algorithm_name(algorithm)
+    register_with_ray()
+    if not isinstance(env_config, Mapping):
+        raise ConfigError(f"env_config must be a dict, got {type(env_config).__name__}")
+    EnvConfig.from_dict(dict(env_config))  # raises ConfigError on unknown keys / bad values
+
+    config = ALGORITHMS[name]().api_stack(
+        enable_rl_module_and_learner=True,
+        enable_env_runner_and_connector_v2=True,
+    )
+    config.framework("torch")
+    # The action is a point on the simplex (gains summing to 1, exact 0 for dummy slots),
+    # produced by a Dirichlet in [0, 1] already. RLlib's default normalize_actions=True would
+    # treat the sample as living in [-1, 1] and rescale it onto Box(0, 1), and clipping could
+    # break the sum: both must stay off so the env sees the sampled gains unchanged.
+    config.environment(
+        ENV_NAME,
+        env_config=dict(env_config),
+        normalize_actions=False,
+        clip_actions=False,
+    )
+    if module is None:
+        config.rl_module(model_config=dict(model or {}))
+        config.env_runners(env_to_module_connector=_flatten_observations)
+    else:
+        config.rl_module(rl_module_spec=_module_spec(module, model))
+
+    defaults = _merged_defaults(name)
+    _apply(config, "training", defaults["training"] | dict(training or {}), name)
+    _apply(config, "env_runners", defaults["env_runners"] | dict(env_runners or {}), name)
+    _apply_resources(config, defaults["resources"] | dict(resources or {}), name)
+    reporting_kwargs = defaults["reporting"] | dict(reporting or {})
+    if name in _ASYNC and "min_train_timesteps_per_iteration" not in reporting_kwargs:
+        reporting_kwargs["min_train_timesteps_per_iteration"] = config.total_train_batch_size
+    _apply(config, "reporting", reporting_kwargs, name)
+    if evaluation:
+        _apply(config, "evaluation", dict(evaluation), name)
+    if fault_tolerance:
+        _apply(config, "fault_tolerance", dict(fault_tolerance), name)
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ConfigError(f"seed must be an int or None, got {seed!r}")
+        config.debugging(seed=seed)
+
+    try:
+        config.validate()
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"invalid {name} configuration: {e}") from e
+    return config
+
+
+def _algorithm_name(algorithm: str) -> str:
+    if not isinstance(algorithm, str) or algorithm.upper() not in ALGORITHMS:
+        raise ConfigError(
+            f"unknown algorithm {algorithm!r}; expected one of {sorted(ALGORITHMS)}"
+        )
+    return algorithm.upper()
+
+
+def _module_spec(module: str, model: Mapping[str, Any] | None) -> RLModuleSpec:
+    if model is not None and not isinstance(model, Mapping):
+        raise ConfigError(f"model must be a dict of model_config values, got {model!r}")
+    return module_spec(module, dict(model or {}))
+
+
+def _flatten_observations(env: Any = None, spaces: Any = None, device: Any = None) -> Any:
+    """Env-to-module connector for RLlib's default modules, which cannot read Dict obs."""
+    from ray.rllib.connectors.env_to_module import FlattenObservations
+
+    return FlattenObservations()
+
+
+def _merged_defaults(name: str) -> dict[str, dict[str, Any]]:
+    return {
+        section: common | DEFAULTS[name].get(section, {})
+        for section, common in _COMMON.items()
+    }
+
+
+def _accepted_keys(config: AlgorithmConfig, method: str) -> set[str]:
+    """Keyword arguments that ``config.<method>`` accepts anywhere along its class chain."""
+    keys: set[str] = set()
+    for klass in type(config).__mro__:
+        fn = klass.__dict__.get(method)
+        if fn is None:
+            continue
+        for p in inspect.signature(fn).parameters.values():
+            if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                keys.add(p.name)
+    return keys
+
+
+def _apply(config: AlgorithmConfig, method: str, kwargs: dict[str, Any], name: str) -> None:
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{method} must be a dict, got {kwargs!r}")
+    unknown = sorted(set(kwargs) - _accepted_keys(config, method))
+    if unknown:
+        raise ConfigError(
+            f"unknown {method} key(s) {unknown} for {name}; "
+            f"accepted: {sorted(_accepted_keys(config, method))}"
+        )
+    call: Callable[..., Any] = getattr(config, method)
+    try:
+        call(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid {method} settings {kwargs} for {name}: {e}") from e
+
+
+def _apply_resources(config: AlgorithmConfig, kwargs: dict[str, Any], name: str) -> None:
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"resources must be a dict, got {kwargs!r}")
+    learner_keys = _accepted_keys(config, "learners")
+    resource_keys = _accepted_keys(config, "resources")
+    unknown = sorted(set(kwargs) - learner_keys - resource_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown resources key(s) {unknown} for {name}; "
+            f"accepted: {sorted(learner_keys | resource_keys)}"
+        )
+    _apply(config, "learners", {k: v for k, v in kwargs.items() if k in learner_keys}, name)
+    rest = {k: v for k, v in kwargs.items() if k not in learner_keys}
+    if rest:
+        _apply(config, "resources", rest, name)
