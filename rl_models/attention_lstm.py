@@ -1,0 +1,186 @@
+"""The report's attention-LSTM policy (4.1-4.2) as a stateful RLlib TorchRLModule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.utils import make_target_network
+from ray.rllib.core.rl_module.apis import (
+    TARGET_NETWORK_ACTION_DIST_INPUTS,
+    InferenceOnlyAPI,
+    TargetNetworkAPI,
+    ValueFunctionAPI,
+)
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.utils.annotations import override
+from torch import nn
+
+from mixing_env.errors import ConfigError
+from rl_models.distributions import TorchMaskedDirichlet
+from rl_models.modules.config import AttentionLSTMConfig
+from rl_models.modules.core import AttentionLSTMCore
+
+__all__ = ["AttentionLSTMModule"]
+
+
+class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnlyAPI):
+    """DeepMixing's policy: per-track Bi-LSTMs, a mix Uni-LSTM, attention, a Dirichlet.
+
+    Per step t and track i, the latest chunk is normalized (``input_norm``), embedded
+    (e = ``embed_dim``, per-track weights unless ``share_encoder``) and appended to the
+    track's window of the last W embeddings. A per-track Bi-LSTM (k/2 per direction) over the
+    window gives h_is; a Uni-LSTM (l) over the observed mix MFCC gives b_t. Report 4.2:
+    lambda_is = (B1 b_t)^T (H_i h_is), alpha = softmax over seen positions s,
+    CV_i = sum_s alpha_is h_is, gamma_i = (B2 b_t)^T (F_i CV_i), beta = softmax over real
+    tracks (dummies get exactly 0). The action distribution is `TorchMaskedDirichlet` with
+    concentration = kappa * n_real * beta + floor, whose mean (the deterministic action) is
+    (kappa * beta + floor / n_real) / (kappa + floor): beta, up to the floor's share
+    floor / (kappa + floor) of a uniform mix. A value head (tanh MLP) reads
+    [sum_i beta_i CV_i, mean over real i of CV_i, b_t].
+
+    Recurrent state (``get_initial_state``; numpy, unbatched):
+
+    ===========  ===========  =====================================================
+    key          shape        meaning
+    ===========  ===========  =====================================================
+    ``window``   (C, W, e)    the W most recent chunk embeddings per track, oldest
+                              first (zeros where not seen yet)
+    ``count``    (1,)         how many window positions hold a seen chunk (<= W)
+    ``h``, ``c`` (l,)         the Uni-LSTM state
+    ===========  ===========  =====================================================
+
+    That is C*W*e + 1 + 2l floats per env step (report size C=72, W=16, e=16, l=5: 18,443
+    floats, 73.8 kB); RLlib stores it with every step of an episode. The Bi-LSTM itself
+    keeps no state: it is recomputed over the window each step (it is bidirectional).
+
+    Observation (gymnasium Dict): ``chunks`` (C, W_obs, F) - only the newest chunk
+    ``[:, -1]`` is read, history lives in the state; ``mix_mfcc`` (n_mfcc,); ``track_mask``
+    (C,). Action space: Box(0, 1, (C,)). C, F and n_mfcc come from the observation space.
+    """
+
+    @override(TorchRLModule)
+    def setup(self) -> None:
+        """Validates the spaces and model_config, then builds the layers."""
+        cfg = AttentionLSTMConfig.from_dict(self.model_config)
+        self._cfg = cfg
+        # RLlib's connectors read max_seq_len from the module's model_config.
+        self.model_config = {**(self.model_config or {}), **cfg.to_dict()}
+        n_tracks, n_features, n_mfcc = self._check_spaces()
+        self._n_tracks = n_tracks
+        self._core = AttentionLSTMCore(cfg, n_tracks=n_tracks, n_features=n_features,
+                                       n_mfcc=n_mfcc)
+        k, l_ = cfg.hidden_size, cfg.mix_hidden_size
+        layers: list[nn.Module] = []
+        size = 2 * k + l_
+        for hidden in cfg.value_hiddens:
+            layers += [nn.Linear(size, hidden), nn.Tanh()]
+            size = hidden
+        layers.append(nn.Linear(size, 1))
+        self._value_head = nn.Sequential(*layers)
+        self.action_dist_cls = TorchMaskedDirichlet
+
+    def _check_spaces(self) -> tuple[int, int, int]:
+        obs, act = self.observation_space, self.action_space
+        keys = {"chunks", "mix_mfcc", "track_mask"}
+        if not isinstance(obs, gym.spaces.Dict) or not keys <= set(obs.spaces):
+            raise ConfigError(
+                f"observation_space must be a Dict with keys {sorted(keys)}, got {obs}"
+            )
+        chunks, mfcc, mask = obs["chunks"].shape, obs["mix_mfcc"].shape, obs["track_mask"].shape
+        if len(chunks) != 3 or len(mfcc) != 1 or mask != (chunks[0],):
+            raise ConfigError(
+                "expected observation shapes chunks (C, W_obs, F), mix_mfcc (n_mfcc,), "
+                f"track_mask (C,), got chunks={chunks}, mix_mfcc={mfcc}, track_mask={mask}"
+            )
+        if not isinstance(act, gym.spaces.Box) or act.shape != (chunks[0],):
+            raise ConfigError(f"action_space must be Box(0, 1, ({chunks[0]},)), got {act}")
+        return chunks[0], chunks[2], mfcc[0]
+
+    @override(TorchRLModule)
+    def get_initial_state(self) -> dict[str, np.ndarray]:
+        """Returns the unbatched zero state (see the class docstring)."""
+        cfg = self._cfg
+        return {
+            "window": np.zeros((self._n_tracks, cfg.window, cfg.embed_dim), np.float32),
+            "count": np.zeros((1,), np.float32),
+            "h": np.zeros((cfg.mix_hidden_size,), np.float32),
+            "c": np.zeros((cfg.mix_hidden_size,), np.float32),
+        }
+
+    def state_size(self) -> int:
+        """Floats of recurrent state per env step."""
+        return int(sum(v.size for v in self.get_initial_state().values()))
+
+    def _run(self, core: AttentionLSTMCore, batch: dict[str, Any]) -> dict[str, Any]:
+        """Runs `core` on a (B, T, ...) or (B, ...) batch; returns (B, T, ...) outputs."""
+        obs = batch[Columns.OBS]
+        chunks, mfcc, mask = obs["chunks"], obs["mix_mfcc"], obs["track_mask"]
+        if mask.dim() == 2:  # no time axis: a single step
+            chunks, mfcc, mask = chunks.unsqueeze(1), mfcc.unsqueeze(1), mask.unsqueeze(1)
+        state = batch.get(Columns.STATE_IN)
+        if state is None:
+            raise ConfigError(
+                "AttentionLSTMModule is stateful: the batch needs Columns.STATE_IN "
+                "(batched get_initial_state() at an episode start)"
+            )
+        out = core(chunks[..., -1, :], mfcc, mask, state)
+        out["dist_inputs"] = torch.cat([out["concentration"], mask.to(out["beta"].dtype)], -1)
+        return out
+
+    @override(TorchRLModule)
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        out = self._run(self._core, batch)
+        return {Columns.ACTION_DIST_INPUTS: out["dist_inputs"], Columns.STATE_OUT: out["state_out"]}
+
+    @override(TorchRLModule)
+    def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        out = self._run(self._core, batch)
+        return {
+            Columns.ACTION_DIST_INPUTS: out["dist_inputs"],
+            Columns.STATE_OUT: out["state_out"],
+            Columns.EMBEDDINGS: out["features"],
+        }
+
+    def attention(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Returns the attention of a forward pass (no grad), for analysis and plots.
+
+        Returns:
+            ``beta`` (B, T, C) over tracks, ``alpha`` (B, T, C, W) over window positions,
+            ``concentration`` (B, T, C).
+        """
+        with torch.no_grad():
+            out = self._run(self._core, batch)
+        return {k: out[k] for k in ("beta", "alpha", "concentration")}
+
+    @override(ValueFunctionAPI)
+    def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
+        """Returns values [shape=(B, T)]; runs the network unless `embeddings` are given."""
+        if embeddings is None:
+            embeddings = self._run(self._core, batch)["features"]
+        if self._cfg.value_detach:
+            embeddings = embeddings.detach()
+        return self._value_head(embeddings).squeeze(-1)
+
+    @override(TargetNetworkAPI)
+    def make_target_networks(self) -> None:
+        """Copies the whole policy path (everything but the value head) as target net."""
+        self._target_core = make_target_network(self._core)
+
+    @override(TargetNetworkAPI)
+    def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """Returns [(policy core, its target copy)]."""
+        return [(self._core, self._target_core)]
+
+    @override(TargetNetworkAPI)
+    def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Distribution inputs of the target network, (B, T, 2C)."""
+        return {TARGET_NETWORK_ACTION_DIST_INPUTS: self._run(self._target_core, batch)["dist_inputs"]}
+
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> list[str]:
+        """Env runners need neither the value head nor the target network."""
+        return ["_value_head", "_target_core"]

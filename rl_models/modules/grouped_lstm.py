@@ -1,0 +1,98 @@
+"""Per-track chunk encoders and Bi-LSTMs, all C tracks batched as grouped tensors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["GroupedLinear", "GroupedBiLSTM"]
+
+
+class GroupedLinear(nn.Module):
+    """G independent linear maps applied along a track axis (G = C, or 1 = shared).
+
+    Args:
+        groups: Number of weight groups; 1 shares one map across all tracks.
+        in_features: Input size.
+        out_features: Output size.
+    """
+
+    def __init__(self, groups: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps x [shape=(N, C, in)] to [shape=(N, C, out)] with track c's weights."""
+        # (C, N, in) @ (G, in, out) broadcasts G = 1 over the C tracks.
+        y = torch.matmul(x.transpose(0, 1), self.weight).transpose(0, 1)
+        return y + self.bias
+
+
+class GroupedBiLSTM(nn.Module):
+    """C bidirectional single-layer LSTMs with their own weights, run as one grouped LSTM.
+
+    Both directions and all groups are one batched matmul per time step: the recurrent
+    weights have shape (2 directions, G, hidden, 4 * hidden). Gate order is (i, f, o, g).
+
+    Args:
+        groups: Number of weight groups (C, or 1 for a shared encoder).
+        input_size: Size of each position's input (the chunk embedding, e).
+        hidden_size: Hidden size per direction (k / 2).
+    """
+
+    def __init__(self, groups: int, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        bound = 1.0 / math.sqrt(hidden_size)  # torch.nn.LSTM's init
+        g4 = 4 * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(2, groups, input_size, g4).uniform_(-bound, bound))
+        self.weight_hh = nn.Parameter(torch.empty(2, groups, hidden_size, g4).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(2, groups, 1, g4).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Runs both directions over each window.
+
+        Args:
+            x: Windows of chunk embeddings [shape=(N, C, W, e)], oldest position first.
+            valid: Which positions hold a chunk already seen [shape=(N, W)] bool. Invalid
+                positions must precede valid ones (a left-padded window): the forward
+                direction skips them (its state stays zero), the backward direction reaches
+                them only after every valid position.
+
+        Returns:
+            h_is, the concatenated forward and backward outputs [shape=(N, C, W, 2 * hidden)].
+            Outputs at invalid positions are meaningless; mask them downstream.
+        """
+        n, c, w, e = x.shape
+        hs = self.hidden_size
+        # Input projections for every position at once: (2, C, N*W, 4h).
+        xp = torch.matmul(x.transpose(0, 1).reshape(1, c, n * w, e), self.weight_ih) + self.bias
+        xp = xp.view(2, c, n, w, 4 * hs)
+        # Time-reverse the backward direction so step j reads position j of both.
+        xp = torch.cat([xp[:1], xp[1:].flip(3)], dim=0)
+        need_mask = not bool(valid.all())
+        if need_mask:
+            vm = torch.stack([valid, valid.flip(1)]).view(2, 1, n, w, 1)
+        h = x.new_zeros(2, c, n, hs)
+        cell = x.new_zeros(2, c, n, hs)
+        outs = []
+        for j in range(w):
+            gates = xp[:, :, :, j] + torch.matmul(h, self.weight_hh)
+            sig = torch.sigmoid(gates[..., : 3 * hs])
+            i, f, o = sig.chunk(3, dim=-1)
+            cell_new = f * cell + i * torch.tanh(gates[..., 3 * hs :])
+            h_new = o * torch.tanh(cell_new)
+            if need_mask:
+                m = vm[:, :, :, j]
+                cell = torch.where(m, cell_new, cell)
+                h = torch.where(m, h_new, h)
+            else:
+                cell, h = cell_new, h_new
+            outs.append(h)
+        out = torch.stack(outs, dim=3)  # (2, C, N, W, hs)
+        out = torch.cat([out[0], out[1].flip(2)], dim=-1)  # (C, N, W, 2hs)
+        return out.transpose(0, 1)
