@@ -1,0 +1,125 @@
+"""Typed configuration of :class:`mixing_env.envs.mixing_env.MixingEnv`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mixing_env.constants import N_MFCC, RHO
+from mixing_env.errors import ConfigError
+from mixing_env.reward import LEVEL_MATCH_MODES, MFCC_SCALE, REWARD_MODES
+
+__all__ = ["EnvConfig", "DEFAULT_SYNTHETIC", "OBS_FEATURES"]
+
+OBS_FEATURES = ("raw", "logmel")
+
+DEFAULT_SYNTHETIC: dict[str, Any] = {"n_songs": 4, "seconds": 2.0, "n_tracks": 4, "seed": 0}
+"""Songs made in memory when neither ``dataset_dir`` nor ``synthetic`` is given."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything that defines a :class:`MixingEnv`; built once from a dict at the edge."""
+
+    dataset_dir: str | None = None
+    """A prepared cache (``mixing_env.data.prepare``); None = synthetic songs in memory."""
+    songs: tuple[str, ...] | None = None
+    """Subset of songs by name; None = all."""
+    synthetic: Mapping[str, Any] | None = None
+    """Keyword arguments of ``synthetic_songs`` when ``dataset_dir`` is None;
+    None = :data:`DEFAULT_SYNTHETIC`."""
+    episode_chunks: int | None = None
+    """Length of a random window per episode, in chunks; None = the whole song."""
+    obs_window: int = 1
+    """W_obs: chunks per slot in the observation, the last W_obs up to and including t."""
+    obs_features: str = "raw"
+    """``"raw"``: samples (F = chunk_size); ``"logmel"``: absolute log-mel dB per track
+    (F = n_track_features)."""
+    n_track_features: int = 32
+    """Mel bands of the ``"logmel"`` observation."""
+    n_mfcc: int = N_MFCC
+    """MFCC coefficients of the reward and of ``mix_mfcc``."""
+    rho: float = RHO
+    """KL weight of the reward."""
+    reward_mode: str = "normalized"
+    """``"normalized"`` (distance / mfcc_scale) or ``"raw"`` (report's literal scale)."""
+    mfcc_scale: float = MFCC_SCALE
+    """Distance scale of the normalized reward, MFCC units."""
+    level_match: str = "per_chunk"
+    """``"per_chunk"``: mix scaled to the reference chunk's RMS before the MFCC; ``"none"``."""
+    seed: int | None = None
+    """Seed of the first reset when ``reset`` gets none (RLlib passes worker seeds itself)."""
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+
+        positive_int("episode_chunks", self.episode_chunks, allow_none=True)
+        positive_int("obs_window", self.obs_window)
+        positive_int("n_track_features", self.n_track_features)
+        positive_int("n_mfcc", self.n_mfcc)
+        if self.obs_features not in OBS_FEATURES:
+            raise ConfigError(
+                f"obs_features must be one of {OBS_FEATURES}, got {self.obs_features!r}"
+            )
+        if self.reward_mode not in REWARD_MODES:
+            raise ConfigError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
+        if self.level_match not in LEVEL_MATCH_MODES:
+            raise ConfigError(
+                f"level_match must be one of {LEVEL_MATCH_MODES}, got {self.level_match!r}"
+            )
+        if not (isinstance(self.rho, int | float) and self.rho >= 0):
+            raise ConfigError(f"rho must be a non-negative number, got rho={self.rho!r}")
+        if not (isinstance(self.mfcc_scale, int | float) and self.mfcc_scale > 0):
+            raise ConfigError(
+                f"mfcc_scale must be a positive number, got mfcc_scale={self.mfcc_scale!r}"
+            )
+        if self.songs is not None and (
+            isinstance(self.songs, str) or not all(isinstance(s, str) for s in self.songs)
+        ):
+            raise ConfigError(f"songs must be a list of song names, got songs={self.songs!r}")
+        if self.synthetic is not None and not isinstance(self.synthetic, Mapping):
+            raise ConfigError(f"synthetic must be a dict of keyword arguments, got {self.synthetic!r}")
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any] | EnvConfig | None) -> EnvConfig:
+        """Build from a plain dict (or RLlib's ``EnvContext``), rejecting unknown keys.
+
+        RLlib's EnvContext is a dict subclass whose extra attributes (worker_index, ...) are
+        not keys, so it converts like a dict.
+
+        Raises:
+            ConfigError: on an unknown key or a bad value.
+        """
+        if config is None:
+            return cls()
+        if isinstance(config, EnvConfig):
+            return config
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"env config must be a dict, got {type(config).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown env config key(s) {unknown}; expected a subset of {sorted(names)}"
+            )
+        values = dict(config)
+        if values.get("songs") is not None and not isinstance(values["songs"], str):
+            values["songs"] = tuple(values["songs"])
+        if values.get("synthetic") is not None and isinstance(values["synthetic"], Mapping):
+            values["synthetic"] = dict(values["synthetic"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict form (round-trips through :meth:`from_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if out["songs"] is not None:
+            out["songs"] = list(out["songs"])
+        if out["synthetic"] is not None:
+            out["synthetic"] = dict(out["synthetic"])
+        return out

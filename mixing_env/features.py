@@ -1,0 +1,205 @@
+"""Fast per-chunk audio features: MFCC and log-mel of one 500-sample chunk.
+
+``librosa.feature.mfcc`` costs about a millisecond per call, mostly in argument handling and
+padding; the environment needs one MFCC per step. :class:`ChunkMFCC` computes exactly what
+``librosa.feature.mfcc(y=chunk, sr=sr, **ChunkMFCC.librosa_kwargs)`` computes for one chunk
+(one STFT frame: ``n_fft = hop_length = chunk_size``, ``center=False``) with a precomputed
+Hann window, librosa's mel basis and scipy's orthonormal DCT-II matrix, and works on any
+batch of chunks ``(..., chunk_size)`` at once.
+
+``n_mels = 40`` is the largest common choice that leaves no empty mel filter for a 500-point
+FFT at 44.1 kHz (88.2 Hz bins; librosa warns about empty filters from about 96 bands).
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import scipy.fft
+
+from mixing_env.constants import CHUNK_SIZE, N_MFCC, SAMPLE_RATE
+from mixing_env.errors import ConfigError
+
+__all__ = ["N_MELS", "AMIN", "TOP_DB", "ChunkLogMel", "ChunkMFCC"]
+
+N_MELS = 40
+"""Mel bands behind the MFCC (no empty filter at n_fft=500, sr=44100)."""
+
+AMIN = 1e-10
+"""Power floor of the dB conversion (librosa.power_to_db's default): -100 dB."""
+
+TOP_DB = 80.0
+"""Dynamic range kept per chunk by the MFCC's dB conversion (librosa's default)."""
+
+
+class ChunkLogMel:
+    """Mel power spectrum of single-frame chunks, and its absolute dB form.
+
+    One chunk is one STFT frame: Hann window (periodic, as librosa's ``stft``), rFFT of
+    ``chunk_size`` points, power, librosa's Slaney mel basis.
+
+    Args:
+        sample_rate: Sample rate in Hz.
+        chunk_size: Samples per chunk (= FFT size).
+        n_mels: Number of mel bands.
+
+    Raises:
+        ConfigError: if the sizes are not positive or the mel basis would have empty filters.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        chunk_size: int = CHUNK_SIZE,
+        n_mels: int = N_MELS,
+    ) -> None:
+        for name, value in (("sample_rate", sample_rate), ("chunk_size", chunk_size),
+                            ("n_mels", n_mels)):
+            if int(value) != value or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {name}={value!r}")
+        self.sample_rate = int(sample_rate)
+        self.chunk_size = int(chunk_size)
+        self.n_mels = int(n_mels)
+        self.window = librosa.filters.get_window("hann", self.chunk_size, fftbins=True)
+        self.mel_basis = librosa.filters.mel(
+            sr=self.sample_rate, n_fft=self.chunk_size, n_mels=self.n_mels
+        ).astype(np.float64)
+        if np.any(self.mel_basis.max(axis=1) == 0):
+            raise ConfigError(
+                f"n_mels={n_mels} leaves empty mel filters for chunk_size={chunk_size} at "
+                f"sample_rate={sample_rate}; use fewer bands"
+            )
+        # (n_freq, n_mels) so a batch of spectra (..., n_freq) maps with one matmul.
+        self._mel_t = np.ascontiguousarray(self.mel_basis.T)
+
+    def mel_power(self, chunks: np.ndarray) -> np.ndarray:
+        """Mel power spectrum of each chunk.
+
+        Args:
+            chunks: Audio, float [shape=(..., chunk_size)].
+
+        Returns:
+            Mel power, float64 [shape=(..., n_mels)].
+        """
+        chunks = np.asarray(chunks)
+        if chunks.shape[-1] != self.chunk_size:
+            raise ConfigError(
+                f"chunks must have last dimension chunk_size={self.chunk_size}, "
+                f"got shape {chunks.shape}"
+            )
+        spectrum = np.fft.rfft(chunks * self.window, axis=-1)
+        power = spectrum.real**2 + spectrum.imag**2
+        return power @ self._mel_t
+
+    def max_db(self, peak: float) -> float:
+        """Upper bound of :meth:`log_mel` for audio whose samples satisfy ``|x| <= peak``."""
+        amplitude = float(peak) * float(np.abs(self.window).sum())
+        return float(10.0 * np.log10(max(AMIN, self.mel_basis.sum(axis=1).max() * amplitude**2)))
+
+    def log_mel(self, chunks: np.ndarray) -> np.ndarray:
+        """Absolute log-mel level of each chunk in dB (ref = 1, floor -100 dB, no top_db).
+
+        Not normalized per chunk, so a quiet stem reads as quiet.
+
+        Args:
+            chunks: Audio, float [shape=(..., chunk_size)].
+
+        Returns:
+            dB, float32 [shape=(..., n_mels)], each value >= -100.
+        """
+        return (10.0 * np.log10(np.maximum(AMIN, self.mel_power(chunks)))).astype(np.float32)
+
+    __call__ = log_mel
+
+
+class ChunkMFCC:
+    """MFCC of single-frame chunks, equal to ``librosa.feature.mfcc`` on each chunk.
+
+    Args:
+        sample_rate: Sample rate in Hz.
+        chunk_size: Samples per chunk (= FFT size = hop).
+        n_mfcc: Number of coefficients.
+        n_mels: Mel bands before the DCT.
+
+    Example:
+        >>> mfcc = ChunkMFCC(44100, 500, 13)
+        >>> y = np.random.default_rng(0).standard_normal(500).astype(np.float32)
+        >>> ref = librosa.feature.mfcc(y=y, sr=44100, **mfcc.librosa_kwargs)[:, 0]
+        >>> bool(np.allclose(mfcc(y), ref, rtol=1e-4, atol=1e-3))
+        True
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        chunk_size: int = CHUNK_SIZE,
+        n_mfcc: int = N_MFCC,
+        *,
+        n_mels: int = N_MELS,
+    ) -> None:
+        if int(n_mfcc) != n_mfcc or not 0 < n_mfcc <= n_mels:
+            raise ConfigError(f"n_mfcc must be an integer in [1, n_mels={n_mels}], got {n_mfcc!r}")
+        self.mel = ChunkLogMel(sample_rate, chunk_size, n_mels)
+        self.sample_rate = self.mel.sample_rate
+        self.chunk_size = self.mel.chunk_size
+        self.n_mels = self.mel.n_mels
+        self.n_mfcc = int(n_mfcc)
+        # Rows of the orthonormal DCT-II (librosa: scipy.fft.dct(type=2, norm="ortho")).
+        dct = scipy.fft.dct(np.eye(self.n_mels), type=2, norm="ortho", axis=0)[: self.n_mfcc]
+        self._dct_t = np.ascontiguousarray(dct.T)  # (n_mels, n_mfcc)
+
+    @property
+    def librosa_kwargs(self) -> dict:
+        """Keyword arguments that make ``librosa.feature.mfcc(y=chunk, sr=...)`` agree."""
+        return {
+            "n_mfcc": self.n_mfcc,
+            "n_fft": self.chunk_size,
+            "hop_length": self.chunk_size,
+            "center": False,
+            "n_mels": self.n_mels,
+            "window": "hann",
+            "power": 2.0,
+            "dct_type": 2,
+            "norm": "ortho",
+            "lifter": 0,
+        }
+
+    def mel_power(self, chunks: np.ndarray) -> np.ndarray:
+        """Mel power of each chunk, float64 [shape=(..., n_mels)]; see :class:`ChunkLogMel`."""
+        return self.mel.mel_power(chunks)
+
+    def from_mel_power(self, mel_power: np.ndarray) -> np.ndarray:
+        """MFCC from mel power, with librosa's per-frame dB conversion.
+
+        ``power_to_db(ref=1, amin=1e-10, top_db=80)`` as ``librosa.feature.mfcc`` applies it
+        to one frame: the 80 dB floor is relative to that chunk's loudest band.
+
+        Args:
+            mel_power: Mel power [shape=(..., n_mels)].
+
+        Returns:
+            MFCC, float64 [shape=(..., n_mfcc)].
+        """
+        db = 10.0 * np.log10(np.maximum(AMIN, mel_power))
+        np.maximum(db, db.max(axis=-1, keepdims=True) - TOP_DB, out=db)
+        return db @ self._dct_t
+
+    def max_abs(self, peak: float) -> np.ndarray:
+        """Bound on ``|MFCC|`` per coefficient for audio with ``|x| <= peak``.
+
+        Returns:
+            float64 [shape=(n_mfcc,)].
+        """
+        level = max(-10.0 * np.log10(AMIN), abs(self.mel.max_db(peak)))
+        return np.abs(self._dct_t).sum(axis=0) * level
+
+    def __call__(self, chunks: np.ndarray) -> np.ndarray:
+        """MFCC of each chunk.
+
+        Args:
+            chunks: Audio, float [shape=(..., chunk_size)].
+
+        Returns:
+            MFCC, float32 [shape=(..., n_mfcc)].
+        """
+        return self.from_mel_power(self.mel_power(chunks)).astype(np.float32)
