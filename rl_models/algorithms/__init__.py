@@ -7,16 +7,20 @@ no longer ships.
 
 from rl_models.algorithms.builder import (
     ALGORITHMS,
+    DEFAULT_MODULE,
     DEFAULTS,
     ENV_NAME,
+    RLLIB_DEFAULT_MODULE,
     build_algorithm_config,
 )
 from rl_models.algorithms.pg import PG, PGConfig
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_MODULE",
     "DEFAULTS",
     "ENV_NAME",
+    "RLLIB_DEFAULT_MODULE",
     "PG",
     "PGConfig",
     "build_algorithm_config",

@@ -18,9 +18,20 @@ from mixing_env.errors import ConfigError
 from rl_models.algorithms.pg import PGConfig
 from rl_models.registry import module_spec
 
-__all__ = ["ALGORITHMS", "DEFAULTS", "ENV_NAME", "build_algorithm_config"]
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULTS",
+    "DEFAULT_MODULE",
+    "ENV_NAME",
+    "RLLIB_DEFAULT_MODULE",
+    "build_algorithm_config",
+]
 
 ENV_NAME = "deepmixing"
+DEFAULT_MODULE = "deepmixing_attention_lstm"
+"""The registered module used when ``module`` is None."""
+RLLIB_DEFAULT_MODULE = "rllib_default"
+"""``module`` value selecting the algorithm's own RLlib default module (benchmark baseline)."""
 
 #: Algorithm name (upper case) -> its AlgorithmConfig class.
 ALGORITHMS: dict[str, type[AlgorithmConfig]] = {
@@ -76,7 +87,7 @@ def build_algorithm_config(
     *,
     env_config: Mapping[str, Any],
     model: Mapping[str, Any] | None = None,
-    module: str | None = "deepmixing_attention_lstm",
+    module: str | None = DEFAULT_MODULE,
     training: Mapping[str, Any] | None = None,
     env_runners: Mapping[str, Any] | None = None,
     resources: Mapping[str, Any] | None = None,
@@ -97,9 +108,11 @@ def build_algorithm_config(
         env_config: MixingEnv config dict (keys of ``mixing_env.envs.config.EnvConfig``),
             passed to every env unchanged; checked here so typos fail before Ray starts.
         model: The module's ``model_config`` (e.g. ``{"k": 8, "max_seq_len": 8}``).
-        module: Registered module name; ``None`` uses the algorithm's RLlib default module
-            (with ``model`` as its ``DefaultModelConfig`` dict, observations flattened),
-            the baseline the benchmark compares against.
+        module: Registered module name (:data:`rl_models.registry.MODULES`); None means
+            :data:`DEFAULT_MODULE`. ``"rllib_default"`` uses the algorithm's own RLlib
+            default module instead (``model`` is then its ``DefaultModelConfig`` dict, e.g.
+            ``{"use_lstm": True}``; observations are flattened for it), the baseline the
+            benchmark compares against.
         training: Keyword arguments of ``config.training()`` (lr, gamma,
             train_batch_size_per_learner, minibatch_size, num_epochs, entropy_coeff, ...).
         env_runners: Keyword arguments of ``config.env_runners()`` (num_env_runners,
@@ -141,11 +154,11 @@ def build_algorithm_config(
         normalize_actions=False,
         clip_actions=False,
     )
-    if module is None:
+    if module == RLLIB_DEFAULT_MODULE:
         config.rl_module(model_config=dict(model or {}))
         config.env_runners(env_to_module_connector=_flatten_observations)
     else:
-        config.rl_module(rl_module_spec=_module_spec(module, model))
+        config.rl_module(rl_module_spec=_module_spec(module or DEFAULT_MODULE, model))
 
     defaults = _merged_defaults(name)
     _apply(config, "training", defaults["training"] | dict(training or {}), name)
