@@ -218,12 +218,20 @@ def song_names(env_config: dict) -> list[str]:
     return [s.name for s in synthetic_songs(**dict(cfg.synthetic or DEFAULT_SYNTHETIC))]
 
 
-def run_episode(env_config: dict, song: str, policy: Any) -> EpisodeRecord:
-    """Plays one whole song through a fresh MixingEnv with ``policy``."""
+def run_episode(env_config: dict, song: str, policy: Any, *, songs: list | None = None
+                ) -> EpisodeRecord:
+    """Plays one whole song through a fresh MixingEnv with ``policy``.
+
+    Args:
+        env_config: EnvConfig dict (dataset, features, reward settings).
+        song: Name of the song to play.
+        policy: A :class:`ModulePolicy` or :class:`BaselinePolicy`.
+        songs: In-memory Song objects to play instead of the config's dataset.
+    """
     from mixing_env.envs.mixing_env import MixingEnv
 
-    env = MixingEnv({**env_config, "songs": [song], "episode_chunks": None})
-    obs, _ = env.reset(seed=0)
+    env = MixingEnv({**env_config, "songs": [song], "episode_chunks": None}, songs=songs)
+    obs, _ = env.reset(seed=0, options={"song": song, "start": 0})
     policy.reset()
     gains, distances, rewards = [], [], []
     song_obj = env.song
