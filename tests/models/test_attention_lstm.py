@@ -1,0 +1,236 @@
+import numpy as np
+import pytest
+import torch
+import tree
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import TARGET_NETWORK_ACTION_DIST_INPUTS
+from ray.rllib.core.rl_module.rl_module import RLModule
+
+from mixing_env.errors import ConfigError
+from rl_models.modules.grouped_lstm import GroupedBiLSTM
+from rl_models.registry import MODULES, module_spec
+
+from .conftest import C, TINY, W, make_batch, make_module, spaces
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
+def test_output_shapes(share):
+    module = make_module(share_encoder=share)
+    batch = make_batch(module, b=2, t=5)
+    out = module.forward_train(batch)
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (2, 5, 2 * C)
+    assert out[Columns.EMBEDDINGS].shape == (2, 5, 2 * TINY["hidden_size"] + TINY["mix_hidden_size"])
+    state = out[Columns.STATE_OUT]
+    assert state["window"].shape == (2, C, W, TINY["embed_dim"])
+    assert state["count"].shape == (2, 1) and state["h"].shape == (2, TINY["mix_hidden_size"])
+    assert module.compute_values(batch).shape == (2, 5)
+    assert module.state_size() == C * W * TINY["embed_dim"] + 1 + 2 * TINY["mix_hidden_size"]
+    assert module.model_config["max_seq_len"] == TINY["max_seq_len"]
+
+
+def test_single_step_without_time_axis(module):
+    batch = make_batch(module, b=2, t=1)
+    batch[Columns.OBS] = tree.map_structure(lambda x: x[:, 0], batch[Columns.OBS])
+    out = module.forward_exploration(batch)
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (2, 1, 2 * C)
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
+def test_backward_reaches_every_parameter(share):
+    module = make_module(share_encoder=share)
+    module.make_target_networks()
+    batch = make_batch(module, b=2, t=6)
+    out = module.forward_train(batch)
+    dist = module.get_train_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    actions = dist.sample()
+    loss = -(dist.logp(actions) * torch.linspace(-1, 1, 6)).sum() - dist.entropy().sum()
+    loss = loss + module.compute_values(batch, out[Columns.EMBEDDINGS]).square().sum()
+    loss.backward()
+    trainable = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    assert any(n.startswith("_core.H") for n in trainable)
+    assert all(not n.startswith("_target_core") for n in trainable)
+    for name, p in trainable.items():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+    # Each per-track H_i and F_i gets its own gradient (dummy track 2 only from the batch row
+    # where it is real).
+    for name in ("H", "F"):
+        grad = getattr(module._core, name).grad
+        assert all(grad[i].abs().sum() > 0 for i in range(C)), name
+
+
+@pytest.mark.parametrize("t", [3, 11], ids=["shorter-than-window", "longer-than-window"])
+def test_stepwise_matches_forward_train(module, t):
+    batch = make_batch(module, b=2, t=t)
+    full = module.forward_train(batch)
+    state, steps, values = batch[Columns.STATE_IN], [], []
+    for j in range(t):
+        step = {Columns.OBS: tree.map_structure(lambda x, j=j: x[:, j : j + 1], batch[Columns.OBS]),
+                Columns.STATE_IN: state}
+        out = module.forward_inference(step)
+        steps.append(out[Columns.ACTION_DIST_INPUTS])
+        with torch.no_grad():
+            values.append(module.compute_values(step))
+        state = out[Columns.STATE_OUT]
+    torch.testing.assert_close(torch.cat(steps, 1), full[Columns.ACTION_DIST_INPUTS].detach(),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(values, 1), module.compute_values(batch).detach(),
+                               atol=1e-5, rtol=0)
+    for key in state:
+        torch.testing.assert_close(state[key], full[Columns.STATE_OUT][key].detach(),
+                                   atol=1e-5, rtol=0)
+
+
+def test_sequences_continue_from_state(module):
+    """A sequence split in two, the second half from the first's STATE_OUT, is unchanged."""
+    batch = make_batch(module, b=2, t=10)
+    full = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
+    first = {Columns.OBS: tree.map_structure(lambda x: x[:, :6], batch[Columns.OBS]),
+             Columns.STATE_IN: batch[Columns.STATE_IN]}
+    out1 = module.forward_train(first)
+    second = {Columns.OBS: tree.map_structure(lambda x: x[:, 6:], batch[Columns.OBS]),
+              Columns.STATE_IN: tree.map_structure(torch.Tensor.detach, out1[Columns.STATE_OUT])}
+    out2 = module.forward_train(second)[Columns.ACTION_DIST_INPUTS]
+    torch.testing.assert_close(torch.cat([out1[Columns.ACTION_DIST_INPUTS], out2], 1), full,
+                               atol=1e-5, rtol=0)
+
+
+def test_attention_weights_are_masked_distributions(module):
+    batch = make_batch(module, b=2, t=6)
+    att = module.attention(batch)
+    mask = batch[Columns.OBS]["track_mask"]
+    beta, alpha = att["beta"], att["alpha"]
+    torch.testing.assert_close(beta.sum(-1), torch.ones(2, 6))
+    assert torch.all(beta[mask == 0] == 0.0) and torch.all(beta[mask == 1] > 0)
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(2, 6, C))
+    # At step j (from an empty window) only the last min(j + 1, W) positions are seen.
+    for j in range(6):
+        seen = min(j + 1, W)
+        assert torch.all(alpha[:, j, :, : W - seen] == 0.0)
+        assert torch.all(alpha[:, j, :, W - seen :] > 0.0)
+
+
+def test_all_dummy_padding_steps_stay_finite(module):
+    batch = make_batch(module, b=1, t=4)
+    batch[Columns.OBS] = tree.map_structure(torch.zeros_like, batch[Columns.OBS])  # RLlib padding
+    out = module.forward_train(batch)
+    dist = module.get_train_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    x = dist.sample()
+    assert torch.all(x == 0) and torch.all(dist.logp(x) == 0)
+    assert torch.isfinite(module.compute_values(batch)).all()
+
+
+def test_dummy_slot_gets_exactly_zero_action(module):
+    batch = make_batch(module, b=1, t=3, mask=((1, 0, 1),))
+    out = module.forward_exploration(batch)
+    dist = module.get_exploration_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    for actions in (dist.sample(), dist.to_deterministic().sample()):
+        assert torch.all(actions[..., 1] == 0.0)
+        torch.testing.assert_close(actions.sum(-1), torch.ones(1, 3))
+
+
+def test_deterministic_action_is_beta_up_to_floor():
+    module = make_module(concentration_floor=1e-4, learn_concentration_scale=False)
+    batch = make_batch(module, b=2, t=4)
+    out = module.forward_inference(batch)
+    det = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    torch.testing.assert_close(det.to_deterministic().sample(), module.attention(batch)["beta"],
+                               atol=1e-4, rtol=0)
+
+
+def test_checkpoint_roundtrip_gives_identical_deterministic_actions(module, tmp_path):
+    with torch.no_grad():
+        module._core.H.add_(0.5)  # move off the seed's init
+    batch = make_batch(module, b=2, t=5)
+    module.save_to_path(tmp_path / "module")
+    restored = RLModule.from_checkpoint(tmp_path / "module")
+    assert type(restored) is type(module)
+
+    def act(m):
+        out = m.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
+        return m.get_inference_action_dist_cls().from_logits(out).to_deterministic().sample()
+
+    assert torch.equal(act(module), act(restored))
+
+
+def test_target_network_pairs_and_forward_target(module):
+    module.make_target_networks()
+    (main, target), = module.get_target_network_pairs()
+    assert main is module._core and target is not main
+    batch = make_batch(module, b=1, t=3)
+    torch.testing.assert_close(module.forward_target(batch)[TARGET_NETWORK_ACTION_DIST_INPUTS],
+                               module.forward_train(batch)[Columns.ACTION_DIST_INPUTS])
+    with torch.no_grad():
+        module._core.F.add_(1.0)
+    assert not torch.allclose(module.forward_target(batch)[TARGET_NETWORK_ACTION_DIST_INPUTS],
+                              module.forward_train(batch)[Columns.ACTION_DIST_INPUTS])
+
+
+def test_inference_only_module_drops_value_head():
+    obs, act = spaces()
+    m = MODULES["deepmixing_attention_lstm"](observation_space=obs, action_space=act,
+                                             model_config=TINY, inference_only=True)
+    assert not hasattr(m, "_value_head")
+    assert m.forward_inference(make_batch(m, b=1, t=2))[Columns.ACTION_DIST_INPUTS].shape == (1, 2, 6)
+
+
+def test_grouped_bilstm_matches_torch_lstm():
+    torch.manual_seed(3)
+    e, h, n, w = 4, 5, 3, 6
+    grouped = GroupedBiLSTM(1, e, h)
+    ref = torch.nn.LSTM(e, h, batch_first=True, bidirectional=True)
+    order = torch.cat([torch.arange(0, h), torch.arange(h, 2 * h), torch.arange(3 * h, 4 * h),
+                       torch.arange(2 * h, 3 * h)])  # torch (i, f, g, o) -> ours (i, f, o, g)
+    with torch.no_grad():
+        for d, sfx in enumerate(("", "_reverse")):
+            ref.get_parameter(f"weight_ih_l0{sfx}").copy_(grouped.weight_ih[d, 0].T[order])
+            ref.get_parameter(f"weight_hh_l0{sfx}").copy_(grouped.weight_hh[d, 0].T[order])
+            ref.get_parameter(f"bias_ih_l0{sfx}").copy_(grouped.bias[d, 0, 0][order])
+            ref.get_parameter(f"bias_hh_l0{sfx}").zero_()
+    x = torch.randn(n, w, e)
+    ours = grouped(x.unsqueeze(1), torch.ones(n, w, dtype=torch.bool))[:, 0]
+    torch.testing.assert_close(ours, ref(x)[0], atol=1e-6, rtol=0)
+    # A left-padded window gives the same outputs at its valid positions as the short sequence.
+    valid = torch.arange(w).expand(n, w) >= 2
+    ours = grouped(x.unsqueeze(1), valid)[:, 0, 2:]
+    torch.testing.assert_close(ours, ref(x[:, 2:])[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"hidden_size": 7}, "must be even"),
+        ({"window": 0}, "window"),
+        ({"input_norm": "zscore"}, "input_norm"),
+        ({"concentration_floor": 0.0}, "concentration_floor"),
+        ({"share_encoder": "yes"}, "share_encoder"),
+        ({"value_hiddens": [0]}, "value_hiddens"),
+        ({"lstm_size": 3}, "unknown model_config key"),
+    ],
+    ids=["odd-k", "window-0", "bad-norm", "zero-floor", "non-bool", "bad-hiddens", "unknown-key"],
+)
+def test_bad_config_raises(override, match):
+    with pytest.raises(ConfigError, match=match):
+        make_module(**override)
+    with pytest.raises(ConfigError, match=match):
+        module_spec("deepmixing_attention_lstm", {**TINY, **override})
+
+
+def test_registry_spec_builds_module_and_rejects_unknown_name():
+    obs, act = spaces()
+    spec = module_spec("deepmixing_attention_lstm", {"window": 4, "vf_share_layers": False})
+    assert spec.model_config["max_seq_len"] == 32 and spec.model_config["hidden_size"] == 100
+    spec.observation_space, spec.action_space = obs, act
+    assert spec.build().get_initial_state()["window"].shape == (C, 4, 16)
+    with pytest.raises(ConfigError, match="known: \\['deepmixing_attention_lstm'\\]"):
+        module_spec("transformer", {})
+
+
+def test_bad_spaces_raise():
+    import gymnasium as gym
+
+    obs, _ = spaces()
+    with pytest.raises(ConfigError, match="action_space"):
+        MODULES["deepmixing_attention_lstm"](observation_space=obs,
+                                             action_space=gym.spaces.Box(0, 1, (5,), np.float32),
+                                             model_config=TINY)
