@@ -1,0 +1,397 @@
+"""The ``deepmixing`` command line: synth, prepare, taxonomy, train, tune, evaluate, mix,
+benchmark, demo.
+
+User mistakes (the project's errors, bad paths, bad overrides) print one line
+``deepmixing: error: ...`` and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mixing_env.errors import ConfigError, DeepMixingError
+
+__all__ = ["main", "build_parser"]
+
+_REPO = Path(__file__).resolve().parents[1]
+_BENCHMARKS = {"env": "bench_env.py", "model": "bench_model.py", "prepare": "bench_prepare.py"}
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from mixing_env.data.synthetic import make_synthetic_dataset
+
+    tracks = args.tracks if args.tracks_max is None else (args.tracks, args.tracks_max)
+    paths = make_synthetic_dataset(args.out, n_songs=args.n_songs, seconds=args.seconds,
+                                   n_tracks=tracks, seed=args.seed, sample_rate=args.sample_rate)
+    print(f"wrote {len(paths)} synthetic song(s) to {args.out}")
+    for p in paths:
+        print(f"  {p}")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from mixing_env.data.prepare import prepare_dataset
+
+    kwargs = dict(sample_rate=args.sample_rate, chunk_size=args.chunk_size, mono=not args.stereo,
+                  n_chunks=args.n_chunks, strict=args.strict, progress=not args.no_progress)
+    if args.taxonomy:
+        from mixing_env.data.taxonomy import Taxonomy
+
+        kwargs["taxonomy"] = Taxonomy.load(args.taxonomy)
+    if args.mix_pattern:
+        kwargs["mix_pattern"] = args.mix_pattern
+    ds = prepare_dataset(args.source, args.cache, **kwargs)
+    print(f"prepared {len(ds)} song(s) into {args.cache}: C={ds.n_slots} slots, "
+          f"T={ds.n_chunks} chunks of {ds.chunk_size} samples at {ds.sample_rate} Hz")
+    return 0
+
+
+def _cmd_taxonomy(args: argparse.Namespace) -> int:
+    from mixing_env.data.layouts import discover_songs
+    from mixing_env.data.taxonomy import Taxonomy
+
+    tax = Taxonomy.load(args.taxonomy)
+    songs = discover_songs(args.source, mix_pattern=args.mix_pattern)
+    rows = [("song", "stem file", "section/instrument", "slot")]
+    for song in songs:
+        slots = tax.assign_slots([s.name for s in song.stems])
+        for stem, slot in zip(song.stems, slots, strict=True):
+            section, instrument = tax.classify(stem.name)
+            rows.append((song.name, Path(stem.path).name, f"{section}/{instrument}", slot))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _load_experiment(args: argparse.Namespace) -> dict:
+    from rl_models.experiment import load_experiment
+
+    experiment = load_experiment(args.experiment, overrides=args.set or [])
+    if getattr(args, "name", None):
+        experiment["name"] = args.name
+    return experiment
+
+
+def _summarize(results) -> None:
+    for r in results:
+        metrics = r.metrics or {}
+        custom = metrics.get("deepmixing", {}) or {}
+        ckpt = r.checkpoint.path if r.checkpoint else "-"
+        print(f"trial {Path(r.path).name}: iterations={metrics.get('training_iteration')} "
+              f"mfcc_distance={custom.get('mfcc_distance_mean', float('nan')):.3f} "
+              f"reward={custom.get('reward_mean', float('nan')):.3f} "
+              f"gap_closed={custom.get('gap_closed', float('nan')):.3f}")
+        print(f"  results: {r.path}\n  checkpoint: {ckpt}")
+
+
+def _cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
+    from rl_models.train import init_ray, resume_experiment, run_experiment
+
+    init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
+    if getattr(args, "resume", None):
+        results = resume_experiment(args.resume, verbose=args.verbose)
+    else:
+        if args.experiment is None:
+            raise ConfigError("give an experiment file (e.g. quickstart) or --resume DIR")
+        experiment = _load_experiment(args)
+        results = run_experiment(experiment, sweep=sweep, storage_path=args.storage_path,
+                                 verbose=args.verbose)
+    _summarize(results)
+    if sweep and len(results) > 1:
+        exp = _load_experiment(args) if args.experiment else None
+        metric = (exp or {}).get("tune", {}).get("metric")
+        if metric:
+            best = results.get_best_result(metric=metric,
+                                           mode=exp["tune"].get("mode", "max"))
+            print(f"best trial by {metric}: {best.path}")
+    return 0
+
+
+def _env_config_from_args(args: argparse.Namespace) -> dict:
+    from rl_models.experiment import apply_overrides
+
+    env: dict = {}
+    if args.dataset:
+        if not Path(args.dataset).is_dir():
+            raise ConfigError(f"dataset cache not found: {args.dataset}")
+        env["dataset_dir"] = str(args.dataset)
+    elif args.synthetic:
+        env["synthetic"] = {"n_songs": args.synthetic, "seconds": args.seconds,
+                            "n_tracks": args.tracks, "seed": args.seed}
+    if args.songs:
+        env["songs"] = list(args.songs)
+    sets = [s if s.startswith("env.") else f"env.{s}" for s in (args.set or [])]
+    return apply_overrides({"env": env}, sets)["env"]
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from rl_models.evaluate import evaluate, format_table
+
+    rows = evaluate(args.policies, env_config=_env_config_from_args(args), out_dir=args.out,
+                    plots=not args.no_plots, progress=not args.no_progress)
+    print(format_table(rows, means_only=args.means_only))
+    print(f"\ntable: {Path(args.out) / 'evaluation.json'}  {Path(args.out) / 'evaluation.csv'}")
+    if not args.no_plots:
+        print(f"plots: {Path(args.out) / 'plots'}")
+    return 0
+
+
+def _cmd_mix(args: argparse.Namespace) -> int:
+    from rl_models.mix import mix_song
+
+    result = mix_song(args.checkpoint, args.folder, out_dir=args.out,
+                      target_lufs=None if args.peak_only else args.target_lufs,
+                      peak_dbfs=args.peak_dbfs, mix_pattern=args.mix_pattern,
+                      taxonomy=args.taxonomy, progress=not args.no_progress)
+    print(f"mixed WAV:       {result['wav']}  (make-up gain {result['makeup_gain']:.4f})")
+    print(f"automation CSV:  {result['csv']}")
+    print(f"automation JSON: {result['json']}")
+    print(f"automation PNG:  {result['png']}")
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    script = _REPO / "benchmarks" / _BENCHMARKS[args.which]
+    if not script.is_file():
+        raise ConfigError(f"benchmark script not found: {script}")
+    extra = [a for a in args.args if a != "--"]
+    return subprocess.call([sys.executable, str(script), *extra])
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mixing_env.data.prepare import prepare_dataset
+    from mixing_env.data.synthetic import make_synthetic_dataset
+    from rl_models.evaluate import evaluate, format_table
+    from rl_models.experiment import load_experiment
+    from rl_models.mix import mix_song
+    from rl_models.train import init_ray, run_experiment
+
+    out = Path(args.out).resolve()
+    started = time.time()
+    print(f"[1/5] synthetic songs -> {out / 'songs'}")
+    make_synthetic_dataset(out / "songs", n_songs=args.n_songs, seconds=args.seconds,
+                           n_tracks=args.tracks, seed=args.seed)
+    print(f"[2/5] prepare -> {out / 'cache'}")
+    ds = prepare_dataset(out / "songs", out / "cache", progress=not args.no_progress)
+    names = list(ds.names)
+    held_out = names[-max(1, len(names) // 4):]
+    train_songs = [n for n in names if n not in held_out] or names
+    print(f"[3/5] train quickstart on {len(train_songs)} song(s), "
+          f"{args.iterations} iteration(s)")
+    experiment = load_experiment("quickstart", overrides=[
+        f"env.dataset_dir={out / 'cache'}",
+        f"env.songs={train_songs}",
+        f"evaluation.env.songs={held_out}",
+        f"stop.training_iteration={args.iterations}",
+        f"storage_path={out / 'runs'}",
+        "name=demo",
+        *(args.set or []),
+    ])
+    init_ray(num_cpus=args.num_cpus, address=args.address)
+    results = run_experiment(experiment, verbose=0)
+    _summarize(results)
+    best = results[0]
+    checkpoint = best.checkpoint.path
+    print(f"[4/5] evaluate on held-out songs {held_out} against the baselines")
+    rows = evaluate([checkpoint, "equal", "loudness", "oracle", "static_oracle"],
+                    env_config={"dataset_dir": str(out / "cache"), "songs": held_out},
+                    out_dir=out / "evaluation", progress=not args.no_progress)
+    print(format_table(rows, means_only=True))
+    print(f"[5/5] mix {held_out[0]} with the trained agent")
+    song_dir = next(p for p in sorted((out / "songs").iterdir()) if p.name == held_out[0]) \
+        if (out / "songs" / held_out[0]).is_dir() else sorted((out / "songs").iterdir())[-1]
+    result = mix_song(checkpoint, song_dir, out_dir=out / "mix", progress=not args.no_progress)
+    print(f"\ndone in {time.time() - started:.0f} s. Outputs:")
+    print(f"  songs:            {out / 'songs'}")
+    print(f"  prepared cache:   {out / 'cache'}")
+    print(f"  training results: {best.path}  (tensorboard --logdir {out / 'runs'})")
+    print(f"  checkpoint:       {checkpoint}")
+    print(f"  evaluation:       {out / 'evaluation' / 'evaluation.csv'} (+ .json, plots/)")
+    print(f"  mixed WAV:        {result['wav']}")
+    print(f"  automation:       {result['csv']}  {result['json']}  {result['png']}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+def _add_ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray")
+    g.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs for the local Ray (default: all local cores)")
+    g.add_argument("--num-gpus", type=int, default=None, help="GPUs for the local Ray")
+    g.add_argument("--address", default=None,
+                   help="join a running Ray cluster ('auto' or host:port) instead of starting one")
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("dataset (default: the checkpoint's, else built-in synthetic songs)")
+    g.add_argument("--dataset", type=Path, help="a prepared cache (deepmixing prepare)")
+    g.add_argument("--synthetic", type=int, metavar="N",
+                   help="N synthetic songs in memory instead of a cache")
+    g.add_argument("--seconds", type=float, default=2.0, help="synthetic song length")
+    g.add_argument("--tracks", type=int, default=4, help="synthetic tracks per song")
+    g.add_argument("--seed", type=int, default=1, help="synthetic songs' seed")
+    g.add_argument("--songs", nargs="+", help="only these songs (by name)")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="env setting override, e.g. --set level_match=none (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``deepmixing`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="deepmixing",
+        description="Reinforcement learning for automatic multitrack level mixing.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("synth", help="make synthetic multitrack songs with known gains",
+                       formatter_class=fmt,
+                       description="Write Cambridge-MT-style song folders (stems, a reference "
+                                   "mix, true_gains) made from known gain automation.")
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--n-songs", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=4.0, help="length of each song")
+    p.add_argument("--tracks", type=int, default=6, help="tracks per song (or the minimum)")
+    p.add_argument("--tracks-max", type=int, default=None,
+                   help="if set, each song gets between --tracks and this many tracks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-rate", type=int, default=44100)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("prepare", help="turn a multitrack dataset into a chunked cache",
+                       formatter_class=fmt,
+                       description="Read Cambridge-MT, MedleyDB or MUSDB18 folders (or synth "
+                                   "output), classify stems into slots, resample, chunk and "
+                                   "write a memory-mappable cache. Resumable.")
+    p.add_argument("source", type=Path, help="dataset folder")
+    p.add_argument("cache", type=Path, help="cache folder to write")
+    p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--chunk-size", type=int, default=500)
+    p.add_argument("--stereo", action="store_true", help="keep stereo (default: mono downmix)")
+    p.add_argument("--n-chunks", type=int, default=None,
+                   help="pad/trim every song to this many chunks (default: the longest)")
+    p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
+    p.add_argument("--mix-pattern", default=None, help="glob of the mix file (default *Mix*)")
+    p.add_argument("--strict", action="store_true", help="fail on a bad song instead of skipping")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("taxonomy", help="show how each stem of a dataset is classified",
+                       formatter_class=fmt,
+                       description="Print stem file -> section/instrument -> slot for every "
+                                   "song found under SOURCE.")
+    p.add_argument("source", type=Path, help="dataset or song folder")
+    p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
+    p.add_argument("--mix-pattern", default="*Mix*")
+    p.set_defaults(func=_cmd_taxonomy)
+
+    for name, sweep in (("train", False), ("tune", True)):
+        p = sub.add_parser(
+            name, formatter_class=fmt,
+            help=("train one experiment through Ray Tune" if not sweep
+                  else "run an experiment's hyperparameter sweep (ASHA/PBT)"),
+            description=("Train one experiment file through Ray Tune: checkpoints, TensorBoard "
+                         "logs, custom metrics. --resume continues an interrupted run."
+                         if not sweep else
+                         "Run the sweep in the experiment's tune section (search space, "
+                         "scheduler, num_samples) through Ray Tune."))
+        p.add_argument("experiment", nargs="?",
+                       help="experiment file or name in tune_configs/ (e.g. quickstart)")
+        p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                       help="override any value, e.g. --set training.lr=1e-4 (repeatable)")
+        p.add_argument("--name", default=None, help="experiment name (results folder)")
+        p.add_argument("--storage-path", default=None,
+                       help="where results go (default: the file's storage_path)")
+        p.add_argument("--resume", type=Path, default=None, metavar="EXPERIMENT_DIR",
+                       help="resume an interrupted experiment from its folder")
+        p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2, 3),
+                       help="Tune's console verbosity")
+        _add_ray_args(p)
+        p.set_defaults(func=(lambda a, s=sweep: _cmd_train(a, sweep=s)))
+
+    p = sub.add_parser("evaluate", help="score checkpoints and baselines on a dataset",
+                       formatter_class=fmt,
+                       description="Run each policy (a checkpoint, or a baseline: equal, "
+                                   "loudness, oracle, static_oracle) over every song and write "
+                                   "evaluation.json, evaluation.csv and PNG plots.")
+    p.add_argument("policies", nargs="+", help="checkpoint folders and/or baseline names")
+    p.add_argument("--out", type=Path, default=Path("runs/evaluation"), help="output folder")
+    _add_dataset_args(p)
+    p.add_argument("--means-only", action="store_true", help="print only the mean rows")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("mix", help="mix a multitrack folder with a trained checkpoint",
+                       formatter_class=fmt,
+                       description="Write the mixed WAV at the source sample rate, the gain "
+                                   "automation as CSV and JSON, and a PNG of it.")
+    p.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
+    p.add_argument("folder", type=Path, help="the song's multitrack folder")
+    p.add_argument("--out", type=Path, default=Path("runs/mix"), help="output folder")
+    p.add_argument("--target-lufs", type=float, default=-14.0,
+                   help="loudness of the output (one overall make-up gain)")
+    p.add_argument("--peak-only", action="store_true",
+                   help="normalize the peak only, no loudness target")
+    p.add_argument("--peak-dbfs", type=float, default=-1.0, help="largest output peak")
+    p.add_argument("--mix-pattern", default="*Mix*", help="glob of a mix file to leave out")
+    p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_mix)
+
+    p = sub.add_parser("benchmark", help="run a benchmark script (env, model, prepare)",
+                       formatter_class=fmt,
+                       description="Run benchmarks/bench_<which>.py; arguments after the name "
+                                   "are passed through (e.g. deepmixing benchmark env -- -h).")
+    p.add_argument("which", choices=sorted(_BENCHMARKS))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script")
+    p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser("demo", help="the whole job on synthetic songs, in minutes",
+                       formatter_class=fmt,
+                       description="Synthetic songs -> prepare -> quickstart training -> "
+                                   "evaluation against the baselines -> a mixed WAV.")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    p.add_argument("--n-songs", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--tracks", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=10, help="training iterations")
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                   help="override a quickstart value (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_ray_args(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deepmixing`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DeepMixingError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        if args.debug:
+            raise
+        print(f"deepmixing: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepmixing: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
