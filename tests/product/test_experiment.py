@@ -1,0 +1,108 @@
+import pytest
+import yaml
+
+from mixing_env.errors import ConfigError
+from rl_models.experiment import (
+    TOP_LEVEL_KEYS,
+    apply_overrides,
+    has_search_space,
+    list_experiments,
+    load_experiment,
+    parse_override,
+    to_search_space,
+)
+
+SHIPPED = ["quickstart", "paper", "sweep_asha", "sweep_pbt", "ppo", "appo", "impala", "pg",
+           "cluster"]
+
+
+def test_every_experiment_file_is_shipped_and_loads():
+    assert set(SHIPPED) <= set(list_experiments())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_experiment_schema(name):
+    exp = load_experiment(name)
+    assert set(exp) == set(TOP_LEVEL_KEYS)
+    assert exp["algorithm"] in ("PPO", "APPO", "IMPALA", "PG")
+    assert isinstance(exp["env"], dict) and isinstance(exp["stop"], dict)
+
+
+def test_paper_matches_appendix_2():
+    exp = load_experiment("paper")
+    assert exp["model"]["hidden_size"] == 100 and exp["model"]["mix_hidden_size"] == 5
+    assert exp["model"]["attention_dim"] == 100 and exp["env"]["rho"] == 0.01
+    assert exp["env"]["obs_features"] == "raw"
+
+
+def test_algorithm_files_use_their_algorithm():
+    for name, algo in [("ppo", "PPO"), ("appo", "APPO"), ("impala", "IMPALA"), ("pg", "PG")]:
+        assert load_experiment(name)["algorithm"] == algo
+
+
+def test_cluster_has_gpu_learner_and_fault_tolerance():
+    exp = load_experiment("cluster")
+    assert exp["env_runners"]["num_env_runners"] >= 8
+    assert exp["resources"]["num_gpus_per_learner"] == 1
+    assert exp["fault_tolerance"]["restart_failed_env_runners"] is True
+
+
+def test_overrides_are_yaml_parsed():
+    exp = load_experiment("quickstart", overrides=["training.lr=1e-4", "env.rho=0.02",
+                                                   "env.songs=[a, b]", "model.window=4",
+                                                   "evaluation.env.synthetic.seed=7"])
+    assert exp["training"]["lr"] == pytest.approx(1e-4)
+    assert exp["env"]["rho"] == pytest.approx(0.02)
+    assert exp["env"]["songs"] == ["a", "b"]
+    assert exp["model"]["window"] == 4
+    assert exp["evaluation"]["env"]["synthetic"]["seed"] == 7
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("nonsense.lr=1", "unknown top-level key 'nonsense'"),
+    ("training.lr", "KEY.PATH=VALUE"),
+    ("=3", "KEY.PATH=VALUE"),
+    ("seed.x=1", "not a mapping"),
+])
+def test_bad_overrides_raise(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        load_experiment("quickstart", overrides=[bad])
+
+
+def test_unknown_top_level_key_in_file(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "learning_rate": 1}))
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_experiment(path)
+
+
+def test_missing_file_and_bad_algorithm(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_experiment(tmp_path / "nope.yaml")
+    path = tmp_path / "exp.yaml"
+    path.write_text("algorithm: DQN\n")
+    with pytest.raises(ConfigError, match="algorithm must be one of"):
+        load_experiment(path)
+
+
+def test_search_space_conversion():
+    from ray.tune.search.sample import Categorical, Float
+
+    space = to_search_space({"training": {"lr": {"loguniform": [1e-5, 1e-3]}},
+                             "env": {"rho": {"grid_search": [0.0, 0.1]}},
+                             "model": {"hidden_size": {"choice": [16, 32]}}, "seed": 0})
+    assert isinstance(space["training"]["lr"], Float)
+    assert space["training"]["lr"].lower == pytest.approx(1e-5)
+    assert space["env"]["rho"] == {"grid_search": [0.0, 0.1]}
+    assert isinstance(space["model"]["hidden_size"], Categorical)
+    assert has_search_space(load_experiment("sweep_asha")["tune"]["param_space"])
+    with pytest.raises(ConfigError, match="non-empty list"):
+        to_search_space({"lr": {"loguniform": 3}})
+
+
+def test_parse_override_types():
+    assert parse_override("a.b=true") == (["a", "b"], True)
+    assert parse_override("a=null") == (["a"], None)
+    assert parse_override("a={x: 1}") == (["a"], {"x": 1})
+    assert apply_overrides({"env": {}}, ["env.synthetic.n_songs=3"]) == {
+        "env": {"synthetic": {"n_songs": 3}}}
