@@ -1,0 +1,24 @@
+"""Multitrack data: loading layouts, the instrument taxonomy, preprocessing, the cache, synthetic songs."""
+
+from mixing_env.data.audio_io import DataWarning, read_audio, write_audio
+from mixing_env.data.cache import PreparedDataset
+from mixing_env.data.layouts import SongSource, StemSource, discover_songs
+from mixing_env.data.prepare import prepare_dataset
+from mixing_env.data.song import Song
+from mixing_env.data.synthetic import make_synthetic_dataset, synthetic_songs
+from mixing_env.data.taxonomy import Taxonomy
+
+__all__ = [
+    "DataWarning",
+    "PreparedDataset",
+    "Song",
+    "SongSource",
+    "StemSource",
+    "Taxonomy",
+    "discover_songs",
+    "make_synthetic_dataset",
+    "prepare_dataset",
+    "read_audio",
+    "synthetic_songs",
+    "write_audio",
+]

@@ -1,0 +1,427 @@
+"""Preprocessing (report 3.2) of a multitrack dataset into an on-disk, memory-mappable cache.
+
+Two passes. The first reads only file headers (``soundfile.info``): it finds each stem's
+slot, each song's length, the dataset's slot layout and its length T. The second streams
+one song at a time: the mix and then each stem is read, resampled to the target rate,
+downmixed, padded and written straight into a memory-mapped ``stems.npy``, so peak memory
+stays near one song's float32 size however large the dataset.
+
+Each song is written into a temporary folder and moved into place with ``os.replace``; the
+manifest, replaced atomically after every song, is the only record of what is finished. A
+run that dies mid-song leaves at most a temporary folder that the next run deletes; a rerun
+skips songs whose sources (size and modification time) and options are unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mixing_env.constants import CACHE_FORMAT_VERSION, CHUNK_SIZE, SAMPLE_RATE
+from mixing_env.data.audio_io import DataWarning, audio_info, read_audio, resampled_length
+from mixing_env.data.cache import (
+    SONGS_DIR,
+    PreparedDataset,
+    read_manifest,
+    song_dir,
+    write_manifest,
+)
+from mixing_env.data.layouts import SongSource, scan_songs
+from mixing_env.data.taxonomy import Taxonomy, parse_slot
+from mixing_env.errors import AudioFileError, ConfigError, DatasetError
+
+__all__ = ["SILENCE_PEAK", "load_true_gains", "prepare_dataset"]
+
+logger = logging.getLogger(__name__)
+
+SILENCE_PEAK = 1e-8
+"""A stem whose absolute peak is at most this (about -160 dBFS) is marked silent."""
+
+_TMP_PREFIX = ".tmp-"
+_OLD_PREFIX = ".old-"
+
+
+def _signature(paths: Sequence[Path]) -> dict[str, list[int]]:
+    out = {}
+    for p in paths:
+        st = p.stat()
+        out[str(p.resolve())] = [int(st.st_size), int(st.st_mtime_ns)]
+    return out
+
+
+def _warn(record: dict, message: str) -> None:
+    record["warnings"].append(message)
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def load_true_gains(
+    path: str | os.PathLike, stem_files: Sequence[str], *, chunk_size: int, sample_rate: int
+) -> dict[str, np.ndarray] | None:
+    """Read a synthetic song's ``true_gains.npz``.
+
+    Args:
+        path: The ``true_gains.npz`` file.
+        stem_files: Stem file names to look up (e.g. ``"01_Kick.wav"``).
+        chunk_size: Chunk size the gains must have been made for.
+        sample_rate: Sample rate the gains must have been made for.
+
+    Returns:
+        ``{stem file name: gains [shape=(T_song,)]}``, or None when the file was made for
+        another chunk size or rate (per-chunk gains then mean nothing).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["__chunk_size__"]) != chunk_size or int(data["__sample_rate__"]) != sample_rate:
+                return None
+            return {f: np.asarray(data[f], dtype=np.float32) for f in stem_files if f in data.files}
+    except (OSError, KeyError, ValueError) as e:
+        raise DatasetError(f"cannot read true gains {path}: {e}") from e
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad the last axis to n samples."""
+    if y.shape[-1] >= n:
+        return y[..., :n]
+    out = np.zeros(y.shape[:-1] + (n,), dtype=y.dtype)
+    out[..., : y.shape[-1]] = y
+    return out
+
+
+def _plan_song(source: SongSource, taxonomy: Taxonomy, sample_rate: int) -> dict[str, Any]:
+    """Header pass for one song: lengths, rates, slots. Raises AudioFileError."""
+    mix = audio_info(source.mix_path)
+    stems = [audio_info(s.path) for s in source.stems]
+    slots = taxonomy.assign_slots([s.name for s in source.stems])
+    return {
+        "source": source,
+        "mix_info": mix,
+        "stem_infos": stems,
+        "slots": slots,
+        "n_samples": resampled_length(mix.frames, orig_sr=mix.sample_rate, target_sr=sample_rate),
+    }
+
+
+def _write_song(
+    plan: dict[str, Any],
+    cache_dir: Path,
+    *,
+    slots: list[str],
+    n_chunks: int,
+    chunk_size: int,
+    sample_rate: int,
+    mono: bool,
+) -> dict[str, Any]:
+    """Stream one song into ``songs/<name>``; returns its manifest record."""
+    source: SongSource = plan["source"]
+    mix_info = plan["mix_info"]
+    C, T, K = len(slots), n_chunks, chunk_size
+    n_total = T * K
+    channels = None if mono else 2
+    record: dict[str, Any] = {
+        "layout": source.layout,
+        "folder": str(source.folder) if source.folder else None,
+        "mix": str(source.mix_path),
+        "mix_sample_rate": mix_info.sample_rate,
+        "stems": [],
+        "stem_to_slot": {},
+        "silent": [],
+        "warnings": [],
+        "has_true_gains": False,
+        "sources": _signature(source.files),
+    }
+    tmp = cache_dir / SONGS_DIR / f"{_TMP_PREFIX}{source.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        mix = read_audio(source.mix_path, sample_rate=sample_rate, mono=mono)
+        if not mono:
+            mix = _to_channels(mix, channels, source.mix_path)
+        n_mix = mix.shape[1]
+        if n_mix > n_total:
+            _warn(record, f"mix {source.mix_path} is {n_mix} samples, longer than "
+                          f"n_chunks * chunk_size = {n_total}; trimmed")
+        n_keep = min(n_mix, n_total)
+        ref = _fit(mix, n_total)
+        del mix
+        ref = ref[0].reshape(T, K) if mono else ref.reshape(channels, T, K)
+        np.save(tmp / "reference.npy", ref, allow_pickle=False)
+        del ref
+
+        shape = (C, T, K) if mono else (C, channels, T, K)
+        stems = np.lib.format.open_memmap(tmp / "stems.npy", mode="w+", dtype=np.float32, shape=shape)
+        mask = np.zeros(C, dtype=np.float32)
+        index = {s: i for i, s in enumerate(slots)}
+        mix_seconds = mix_info.frames / mix_info.sample_rate
+        for stem, info, slot in zip(source.stems, plan["stem_infos"], plan["slots"], strict=True):
+            entry = {"path": str(stem.path), "name": stem.name, "slot": slot,
+                     "sample_rate": info.sample_rate, "channels": info.channels,
+                     "frames": info.frames, "silent": False}
+            record["stems"].append(entry)
+            if slot not in index:
+                entry["slot"] = None
+                _warn(record, f"stem {stem.path} goes to slot {slot}, which the given slot "
+                              f"layout lacks; left out")
+                continue
+            c = index[slot]
+            y = read_audio(stem.path, sample_rate=sample_rate, mono=mono)
+            if not mono:
+                y = _to_channels(y, channels, stem.path)
+            if info.sample_rate != mix_info.sample_rate:
+                _warn(record, f"stem {stem.path} is at {info.sample_rate} Hz but the mix "
+                              f"{source.mix_path.name} at {mix_info.sample_rate} Hz; resampled")
+            stem_seconds = info.frames / info.sample_rate
+            if abs(stem_seconds - mix_seconds) > 1.5 / min(info.sample_rate, mix_info.sample_rate):
+                what = "shorter" if stem_seconds < mix_seconds else "longer"
+                _warn(record, f"stem {stem.path} is {what} than the mix {source.mix_path.name} "
+                              f"({stem_seconds:.3f} s vs {mix_seconds:.3f} s); "
+                              f"{'zero-padded' if what == 'shorter' else 'trimmed'} to the mix")
+            n = min(y.shape[-1], n_keep)
+            if mono:
+                stems[c].reshape(-1)[:n] = y[0, :n]
+            else:
+                stems[c].reshape(channels, -1)[:, :n] = y[:, :n]
+            mask[c] = 1.0
+            record["stem_to_slot"][stem.path.name] = slot
+            if n == 0 or float(np.max(np.abs(y[..., :n]))) <= SILENCE_PEAK:
+                entry["silent"] = True
+                record["silent"].append(slot)
+                _warn(record, f"stem {stem.path} is silent (peak <= {SILENCE_PEAK:g}); kept, "
+                              f"marked silent")
+            del y
+        stems.flush()
+        del stems
+        np.save(tmp / "track_mask.npy", mask, allow_pickle=False)
+
+        if source.truth_path is not None:
+            truth = _truth_rows(source, slots, record, T=T, chunk_size=K, sample_rate=sample_rate)
+            if truth is not None:
+                np.save(tmp / "true_gains.npy", truth, allow_pickle=False)
+                record["has_true_gains"] = True
+        record["n_samples"] = int(n_keep)
+        record["n_valid_chunks"] = int(math.ceil(n_keep / K))
+        record["prepared_at"] = time.time()
+        _move_into_place(tmp, song_dir(cache_dir, source.name))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record
+
+
+def _to_channels(y: np.ndarray, channels: int, path: Path) -> np.ndarray:
+    if y.shape[0] == channels:
+        return y
+    if y.shape[0] == 1:
+        return np.repeat(y, channels, axis=0)
+    raise AudioFileError(f"audio file {path} has {y.shape[0]} channels; expected 1 or {channels}")
+
+
+def _truth_rows(
+    source: SongSource, slots: list[str], record: dict, *, T: int, chunk_size: int, sample_rate: int
+) -> np.ndarray | None:
+    files = [s.path.name for s in source.stems]
+    found = load_true_gains(source.truth_path, files, chunk_size=chunk_size, sample_rate=sample_rate)
+    if found is None:
+        _warn(record, f"true gains {source.truth_path} were made for another chunk size or "
+                      f"sample rate; left out")
+        return None
+    index = {s: i for i, s in enumerate(slots)}
+    out = np.zeros((len(slots), T), dtype=np.float32)
+    for name, slot in record["stem_to_slot"].items():
+        g = found.get(name)
+        if g is None or g.size == 0:
+            continue
+        # Past the song's end the stems are zero: hold the last gain there.
+        out[index[slot]] = g[:T] if g.size >= T else np.pad(g, (0, T - g.size), mode="edge")
+    return out
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    # A folder cannot replace a non-empty folder: move the old one aside first.
+    old = None
+    if final.exists():
+        old = final.with_name(f"{_OLD_PREFIX}{final.name}-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _clean_leftovers(cache_dir: Path) -> None:
+    songs = cache_dir / SONGS_DIR
+    if not songs.is_dir():
+        return
+    for p in songs.iterdir():
+        if p.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _check_options(sample_rate, chunk_size, n_chunks) -> None:
+    if not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise ConfigError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    if not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ConfigError(f"chunk_size must be a positive int (samples), got {chunk_size!r}")
+    if n_chunks is not None and (not isinstance(n_chunks, int) or n_chunks <= 0):
+        raise ConfigError(f"n_chunks must be a positive int or None, got {n_chunks!r}")
+
+
+def prepare_dataset(
+    source_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    chunk_size: int = CHUNK_SIZE,
+    mono: bool = True,
+    n_chunks: int | None = None,
+    slots: Sequence[str] | None = None,
+    taxonomy: Taxonomy | str | os.PathLike | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    mix_pattern: str = "*Mix*",
+) -> PreparedDataset:
+    """Prepare a multitrack dataset into a memory-mappable cache (report 3.2).
+
+    Every song is read at ``sample_rate`` (soxr resampling), downmixed to mono, its stems
+    put in their taxonomy slots (dummy zero slots for missing ones), padded to the longest
+    song (or ``n_chunks``) and cut into T chunks of ``chunk_size`` samples.
+
+    Args:
+        source_dir: Dataset folder (Cambridge-MT, MedleyDB or MUSDB18 layout) or one song.
+        cache_dir: Output folder; reused across runs (finished songs are skipped).
+        sample_rate: Target sample rate in Hz.
+        chunk_size: Samples per chunk.
+        mono: Downmix to mono (stems (C, T, chunk)); False keeps two channels (stems
+            (C, 2, T, chunk), reference (2, T, chunk)).
+        n_chunks: T; None pads to the longest song. Longer songs are trimmed, with a warning.
+        slots: Force this slot layout (e.g. a training cache's ``slot_names`` for a held-out
+            set); stems whose slot is not in it are left out, with a warning.
+        taxonomy: A :class:`Taxonomy`, a user taxonomy YAML file, or None for the default.
+        strict: Raise on the first bad song instead of recording it and going on.
+        progress: Show a progress bar.
+        mix_pattern: Case-insensitive glob for the mix of Cambridge-MT folders.
+
+    Returns:
+        The prepared dataset.
+
+    Raises:
+        DatasetError: The folder is missing or empty, or no song could be prepared
+            (or, with ``strict``, any song folder is unusable).
+        AudioFileError: With ``strict``, a file is missing, corrupt, or holds NaN/inf.
+        ConfigError: An option is out of range.
+    """
+    _check_options(sample_rate, chunk_size, n_chunks)
+    if not isinstance(taxonomy, Taxonomy):
+        taxonomy = Taxonomy.load(taxonomy)
+    cache_dir = Path(cache_dir)
+    sources, scan_errors = scan_songs(source_dir, mix_pattern=mix_pattern)
+    failed: dict[str, str] = {}
+    for folder, err in scan_errors.items():
+        if strict:
+            raise err
+        failed[Path(folder).name] = str(err)
+        logger.warning("skipping song folder %s: %s", folder, err)
+
+    plans = []
+    for source in sources:
+        try:
+            plans.append(_plan_song(source, taxonomy, sample_rate))
+        except AudioFileError as e:
+            if strict:
+                raise
+            failed[source.name] = str(e)
+            logger.warning("skipping song %s: %s", source.name, e)
+    if not plans:
+        reasons = "; ".join(f"{k}: {v}" for k, v in failed.items())
+        raise DatasetError(f"no song in {source_dir} could be prepared" + (f" ({reasons})" if reasons else ""))
+
+    if slots is not None:
+        layout = [str(s) for s in slots]
+        for s in layout:
+            parse_slot(s)
+        if len(set(layout)) != len(layout):
+            raise ConfigError(f"slots has repeated names: {layout}")
+    else:
+        layout = taxonomy.slot_layout(p["slots"] for p in plans)
+    T = n_chunks or max(math.ceil(p["n_samples"] / chunk_size) for p in plans)
+    options = {
+        "sample_rate": sample_rate,
+        "chunk_size": chunk_size,
+        "mono": mono,
+        "n_chunks": T,
+        "slots": layout,
+        "taxonomy": taxonomy.source,
+        "mix_pattern": mix_pattern,
+    }
+
+    old = read_manifest(cache_dir)
+    reusable: dict[str, dict] = {}
+    if old and old.get("format_version") == CACHE_FORMAT_VERSION and old.get("options") == options:
+        reusable = old.get("songs", {})
+    manifest: dict[str, Any] = {
+        "format_version": CACHE_FORMAT_VERSION,
+        "complete": False,
+        "sample_rate": sample_rate,
+        "chunk_size": chunk_size,
+        "n_chunks": T,
+        "channels": None if mono else 2,
+        "slots": layout,
+        "source_dir": str(Path(source_dir).resolve()),
+        "options": options,
+        "songs": {},
+        "failed": failed,
+        "updated_at": time.time(),
+    }
+    todo = []
+    for plan in plans:
+        src: SongSource = plan["source"]
+        rec = reusable.get(src.name)
+        if (rec is not None and rec.get("sources") == _signature(src.files)
+                and song_dir(cache_dir, src.name).is_dir()):
+            manifest["songs"][src.name] = rec
+        else:
+            todo.append(plan)
+    # Songs of this cache whose sources now fail keep their finished arrays.
+    for name in failed:
+        if name in reusable and song_dir(cache_dir, name).is_dir():
+            manifest["songs"][name] = dict(reusable[name], stale=True)
+    _clean_leftovers(cache_dir)
+    write_manifest(cache_dir, manifest)
+
+    with tqdm(total=len(todo), desc="prepare", unit="song", disable=not progress) as bar:
+        for plan in todo:
+            name = plan["source"].name
+            bar.set_postfix_str(name)
+            try:
+                record = _write_song(plan, cache_dir, slots=layout, n_chunks=T,
+                                     chunk_size=chunk_size, sample_rate=sample_rate, mono=mono)
+            except (AudioFileError, DatasetError) as e:
+                if strict:
+                    raise
+                failed[name] = str(e)
+                logger.warning("skipping song %s: %s", name, e)
+                if name in reusable and song_dir(cache_dir, name).is_dir():
+                    manifest["songs"][name] = dict(reusable[name], stale=True)
+            else:
+                manifest["songs"][name] = record
+                failed.pop(name, None)
+            manifest["updated_at"] = time.time()
+            write_manifest(cache_dir, manifest)
+            bar.update(1)
+
+    if not manifest["songs"]:
+        reasons = "; ".join(f"{k}: {v}" for k, v in failed.items())
+        raise DatasetError(f"no song in {source_dir} could be prepared ({reasons})")
+    manifest["songs"] = dict(sorted(manifest["songs"].items()))
+    manifest["complete"] = True
+    write_manifest(cache_dir, manifest)
+    return PreparedDataset(cache_dir)
