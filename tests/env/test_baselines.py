@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+from conftest import make_song
+
+from mixing_env.baselines import (
+    BASELINES,
+    EqualGains,
+    LoudnessGains,
+    OraclePolicy,
+    StaticOracle,
+    rollout,
+)
+from mixing_env.envs.mixing_env import MixingEnv
+
+
+@pytest.fixture(scope="module")
+def long_song():
+    return make_song("long", n_real=4, n_dummy=2, n_chunks=60, seed=3)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_gains_on_simplex_with_silent_dummies(long_song, name):
+    g = BASELINES[name]().gains(long_song)
+    assert g.shape == (6, 60) and g.dtype == np.float32
+    assert np.all(g >= 0)
+    np.testing.assert_allclose(g.sum(axis=0), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(g[4:], 0.0)
+
+
+def test_oracle_is_near_perfect_and_beats_equal_gains(long_song):
+    env = MixingEnv(songs=[long_song])
+    oracle = rollout(env, OraclePolicy(), seed=0)
+    equal = rollout(env, EqualGains(), seed=0)
+    assert oracle["distances"].mean() < 1e-2
+    assert oracle["rewards"].mean() > 0.99
+    assert equal["distances"].mean() > 1.0
+    assert equal["rewards"].mean() < oracle["rewards"].mean() - 0.05
+    assert 0.05 < equal["rewards"].mean() < 0.95  # normalized reward is informative
+    # The oracle recovers the true balance (gains up to scale).
+    truth = long_song.true_gains / long_song.true_gains.sum(axis=0)
+    np.testing.assert_allclose(oracle["gains"].T, truth, atol=1e-3)
+
+
+def test_static_oracle_recovers_constant_gains():
+    song = make_song("static", n_real=3, n_dummy=1, n_chunks=20, seed=5)
+    true = np.array([0.2, 0.5, 0.3, 0.0], np.float32)
+    song.reference = np.einsum("c,ctn->tn", true, song.stems).astype(np.float32)
+    np.testing.assert_allclose(StaticOracle().gains(song)[:, 7], true, atol=1e-4)
+
+
+def test_loudness_gains_equalize_loudness(long_song):
+    import pyloudnorm
+
+    g = LoudnessGains().gains(long_song)[:, 0]
+    meter = pyloudnorm.Meter(long_song.sample_rate)
+    lufs = [
+        meter.integrated_loudness(g[i] * long_song.stems[i].reshape(-1).astype(np.float64))
+        for i in range(4)
+    ]
+    assert np.ptp(lufs) < 0.1
+    silent = make_song("quiet", n_real=3, n_dummy=0, n_chunks=60)
+    silent.stems[1] = 0.0
+    g = LoudnessGains().gains(silent)
+    np.testing.assert_array_equal(g[1], 0.0)
+
+
+def test_oracle_gives_equal_gains_on_silent_chunks():
+    song = make_song("gap", n_chunks=10)
+    song.stems[:, 4] = 0.0
+    song.reference[4] = 0.0
+    np.testing.assert_allclose(OraclePolicy().gains(song)[:, 4], [1 / 3, 1 / 3, 1 / 3, 0])
+
+
+def test_rollout_on_a_named_song(songs):
+    env = MixingEnv({"episode_chunks": 4}, songs=songs)
+    out = rollout(env, EqualGains(), song="song1", start=2)
+    assert str(out["song"]) == "song1"
+    np.testing.assert_array_equal(out["chunks"], [2, 3, 4, 5])
+    assert out["gains"].shape == (4, 4) and out["rewards"].shape == (4,)
+    assert out["kl"][0] == 0.0
