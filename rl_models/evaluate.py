@@ -174,7 +174,7 @@ def load_checkpoint(path: str | Path) -> tuple[Any, dict]:
 
     from rl_models.train import METADATA_FILE
 
-    ckpt = find_checkpoint(path)
+    ckpt = find_checkpoint(path).resolve()
     meta_path = ckpt / METADATA_FILE
     if not meta_path.is_file():
         raise CheckpointError(f"{ckpt} has no {METADATA_FILE}; was it written by deepmixing train?")
@@ -327,8 +327,10 @@ def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: st
     rows: list[dict] = []
     by_policy: dict[str, list[EpisodeRecord]] = {}
     names = None
+    # Baselines play the same songs as the (first) checkpoint unless a dataset is given.
+    base = next((m["experiment"]["env"] for _, _, m in loaded if m), {})
     for spec, policy, meta in loaded:
-        cfg = {**(meta["experiment"]["env"] if meta else {}), **env_config}
+        cfg = {**(meta["experiment"]["env"] if meta else base), **env_config}
         if ({"dataset_dir", "synthetic"} & set(env_config)) and "songs" not in env_config:
             cfg.pop("songs", None)  # a new dataset: the training subset does not apply
         names = song_names(cfg)

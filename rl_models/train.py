@@ -224,9 +224,16 @@ def make_tuner(experiment: dict, *, sweep: bool = False, storage_path: str | Non
         scheduler=scheduler,
         metric=None if scheduler else metric,
         mode=None if scheduler or metric is None else mode,
+        trial_name_creator=_trial_name,
+        trial_dirname_creator=_trial_name,
     )
     return tune.Tuner(DeepMixingTrainable, param_space=trial_config(experiment, sweep=sweep),
                       tune_config=tune_config, run_config=run_config)
+
+
+def _trial_name(trial) -> str:
+    """``<algorithm>_<trial id>``: short folder names instead of the whole config."""
+    return f"{trial.config.get('algorithm', 'trial')}_{trial.trial_id}"
 
 
 def _check_results(results) -> None:

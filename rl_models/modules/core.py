@@ -49,9 +49,10 @@ class AttentionLSTMCore(nn.Module):
         self.embed = GroupedLinear(groups, in_features, cfg.embed_dim)
         self.bilstm = GroupedBiLSTM(groups, cfg.embed_dim, k // 2)
         self.mix_lstm = nn.LSTM(n_mfcc, l_, batch_first=True)
-        # Report 4.2: H_i, F_i (r x k) per track; B1, B2 (r x l).
-        self.H = nn.Parameter(torch.randn(n_tracks, r, k) / math.sqrt(k))
-        self.F = nn.Parameter(torch.randn(n_tracks, r, k) / math.sqrt(k))
+        # Report 4.2: H_i, F_i (r x k) per track; B1, B2 (r x l). Stored as (r, C, k), so
+        # H[:, i] is H_i and H_i^T u for all tracks is one (N, r) @ (r, C*k) matmul.
+        self.H = nn.Parameter(torch.randn(r, n_tracks, k) / math.sqrt(k))
+        self.F = nn.Parameter(torch.randn(r, n_tracks, k) / math.sqrt(k))
         self.B1 = nn.Parameter(torch.randn(r, l_) / math.sqrt(l_ * r))
         self.B2 = nn.Parameter(torch.randn(r, l_) / math.sqrt(l_ * r))
         log_kappa = torch.tensor(math.log(cfg.concentration_scale))
@@ -109,12 +110,12 @@ class AttentionLSTMCore(nn.Module):
         bt = mix_out.reshape(b * t, -1)  # b_t, (N, l)
 
         # lambda_is = (B1 b_t)^T (H_i h_is), computed as (H_i^T B1 b_t)^T h_is.
-        query = torch.einsum("nr,crk->nck", bt @ self.B1.T, self.H)
+        query = ((bt @ self.B1.T) @ self.H.flatten(1)).view(b * t, c, -1)
         lam = torch.einsum("ncwk,nck->ncw", hs, query)
         alpha = masked_softmax(lam, valid.unsqueeze(1))
         cv = torch.einsum("ncw,ncwk->nck", alpha, hs)  # CV_i
         # gamma_i = (B2 b_t)^T (F_i CV_i).
-        key = torch.einsum("nr,crk->nck", bt @ self.B2.T, self.F)
+        key = ((bt @ self.B2.T) @ self.F.flatten(1)).view(b * t, c, -1)
         gamma = (key * cv).sum(-1)
         mask = track_mask.reshape(b * t, c) > 0.5
         beta = masked_softmax(gamma, mask)
