@@ -344,6 +344,24 @@ def prepare_dataset(
         reasons = "; ".join(f"{k}: {v}" for k, v in failed.items())
         raise DatasetError(f"no song in {source_dir} could be prepared" + (f" ({reasons})" if reasons else ""))
 
+    base_options = {
+        "sample_rate": sample_rate,
+        "chunk_size": chunk_size,
+        "mono": mono,
+        "taxonomy": taxonomy.source,
+        "mix_pattern": mix_pattern,
+    }
+    old = read_manifest(cache_dir)
+    if not (old and old.get("format_version") == CACHE_FORMAT_VERSION
+            and {k: old.get("options", {}).get(k) for k in base_options} == base_options):
+        old = None
+    # Songs cached before whose sources now fail stay in the dataset (nothing cached is
+    # lost), so they still count for the slot layout and the length.
+    kept_old = {n: r for n, r in (old or {}).get("songs", {}).items()
+                if n in failed and song_dir(cache_dir, n).is_dir()}
+    song_slots = [p["slots"] for p in plans]
+    song_slots += [[e["slot"] for e in r["stems"] if e.get("slot")] for r in kept_old.values()]
+    lengths = [p["n_samples"] for p in plans] + [r["n_samples"] for r in kept_old.values()]
     if slots is not None:
         layout = [str(s) for s in slots]
         for s in layout:
@@ -351,21 +369,11 @@ def prepare_dataset(
         if len(set(layout)) != len(layout):
             raise ConfigError(f"slots has repeated names: {layout}")
     else:
-        layout = taxonomy.slot_layout(p["slots"] for p in plans)
-    T = n_chunks or max(math.ceil(p["n_samples"] / chunk_size) for p in plans)
-    options = {
-        "sample_rate": sample_rate,
-        "chunk_size": chunk_size,
-        "mono": mono,
-        "n_chunks": T,
-        "slots": layout,
-        "taxonomy": taxonomy.source,
-        "mix_pattern": mix_pattern,
-    }
-
-    old = read_manifest(cache_dir)
+        layout = taxonomy.slot_layout(song_slots)
+    T = n_chunks or max(math.ceil(n / chunk_size) for n in lengths)
+    options = dict(base_options, n_chunks=T, slots=layout)
     reusable: dict[str, dict] = {}
-    if old and old.get("format_version") == CACHE_FORMAT_VERSION and old.get("options") == options:
+    if old is not None and old.get("options") == options:
         reusable = old.get("songs", {})
     manifest: dict[str, Any] = {
         "format_version": CACHE_FORMAT_VERSION,
