@@ -54,9 +54,11 @@ def test_tuple_iterator_is_the_report_tuple(tiny_dataset, tmp_path):
 
 
 def test_set_length_trims_longer_songs(tiny_dataset, tmp_path):
-    with pytest.warns(DataWarning, match=r"SongA_Mix\.wav is 13230 samples, longer") as record:
+    with pytest.warns(DataWarning) as record:
         ds = prep(tiny_dataset, tmp_path / "cache", n_chunks=10)
-    assert any("SongB_Mix.wav" in str(w.message) for w in record)
+    messages = " | ".join(str(w.message) for w in record)
+    assert "SongA_Mix.wav is 13230 samples, longer" in messages
+    assert "SongB_Mix.wav is 11025 samples, longer" in messages
     song = ds.load("SongA")
     assert song.stems.shape == (5, 10, K) and song.n_valid_chunks == 10
 
@@ -183,9 +185,11 @@ def test_changed_options_redo_everything(tiny_dataset, tmp_path):
 
 def test_forced_slot_layout(tiny_dataset, tmp_path):
     layout = ["Drums/Kick#1", "Keys/Piano#1", "Strings/Electric#1", "Vocals/Lead#1"]
-    with pytest.warns(DataWarning, match=r"06_ElecGtr2\.wav goes to slot Strings/Electric#2") as rec:
+    with pytest.warns(DataWarning) as rec:
         ds = prep(tiny_dataset, tmp_path / "cache", slots=layout)
-    assert any("02_Bass.wav goes to slot Strings/Bass#1" in str(w.message) for w in rec)
+    messages = " | ".join(str(w.message) for w in rec)
+    assert "06_ElecGtr2.wav goes to slot Strings/Electric#2, which the given slot layout lacks" in messages
+    assert "02_Bass.wav goes to slot Strings/Bass#1" in messages
     assert ds.slot_names == layout
     np.testing.assert_array_equal(ds.load("SongB").track_mask, [1, 0, 1, 1])
     np.testing.assert_array_equal(ds.load("SongA").track_mask, [1, 0, 0, 1])
