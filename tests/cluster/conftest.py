@@ -79,6 +79,9 @@ class LocalRayCluster:
             "RAY_health_check_timeout_ms": "500",
             "RAY_health_check_failure_threshold": "3",
             "RAY_USAGE_STATS_ENABLED": "0",
+            # Two cores shared by a whole test suite: a worker importing torch can take long
+            # to register; don't let the raylet kill it as hung (default 60 s).
+            "RAY_worker_register_timeout_seconds": "300",
             "PYTHONPATH": os.pathsep.join(
                 p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
             ),
