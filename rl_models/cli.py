@@ -95,13 +95,16 @@ def _summarize(results) -> None:
 def _cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
     from rl_models.train import init_ray, resume_experiment, run_experiment
 
-    init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
     if getattr(args, "resume", None):
+        if not Path(args.resume).is_dir():
+            raise ConfigError(f"experiment folder to resume not found: {args.resume}")
+        init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
         results = resume_experiment(args.resume, verbose=args.verbose)
     else:
         if args.experiment is None:
             raise ConfigError("give an experiment file (e.g. quickstart) or --resume DIR")
-        experiment = _load_experiment(args)
+        experiment = _load_experiment(args)  # user mistakes surface before Ray starts
+        init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
         results = run_experiment(experiment, sweep=sweep, storage_path=args.storage_path,
                                  verbose=args.verbose)
     _summarize(results)
