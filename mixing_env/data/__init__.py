@@ -1,4 +1,4 @@
-"""Multitrack data: loading layouts, the instrument taxonomy, preprocessing, the cache, synthetic songs."""
+"""Multitrack data: layouts, the instrument taxonomy, preprocessing, the cache, synthetic songs."""
 
 from mixing_env.data.audio_io import DataWarning, read_audio, write_audio
 from mixing_env.data.cache import PreparedDataset

@@ -162,11 +162,15 @@ def write_audio(
     path = Path(path)
     y = np.asarray(y)
     if y.ndim not in (1, 2):
-        raise AudioFileError(f"cannot write {path}: expected y of shape (n,) or (channels, n), got {y.shape}")
+        raise AudioFileError(
+            f"cannot write {path}: expected y of shape (n,) or (channels, n), got {y.shape}"
+        )
     data = y if y.ndim == 1 else y.T
     fmt = {".wav": "WAV", ".flac": "FLAC", ".aif": "AIFF", ".aiff": "AIFF"}.get(path.suffix.lower())
     if fmt is None:
-        raise AudioFileError(f"cannot write {path}: unknown audio ending, expected one of {AUDIO_EXTENSIONS}")
+        raise AudioFileError(
+            f"cannot write {path}: unknown audio ending, expected one of {AUDIO_EXTENSIONS}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

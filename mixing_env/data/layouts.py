@@ -143,9 +143,7 @@ def _musdb(folder: Path, files: list[Path]) -> SongSource | None:
 
 
 def _cambridge(folder: Path, files: list[Path], mix_pattern: str) -> SongSource | None:
-    full = sorted(
-        p for p in folder.iterdir() if p.is_dir() and p.name.lower().endswith("_full")
-    )
+    full = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.lower().endswith("_full"))
     mixes = [p for p in files if fnmatch.fnmatch(p.name.lower(), mix_pattern.lower())]
     if full:
         stem_files = [p for d in full for p in _audio_files(d)]
@@ -229,8 +227,14 @@ def scan_songs(
     unique = []
     for s in songs:
         if counts[s.name] > 1 and s.folder is not None:
-            s = SongSource(f"{s.folder.parent.name}-{s.name}", s.layout, s.stems, s.mix_path,
-                           s.truth_path, s.folder)
+            s = SongSource(
+                f"{s.folder.parent.name}-{s.name}",
+                s.layout,
+                s.stems,
+                s.mix_path,
+                s.truth_path,
+                s.folder,
+            )
         unique.append(s)
     return sorted(unique, key=lambda s: s.name), errors
 

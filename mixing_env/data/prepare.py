@@ -81,7 +81,10 @@ def load_true_gains(
     """
     try:
         with np.load(path, allow_pickle=False) as data:
-            if int(data["__chunk_size__"]) != chunk_size or int(data["__sample_rate__"]) != sample_rate:
+            if (
+                int(data["__chunk_size__"]) != chunk_size
+                or int(data["__sample_rate__"]) != sample_rate
+            ):
                 return None
             return {f: np.asarray(data[f], dtype=np.float32) for f in stem_files if f in data.files}
     except (OSError, KeyError, ValueError) as e:
@@ -149,8 +152,11 @@ def _write_song(
             mix = _to_channels(mix, channels, source.mix_path)
         n_mix = mix.shape[1]
         if n_mix > n_total:
-            _warn(record, f"mix {source.mix_path} is {n_mix} samples, longer than "
-                          f"n_chunks * chunk_size = {n_total}; trimmed")
+            _warn(
+                record,
+                f"mix {source.mix_path} is {n_mix} samples, longer than "
+                f"n_chunks * chunk_size = {n_total}; trimmed",
+            )
         n_keep = min(n_mix, n_total)
         ref = _fit(mix, n_total)
         del mix
@@ -159,33 +165,50 @@ def _write_song(
         del ref
 
         shape = (C, T, K) if mono else (C, channels, T, K)
-        stems = np.lib.format.open_memmap(tmp / "stems.npy", mode="w+", dtype=np.float32, shape=shape)
+        stems = np.lib.format.open_memmap(
+            tmp / "stems.npy", mode="w+", dtype=np.float32, shape=shape
+        )
         mask = np.zeros(C, dtype=np.float32)
         index = {s: i for i, s in enumerate(slots)}
         mix_seconds = mix_info.frames / mix_info.sample_rate
         for stem, info, slot in zip(source.stems, plan["stem_infos"], plan["slots"], strict=True):
-            entry = {"path": str(stem.path), "name": stem.name, "slot": slot,
-                     "sample_rate": info.sample_rate, "channels": info.channels,
-                     "frames": info.frames, "silent": False}
+            entry = {
+                "path": str(stem.path),
+                "name": stem.name,
+                "slot": slot,
+                "sample_rate": info.sample_rate,
+                "channels": info.channels,
+                "frames": info.frames,
+                "silent": False,
+            }
             record["stems"].append(entry)
             if slot not in index:
                 entry["slot"] = None
-                _warn(record, f"stem {stem.path} goes to slot {slot}, which the given slot "
-                              f"layout lacks; left out")
+                _warn(
+                    record,
+                    f"stem {stem.path} goes to slot {slot}, which the given slot "
+                    f"layout lacks; left out",
+                )
                 continue
             c = index[slot]
             y = read_audio(stem.path, sample_rate=sample_rate, mono=mono)
             if not mono:
                 y = _to_channels(y, channels, stem.path)
             if info.sample_rate != mix_info.sample_rate:
-                _warn(record, f"stem {stem.path} is at {info.sample_rate} Hz but the mix "
-                              f"{source.mix_path.name} at {mix_info.sample_rate} Hz; resampled")
+                _warn(
+                    record,
+                    f"stem {stem.path} is at {info.sample_rate} Hz but the mix "
+                    f"{source.mix_path.name} at {mix_info.sample_rate} Hz; resampled",
+                )
             stem_seconds = info.frames / info.sample_rate
             if abs(stem_seconds - mix_seconds) > 1.5 / min(info.sample_rate, mix_info.sample_rate):
                 what = "shorter" if stem_seconds < mix_seconds else "longer"
-                _warn(record, f"stem {stem.path} is {what} than the mix {source.mix_path.name} "
-                              f"({stem_seconds:.3f} s vs {mix_seconds:.3f} s); "
-                              f"{'zero-padded' if what == 'shorter' else 'trimmed'} to the mix")
+                _warn(
+                    record,
+                    f"stem {stem.path} is {what} than the mix {source.mix_path.name} "
+                    f"({stem_seconds:.3f} s vs {mix_seconds:.3f} s); "
+                    f"{'zero-padded' if what == 'shorter' else 'trimmed'} to the mix",
+                )
             n = min(y.shape[-1], n_keep)
             if mono:
                 stems[c].reshape(-1)[:n] = y[0, :n]
@@ -196,8 +219,10 @@ def _write_song(
             if n == 0 or float(np.max(np.abs(y[..., :n]))) <= SILENCE_PEAK:
                 entry["silent"] = True
                 record["silent"].append(slot)
-                _warn(record, f"stem {stem.path} is silent (peak <= {SILENCE_PEAK:g}); kept, "
-                              f"marked silent")
+                _warn(
+                    record,
+                    f"stem {stem.path} is silent (peak <= {SILENCE_PEAK:g}); kept, marked silent",
+                )
             del y
         stems.flush()
         del stems
@@ -230,10 +255,15 @@ def _truth_rows(
     source: SongSource, slots: list[str], record: dict, *, T: int, chunk_size: int, sample_rate: int
 ) -> np.ndarray | None:
     files = [s.path.name for s in source.stems]
-    found = load_true_gains(source.truth_path, files, chunk_size=chunk_size, sample_rate=sample_rate)
+    found = load_true_gains(
+        source.truth_path, files, chunk_size=chunk_size, sample_rate=sample_rate
+    )
     if found is None:
-        _warn(record, f"true gains {source.truth_path} were made for another chunk size or "
-                      f"sample rate; left out")
+        _warn(
+            record,
+            f"true gains {source.truth_path} were made for another chunk size or "
+            f"sample rate; left out",
+        )
         return None
     index = {s: i for i, s in enumerate(slots)}
     out = np.zeros((len(slots), T), dtype=np.float32)
@@ -342,7 +372,9 @@ def prepare_dataset(
             logger.warning("skipping song %s: %s", source.name, e)
     if not plans:
         reasons = "; ".join(f"{k}: {v}" for k, v in failed.items())
-        raise DatasetError(f"no song in {source_dir} could be prepared" + (f" ({reasons})" if reasons else ""))
+        raise DatasetError(
+            f"no song in {source_dir} could be prepared" + (f" ({reasons})" if reasons else "")
+        )
 
     base_options = {
         "sample_rate": sample_rate,
@@ -352,13 +384,19 @@ def prepare_dataset(
         "mix_pattern": mix_pattern,
     }
     old = read_manifest(cache_dir)
-    if not (old and old.get("format_version") == CACHE_FORMAT_VERSION
-            and {k: old.get("options", {}).get(k) for k in base_options} == base_options):
+    if not (
+        old
+        and old.get("format_version") == CACHE_FORMAT_VERSION
+        and {k: old.get("options", {}).get(k) for k in base_options} == base_options
+    ):
         old = None
     # Songs cached before whose sources now fail stay in the dataset (nothing cached is
     # lost), so they still count for the slot layout and the length.
-    kept_old = {n: r for n, r in (old or {}).get("songs", {}).items()
-                if n in failed and song_dir(cache_dir, n).is_dir()}
+    kept_old = {
+        n: r
+        for n, r in (old or {}).get("songs", {}).items()
+        if n in failed and song_dir(cache_dir, n).is_dir()
+    }
     song_slots = [p["slots"] for p in plans]
     song_slots += [[e["slot"] for e in r["stems"] if e.get("slot")] for r in kept_old.values()]
     lengths = [p["n_samples"] for p in plans] + [r["n_samples"] for r in kept_old.values()]
@@ -393,8 +431,11 @@ def prepare_dataset(
     for plan in plans:
         src: SongSource = plan["source"]
         rec = reusable.get(src.name)
-        if (rec is not None and rec.get("sources") == _signature(src.files)
-                and song_dir(cache_dir, src.name).is_dir()):
+        if (
+            rec is not None
+            and rec.get("sources") == _signature(src.files)
+            and song_dir(cache_dir, src.name).is_dir()
+        ):
             manifest["songs"][src.name] = rec
         else:
             todo.append(plan)
@@ -410,8 +451,15 @@ def prepare_dataset(
             name = plan["source"].name
             bar.set_postfix_str(name)
             try:
-                record = _write_song(plan, cache_dir, slots=layout, n_chunks=T,
-                                     chunk_size=chunk_size, sample_rate=sample_rate, mono=mono)
+                record = _write_song(
+                    plan,
+                    cache_dir,
+                    slots=layout,
+                    n_chunks=T,
+                    chunk_size=chunk_size,
+                    sample_rate=sample_rate,
+                    mono=mono,
+                )
             except (AudioFileError, DatasetError) as e:
                 if strict:
                     raise

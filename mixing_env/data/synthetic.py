@@ -66,19 +66,58 @@ def _s(*names: str) -> frozenset:
 
 
 INSTRUMENTS: tuple[_Instrument, ...] = (
-    _Instrument(1, "Kick", "kick", -3, _s("verse", "chorus", "bridge", "outro"), (("chorus", 1.0),)),
+    _Instrument(
+        1, "Kick", "kick", -3, _s("verse", "chorus", "bridge", "outro"), (("chorus", 1.0),)
+    ),
     _Instrument(2, "Snare", "snare", -4, _s("verse", "chorus", "bridge"), (("chorus", 1.0),)),
-    _Instrument(3, "HiHat", "hihat", -14, _s("intro", "verse", "chorus", "bridge"), (("intro", 3.0), ("chorus", -1.0))),
+    _Instrument(
+        3,
+        "HiHat",
+        "hihat",
+        -14,
+        _s("intro", "verse", "chorus", "bridge"),
+        (("intro", 3.0), ("chorus", -1.0)),
+    ),
     _Instrument(4, "Overheads", "overheads", -12, _s("verse", "chorus", "bridge", "outro")),
     _Instrument(5, "Tom", "tom", -10, _s("verse", "chorus", "bridge")),
     _Instrument(6, "Bass", "bass", -5, _s("verse", "chorus", "bridge", "outro")),
-    _Instrument(7, "ElecGtr1", "powerchord", -8, _s("chorus", "bridge"), (("chorus", 1.5), ("bridge", -1.0))),
-    _Instrument(8, "ElecGtr2", "arpeggio", -9, _s("intro", "verse", "chorus"), (("intro", 2.0), ("verse", -1.0))),
+    _Instrument(
+        7, "ElecGtr1", "powerchord", -8, _s("chorus", "bridge"), (("chorus", 1.5), ("bridge", -1.0))
+    ),
+    _Instrument(
+        8,
+        "ElecGtr2",
+        "arpeggio",
+        -9,
+        _s("intro", "verse", "chorus"),
+        (("intro", 2.0), ("verse", -1.0)),
+    ),
     _Instrument(9, "AcGtr", "strum", -10, _s("intro", "verse", "outro"), (("intro", 2.0),)),
-    _Instrument(10, "Piano", "piano", -9, _s("intro", "verse", "bridge", "outro"), (("intro", 2.0), ("verse", -1.0))),
+    _Instrument(
+        10,
+        "Piano",
+        "piano",
+        -9,
+        _s("intro", "verse", "bridge", "outro"),
+        (("intro", 2.0), ("verse", -1.0)),
+    ),
     _Instrument(11, "Organ", "organ", -12, _s("chorus", "bridge"), (("bridge", 2.0),)),
-    _Instrument(12, "SynthPad", "pad", -12, _s("intro", "chorus", "bridge", "outro"), (("intro", 2.0), ("verse", -3.0), ("outro", 1.0))),
-    _Instrument(13, "LeadVox", "leadvox", 0, _s("verse", "chorus", "bridge"), (("chorus", 2.0), ("bridge", 1.0))),
+    _Instrument(
+        12,
+        "SynthPad",
+        "pad",
+        -12,
+        _s("intro", "chorus", "bridge", "outro"),
+        (("intro", 2.0), ("verse", -3.0), ("outro", 1.0)),
+    ),
+    _Instrument(
+        13,
+        "LeadVox",
+        "leadvox",
+        0,
+        _s("verse", "chorus", "bridge"),
+        (("chorus", 2.0), ("bridge", 1.0)),
+    ),
     _Instrument(14, "BackingVox1", "bv_third", -10, _s("chorus"), (("bridge", -2.0),)),
     _Instrument(15, "BackingVox2", "bv_fifth", -11, _s("chorus"), (("bridge", -2.0),)),
     _Instrument(16, "Room", "room", -15, _s("verse", "chorus", "bridge", "outro")),
@@ -94,9 +133,30 @@ INSTRUMENTS: tuple[_Instrument, ...] = (
 """The 24 instruments, in file-number order (``01_Kick.wav`` ... ``24_Sax.wav``)."""
 
 _PRIORITY = (
-    "Kick", "Bass", "LeadVox", "Snare", "ElecGtr1", "HiHat", "Piano", "Overheads", "ElecGtr2",
-    "SynthPad", "Organ", "BackingVox1", "AcGtr", "Tom", "BackingVox2", "Room", "Shaker", "Crash",
-    "ElecGtr3", "BackingVox3", "Rhodes", "SynthLead", "Flute", "Sax",
+    "Kick",
+    "Bass",
+    "LeadVox",
+    "Snare",
+    "ElecGtr1",
+    "HiHat",
+    "Piano",
+    "Overheads",
+    "ElecGtr2",
+    "SynthPad",
+    "Organ",
+    "BackingVox1",
+    "AcGtr",
+    "Tom",
+    "BackingVox2",
+    "Room",
+    "Shaker",
+    "Crash",
+    "ElecGtr3",
+    "BackingVox3",
+    "Rhodes",
+    "SynthLead",
+    "Flute",
+    "Sax",
 )
 _BY_NAME = {i.name: i for i in INSTRUMENTS}
 _PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 3), (5, 3, 0, 4), (0, 3, 0, 4), (0, 4, 3, 4))
@@ -141,7 +201,11 @@ def _table(amps) -> np.ndarray:
 
 def _vowel(f1: float, f2: float, f_ref: float = 220.0, n: int = 14) -> np.ndarray:
     h = np.arange(1, n + 1) * f_ref
-    return np.exp(-(((h - f1) / 250) ** 2)) + 0.6 * np.exp(-(((h - f2) / 300) ** 2)) + 0.3 / np.arange(1, n + 1)
+    return (
+        np.exp(-(((h - f1) / 250) ** 2))
+        + 0.6 * np.exp(-(((h - f2) / 300) ** 2))
+        + 0.3 / np.arange(1, n + 1)
+    )
 
 
 _TABLES = {
@@ -174,7 +238,9 @@ def _voice(n, sr, onsets, durs, midis, table, env, *, vibrato=0.0):
     """
     out = np.zeros(n, dtype=np.float32)
     rendered: dict = {}
-    for on, dur, m in zip(np.asarray(onsets, dtype=np.int64), np.asarray(durs), np.asarray(midis), strict=True):
+    for on, dur, m in zip(
+        np.asarray(onsets, dtype=np.int64), np.asarray(durs), np.asarray(midis), strict=True
+    ):
         length = min(int(dur), n - int(on))
         if length <= 0 or on < 0:
             continue
@@ -237,11 +303,21 @@ class _Song:
         self._hits: dict = {}
 
     def _sections(self):
-        lengths = {"intro": (1, 2), "verse": (2, 4), "chorus": (2, 4), "bridge": (2, 2), "outro": (1, 2)}
+        lengths = {
+            "intro": (1, 2),
+            "verse": (2, 4),
+            "chorus": (2, 4),
+            "bridge": (2, 2),
+            "outro": (1, 2),
+        }
         order = ["intro", "verse", "chorus", "verse", "chorus", "bridge", "chorus"]
         out, bar, i = [], 0, 0
         while bar < self.n_bars:
-            kind = order[i] if i < len(order) else ("verse", "chorus", "bridge", "chorus")[(i - len(order)) % 4]
+            kind = (
+                order[i]
+                if i < len(order)
+                else ("verse", "chorus", "bridge", "chorus")[(i - len(order)) % 4]
+            )
             lo, hi = lengths[kind]
             length = int(self.rng.integers(lo, hi + 1))
             out.append([kind, bar, min(bar + length, self.n_bars)])
@@ -271,13 +347,24 @@ class _Song:
         if kind == "bass":
             t, b = self.grid(active, 8)
             m = np.array([self.chord(x)[0] for x in b]) - 12 * (self.root >= 46)
-            return _voice(n, sr, t, np.full(t.size, 0.9 * self.bar / 8), m, _TABLES["bass"], _env_pluck(0.25))
+            return _voice(
+                n, sr, t, np.full(t.size, 0.9 * self.bar / 8), m, _TABLES["bass"], _env_pluck(0.25)
+            )
         if kind in ("powerchord", "strum", "piano", "rhodes", "organ", "pad"):
-            per_bar = {"powerchord": 8, "strum": 4, "piano": 2, "rhodes": 2, "organ": 1, "pad": 1}[kind]
-            octave = {"powerchord": 0, "strum": 1, "piano": 1, "rhodes": 1, "organ": 1, "pad": 1}[kind]
-            env = {"powerchord": _env_pluck(0.15), "strum": _env_pluck(0.5), "piano": _env_pluck(0.6),
-                   "rhodes": _env_pluck(0.9), "organ": _env_sustain(0.01, 0.03),
-                   "pad": _env_sustain(0.3, 0.2)}[kind]
+            per_bar = {"powerchord": 8, "strum": 4, "piano": 2, "rhodes": 2, "organ": 1, "pad": 1}[
+                kind
+            ]
+            octave = {"powerchord": 0, "strum": 1, "piano": 1, "rhodes": 1, "organ": 1, "pad": 1}[
+                kind
+            ]
+            env = {
+                "powerchord": _env_pluck(0.15),
+                "strum": _env_pluck(0.5),
+                "piano": _env_pluck(0.6),
+                "rhodes": _env_pluck(0.9),
+                "organ": _env_sustain(0.01, 0.03),
+                "pad": _env_sustain(0.3, 0.2),
+            }[kind]
             t, b = self.grid(active, per_bar, 0.5 if kind == "rhodes" else 0.0)
             dur = np.full(t.size, (0.8 if kind == "powerchord" else 0.98) * self.bar / per_bar)
             chords = np.array([self.chord(x, octave) for x in b]).reshape(-1, 3)
@@ -290,11 +377,22 @@ class _Song:
         if kind in ("arpeggio", "riff", "synthlead"):
             per_bar = 8
             t, b = self.grid(active, per_bar)
-            pattern = rng.integers(0, 3, size=per_bar) if kind != "arpeggio" else np.array([0, 1, 2, 1] * 2)
+            pattern = (
+                rng.integers(0, 3, size=per_bar)
+                if kind != "arpeggio"
+                else np.array([0, 1, 2, 1] * 2)
+            )
             oct_ = {"arpeggio": 1, "riff": 1, "synthlead": 2}[kind]
-            m = np.array([self.chord(x, oct_)[p] for x, p in zip(b, np.tile(pattern, len(b) // per_bar or 1), strict=False)])
+            m = np.array(
+                [
+                    self.chord(x, oct_)[p]
+                    for x, p in zip(b, np.tile(pattern, len(b) // per_bar or 1), strict=False)
+                ]
+            )
             env = _env_pluck(0.3) if kind != "synthlead" else _env_sustain(0.005, 0.02)
-            return _voice(n, sr, t, np.full(t.size, 0.9 * self.bar / per_bar), m[: t.size], _TABLES[kind], env)
+            return _voice(
+                n, sr, t, np.full(t.size, 0.9 * self.bar / per_bar), m[: t.size], _TABLES[kind], env
+            )
         if kind in ("leadvox", "flute", "sax"):
             per_bar = {"leadvox": 4, "flute": 2, "sax": 4}[kind]
             t, b = self.grid(active, per_bar)
@@ -304,20 +402,44 @@ class _Song:
             rest = rng.random(t.size) < 0.2
             dur = np.where(rest, 0, 0.95 * self.bar / per_bar)
             table = _TABLES[kind]
-            return _voice(n, sr, t, dur, m, table, _env_sustain(0.05, 0.05),
-                          vibrato=0.006 if kind == "leadvox" else 0.003)
+            return _voice(
+                n,
+                sr,
+                t,
+                dur,
+                m,
+                table,
+                _env_sustain(0.05, 0.05),
+                vibrato=0.006 if kind == "leadvox" else 0.003,
+            )
         if kind.startswith("bv_"):
             which = {"bv_third": 1, "bv_fifth": 2, "bv_octave": 0}[kind]
             t, b = self.grid(active, 1)
             m = np.array([self.chord(x, 2)[which] for x in b]) + (12 if kind == "bv_octave" else 0)
-            return _voice(n, sr, t, np.full(t.size, 0.97 * self.bar), m, _TABLES["bv"],
-                          _env_sustain(0.08, 0.1), vibrato=0.005)
+            return _voice(
+                n,
+                sr,
+                t,
+                np.full(t.size, 0.97 * self.bar),
+                m,
+                _TABLES["bv"],
+                _env_sustain(0.08, 0.1),
+                vibrato=0.005,
+            )
         raise ValueError(kind)
 
     # -- drums ----------------------------------------------------------------------
     def template(self, kind: str) -> np.ndarray:
         sr, rng = self.sr, self.rng
-        length = {"kick": 0.4, "snare": 0.3, "hihat": 0.1, "tom": 0.4, "crash": 2.0, "shaker": 0.06, "room": 0.5}[kind]
+        length = {
+            "kick": 0.4,
+            "snare": 0.3,
+            "hihat": 0.1,
+            "tom": 0.4,
+            "crash": 2.0,
+            "shaker": 0.06,
+            "room": 0.5,
+        }[kind]
         t = np.arange(int(length * sr)) / sr
         if kind in ("kick", "tom"):
             f0, f1, tau = (110, 45, 0.25) if kind == "kick" else (160, 100, 0.3)
@@ -325,7 +447,9 @@ class _Song:
             return (np.sin(2 * np.pi * np.cumsum(f) / sr) * np.exp(-t / tau)).astype(np.float32)
         noise = rng.standard_normal(t.size)
         if kind == "snare":
-            return (0.6 * noise * np.exp(-t / 0.1) + np.sin(2 * np.pi * 190 * t) * np.exp(-t / 0.07)).astype(np.float32)
+            return (
+                0.6 * noise * np.exp(-t / 0.1) + np.sin(2 * np.pi * 190 * t) * np.exp(-t / 0.07)
+            ).astype(np.float32)
         if kind in ("hihat", "shaker", "crash"):
             hp = np.diff(noise, 2, prepend=[0, 0])  # second difference: a crude high-pass
             tau = {"hihat": 0.03, "shaker": 0.015, "crash": 0.8}[kind]
@@ -449,7 +573,9 @@ def generate_song(
         active = np.isin(kinds_bar, [SECTIONS.index(x) for x in on])
         if not active.any():
             active[:] = True
-        sig = song.drums(inst.kind, active) if inst.kind in _DRUMS else song.notes(inst.kind, active)
+        sig = (
+            song.drums(inst.kind, active) if inst.kind in _DRUMS else song.notes(inst.kind, active)
+        )
         peak = float(np.max(np.abs(sig)))
         level_db = float(rng.uniform(-20, -3))
         level = 10 ** (level_db / 20)
@@ -457,8 +583,11 @@ def generate_song(
         stems.append(stem)
         auto = dict(inst.automation)
         step = np.array([auto.get(x, 0.0) for x in SECTIONS])[kinds_bar[chunk_bar]]
-        ramp = np.convolve(np.pad(step, (_RAMP_CHUNKS // 2, _RAMP_CHUNKS - 1 - _RAMP_CHUNKS // 2), mode="edge"),
-                           np.ones(_RAMP_CHUNKS) / _RAMP_CHUNKS, mode="valid")
+        ramp = np.convolve(
+            np.pad(step, (_RAMP_CHUNKS // 2, _RAMP_CHUNKS - 1 - _RAMP_CHUNKS // 2), mode="edge"),
+            np.ones(_RAMP_CHUNKS) / _RAMP_CHUNKS,
+            mode="valid",
+        )
         db = inst.house_db + rng.normal(0, 1.0) + ramp
         gain = 10 ** (db / 20) / level
         gains.append(gain)
@@ -473,11 +602,21 @@ def generate_song(
     mix = mix.ravel()[:n]
     scale = 10 ** (_MIX_PEAK_DB / 20) / max(float(np.max(np.abs(mix))), 1e-12)
     meta = {
-        "seed": int(seed), "index": int(index), "bpm": song.bpm, "root_midi": song.root,
+        "seed": int(seed),
+        "index": int(index),
+        "bpm": song.bpm,
+        "root_midi": song.root,
         "progression": list(song.prog),
-        "sections": [{"type": k_, "start_s": a * song.bar / sample_rate, "end_s": min(b * song.bar, n) / sample_rate}
-                     for k_, a, b in song.sections],
-        "recording_level_db": levels, "mix_scale": scale,
+        "sections": [
+            {
+                "type": k_,
+                "start_s": a * song.bar / sample_rate,
+                "end_s": min(b * song.bar, n) / sample_rate,
+            }
+            for k_, a, b in song.sections
+        ],
+        "recording_level_db": levels,
+        "mix_scale": scale,
         "house_db": {f: _BY_NAME[f[3:-4]].house_db for f in files},
     }
     return SyntheticSong(
@@ -526,16 +665,26 @@ def make_synthetic_dataset(
     out = Path(out_dir)
     folders = []
     for i in range(n_songs):
-        s = generate_song(i, seconds=seconds, n_tracks=n_tracks, seed=seed,
-                          chunk_size=chunk_size, sample_rate=sample_rate)
+        s = generate_song(
+            i,
+            seconds=seconds,
+            n_tracks=n_tracks,
+            seed=seed,
+            chunk_size=chunk_size,
+            sample_rate=sample_rate,
+        )
         folder = out / s.name
         folder.mkdir(parents=True, exist_ok=True)
         for fname, y in zip(s.stem_files, s.stems, strict=True):
             write_audio(folder / fname, y, sample_rate=sample_rate, subtype="FLOAT")
-        write_audio(folder / f"{s.name}_Mix.wav", s.reference, sample_rate=sample_rate, subtype="FLOAT")
+        write_audio(
+            folder / f"{s.name}_Mix.wav", s.reference, sample_rate=sample_rate, subtype="FLOAT"
+        )
         truth = {f: g for f, g in zip(s.stem_files, s.true_gains, strict=True)}
         tmp = folder / f".{TRUTH_FILE}.tmp.npz"
-        np.savez(tmp, __chunk_size__=np.int64(chunk_size), __sample_rate__=np.int64(sample_rate), **truth)
+        np.savez(
+            tmp, __chunk_size__=np.int64(chunk_size), __sample_rate__=np.int64(sample_rate), **truth
+        )
         os.replace(tmp, folder / TRUTH_FILE)
         (folder / "synthetic.json").write_text(json.dumps(s.meta, indent=1))
         folders.append(folder)
@@ -565,8 +714,17 @@ def synthetic_songs(
     if not isinstance(n_songs, int) or n_songs < 1:
         raise ConfigError(f"n_songs must be an int >= 1, got {n_songs!r}")
     taxonomy = taxonomy or Taxonomy.load()
-    raw = [generate_song(i, seconds=seconds, n_tracks=n_tracks, seed=seed,
-                         chunk_size=chunk_size, sample_rate=sample_rate) for i in range(n_songs)]
+    raw = [
+        generate_song(
+            i,
+            seconds=seconds,
+            n_tracks=n_tracks,
+            seed=seed,
+            chunk_size=chunk_size,
+            sample_rate=sample_rate,
+        )
+        for i in range(n_songs)
+    ]
     song_slots = [taxonomy.assign_slots([Path(f).stem for f in s.stem_files]) for s in raw]
     layout = taxonomy.slot_layout(song_slots)
     index = {s: i for i, s in enumerate(layout)}
@@ -585,10 +743,17 @@ def synthetic_songs(
             gains[c] = np.pad(g, (0, T - g.size), mode="edge") if g.size < T else g[:T]
         ref = np.zeros(T * K, dtype=np.float32)
         ref[:n] = s.reference
-        songs.append(Song(
-            name=s.name, stems=stems.reshape(len(layout), T, K), reference=ref.reshape(T, K),
-            track_mask=mask, slot_names=list(layout), sample_rate=sample_rate, true_gains=gains,
-            n_valid_chunks=math.ceil(n / K),
-            stem_files={slot: f for slot, f in zip(slots, s.stem_files, strict=True)},
-        ))
+        songs.append(
+            Song(
+                name=s.name,
+                stems=stems.reshape(len(layout), T, K),
+                reference=ref.reshape(T, K),
+                track_mask=mask,
+                slot_names=list(layout),
+                sample_rate=sample_rate,
+                true_gains=gains,
+                n_valid_chunks=math.ceil(n / K),
+                stem_files={slot: f for slot, f in zip(slots, s.stem_files, strict=True)},
+            )
+        )
     return songs

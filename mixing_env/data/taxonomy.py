@@ -179,7 +179,9 @@ class Taxonomy:
             )
         mode = data.get("mode", "merge")
         if mode not in ("merge", "replace"):
-            raise ConfigError(f"taxonomy file {path}: mode must be 'merge' or 'replace', got {mode!r}")
+            raise ConfigError(
+                f"taxonomy file {path}: mode must be 'merge' or 'replace', got {mode!r}"
+            )
         if mode == "replace":
             sections = _parse_sections(data.get("sections"), str(path))
             return cls(sections, _parse_rules(data.get("rules"), str(path), sections), str(path))

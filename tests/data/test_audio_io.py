@@ -1,15 +1,20 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from _datafiles import SR, tone
 
 from mixing_env.data.audio_io import audio_info, read_audio, write_audio
 from mixing_env.errors import AudioFileError
 
-from _datafiles import SR, tone
-
 FORMATS = [
-    (".wav", "PCM_16"), (".wav", "PCM_24"), (".wav", "PCM_32"), (".wav", "FLOAT"),
-    (".flac", "PCM_16"), (".flac", "PCM_24"), (".aiff", "PCM_16"), (".aif", "PCM_24"),
+    (".wav", "PCM_16"),
+    (".wav", "PCM_24"),
+    (".wav", "PCM_32"),
+    (".wav", "FLOAT"),
+    (".flac", "PCM_16"),
+    (".flac", "PCM_24"),
+    (".aiff", "PCM_16"),
+    (".aif", "PCM_24"),
     (".aiff", "PCM_32"),
 ]
 

@@ -11,7 +11,9 @@ N = 2000
 
 
 def test_cambridge_flat(tmp_path):
-    write_cambridge_song(tmp_path / "Artist_Song", {"01_Kick": tone(N, 60), "11_LeadVox": tone(N, 440)})
+    write_cambridge_song(
+        tmp_path / "Artist_Song", {"01_Kick": tone(N, 60), "11_LeadVox": tone(N, 440)}
+    )
     (tmp_path / "Artist_Song" / "._01_Kick.wav").write_bytes(b"macOS resource fork")
     (song,) = discover_songs(tmp_path)
     assert song.layout == "cambridge" and song.name == "Artist_Song"
@@ -20,8 +22,9 @@ def test_cambridge_flat(tmp_path):
 
 
 def test_cambridge_full_subfolder(tmp_path):
-    write_cambridge_song(tmp_path / "Song", {"01_Kick": tone(N, 60), "07_ElecGtr2": tone(N, 200)},
-                         full=True)
+    write_cambridge_song(
+        tmp_path / "Song", {"01_Kick": tone(N, 60), "07_ElecGtr2": tone(N, 200)}, full=True
+    )
     (song,) = discover_songs(tmp_path)
     assert [s.path.parent.name for s in song.stems] == ["Song_Full", "Song_Full"]
     assert song.mix_path.parent.name == "Song"
@@ -46,11 +49,15 @@ def test_medleydb(tmp_path):
     sf.write(stems / "Artist_Track_STEM_02.wav", tone(N, 300), SR)
     sf.write(raw / "Artist_Track_RAW_01_01.wav", tone(N, 60), SR)
     meta = {
-        "mix_filename": "Artist_Track_MIX.wav", "stem_dir": "Artist_Track_STEMS",
+        "mix_filename": "Artist_Track_MIX.wav",
+        "stem_dir": "Artist_Track_STEMS",
         "raw_dir": "Artist_Track_RAW",
         "stems": {
-            "S01": {"filename": "Artist_Track_STEM_01.wav", "instrument": "drum set",
-                    "raw": {"R01": {"filename": "Artist_Track_RAW_01_01.wav"}}},
+            "S01": {
+                "filename": "Artist_Track_STEM_01.wav",
+                "instrument": "drum set",
+                "raw": {"R01": {"filename": "Artist_Track_RAW_01_01.wav"}},
+            },
             "S02": {"filename": "Artist_Track_STEM_02.wav", "instrument": ["male singer"]},
         },
     }
@@ -58,7 +65,10 @@ def test_medleydb(tmp_path):
     (song,) = discover_songs(tmp_path)
     assert song.layout == "medleydb"
     assert [s.name for s in song.stems] == ["drum set", "male singer"]
-    assert [s.path.name for s in song.stems] == ["Artist_Track_STEM_01.wav", "Artist_Track_STEM_02.wav"]
+    assert [s.path.name for s in song.stems] == [
+        "Artist_Track_STEM_01.wav",
+        "Artist_Track_STEM_02.wav",
+    ]
     assert song.mix_path.name == "Artist_Track_MIX.wav"
 
 
@@ -66,8 +76,14 @@ def test_medleydb_missing_stem_file_named(tmp_path):
     folder = tmp_path / "X"
     folder.mkdir()
     sf.write(folder / "X_MIX.wav", tone(N, 100), SR)
-    (folder / "X_METADATA.yaml").write_text(yaml.safe_dump(
-        {"mix_filename": "X_MIX.wav", "stems": {"S01": {"filename": "X_STEM_01.wav", "instrument": "piano"}}}))
+    (folder / "X_METADATA.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "mix_filename": "X_MIX.wav",
+                "stems": {"S01": {"filename": "X_STEM_01.wav", "instrument": "piano"}},
+            }
+        )
+    )
     with pytest.raises(DatasetError, match=r"X_STEM_01\.wav is missing"):
         discover_songs(tmp_path)
 

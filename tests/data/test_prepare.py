@@ -16,7 +16,13 @@ from mixing_env.data.prepare import prepare_dataset
 from mixing_env.errors import AudioFileError, CacheError, ConfigError, DatasetError
 
 K = 500
-LAYOUT = ["Drums/Kick#1", "Strings/Electric#1", "Strings/Electric#2", "Strings/Bass#1", "Vocals/Lead#1"]
+LAYOUT = [
+    "Drums/Kick#1",
+    "Strings/Electric#1",
+    "Strings/Electric#2",
+    "Strings/Bass#1",
+    "Vocals/Lead#1",
+]
 
 
 def prep(src, cache, **kw):
@@ -30,7 +36,9 @@ def test_slots_dummies_padding_and_chunks(tiny_dataset, tmp_path):
     assert ds.slot_names == LAYOUT and ds.n_slots == 5
     assert (ds.n_chunks, ds.chunk_size, ds.sample_rate, len(ds)) == (T, K, SR, 2)
     a, b = ds.load("SongA"), ds.load("SongB")
-    assert a.stems.shape == (5, T, K) and a.reference.shape == (T, K) and a.stems.dtype == np.float32
+    assert (
+        a.stems.shape == (5, T, K) and a.reference.shape == (T, K) and a.stems.dtype == np.float32
+    )
     np.testing.assert_array_equal(a.track_mask, [1, 0, 0, 1, 1])
     np.testing.assert_array_equal(b.track_mask, [1, 1, 1, 0, 1])
     assert not np.any(a.stems[1:3]) and not np.any(b.stems[3])  # dummy slots are zeros
@@ -74,7 +82,11 @@ def test_set_length_pads_shorter_songs(tiny_dataset, tmp_path):
 def test_stereo_keeps_two_channels(tiny_dataset, tmp_path):
     ds = prep(tiny_dataset, tmp_path / "cache", mono=False)
     song = ds.load("SongA")
-    assert song.stems.shape == (5, 2, ds.n_chunks, K) and song.reference.shape == (2, ds.n_chunks, K)
+    assert song.stems.shape == (5, 2, ds.n_chunks, K) and song.reference.shape == (
+        2,
+        ds.n_chunks,
+        K,
+    )
     np.testing.assert_array_equal(song.stems[0, 0], song.stems[0, 1])  # mono file on both sides
 
 
@@ -88,7 +100,12 @@ def test_musdb_stereo_48k_through_prepare(tmp_path):
     folder.mkdir(parents=True)
     n = 4800
     for i, stem in enumerate(("mixture", "vocals", "drums", "bass", "other")):
-        sf.write(folder / f"{stem}.wav", tone(n, 100 * (i + 1), sr=48000, channels=2), 48000, subtype="PCM_24")
+        sf.write(
+            folder / f"{stem}.wav",
+            tone(n, 100 * (i + 1), sr=48000, channels=2),
+            48000,
+            subtype="PCM_24",
+        )
     ds = prep(tmp_path / "musdb", tmp_path / "cache")
     assert ds.slot_names == ["Drums/Drums#1", "Strings/Bass#1", "Vocals/Lead#1", "Extra/Extra#1"]
     assert ds.n_chunks == int(np.ceil(4410 / K))
@@ -112,8 +129,12 @@ def _kill_script(src, cache, kill_at):
 def test_killed_mid_song_then_rerun_equals_clean_run(tiny_dataset, tmp_path):
     cache = tmp_path / "cache"
     # SongA reads 4 files (mix + 3 stems); the 7th read is SongB's second stem.
-    proc = subprocess.run([sys.executable, "-c", _kill_script(tiny_dataset, cache, 7)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _kill_script(tiny_dataset, cache, 7)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -9, proc.stderr
     with pytest.raises(CacheError, match="incomplete"):
         PreparedDataset(cache)
@@ -166,7 +187,9 @@ def test_rerun_skips_and_touched_source_is_redone(tiny_dataset, tmp_path):
     cache = tmp_path / "cache"
     first = prep(tiny_dataset, cache).manifest["songs"]
     second = prep(tiny_dataset, cache).manifest["songs"]
-    assert {k: v["prepared_at"] for k, v in first.items()} == {k: v["prepared_at"] for k, v in second.items()}
+    assert {k: v["prepared_at"] for k, v in first.items()} == {
+        k: v["prepared_at"] for k, v in second.items()
+    }
     stem = tiny_dataset / "SongB" / "01_Kick.wav"
     st = stem.stat()
     os.utime(stem, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
@@ -188,7 +211,10 @@ def test_forced_slot_layout(tiny_dataset, tmp_path):
     with pytest.warns(DataWarning) as rec:
         ds = prep(tiny_dataset, tmp_path / "cache", slots=layout)
     messages = " | ".join(str(w.message) for w in rec)
-    assert "06_ElecGtr2.wav goes to slot Strings/Electric#2, which the given slot layout lacks" in messages
+    assert (
+        "06_ElecGtr2.wav goes to slot Strings/Electric#2, which the given slot layout lacks"
+        in messages
+    )
     assert "02_Bass.wav goes to slot Strings/Bass#1" in messages
     assert ds.slot_names == layout
     np.testing.assert_array_equal(ds.load("SongB").track_mask, [1, 0, 1, 1])
@@ -242,12 +268,16 @@ def test_nothing_cached_is_lost_when_a_song_turns_bad(tiny_dataset, tmp_path):
     np.testing.assert_array_equal(ds.load("SongA").stems, good)
 
 
-@pytest.mark.parametrize(("n_stem", "word", "action"), [(9000, "shorter", "zero-padded"),
-                                                         (16000, "longer", "trimmed")])
+@pytest.mark.parametrize(
+    ("n_stem", "word", "action"), [(9000, "shorter", "zero-padded"), (16000, "longer", "trimmed")]
+)
 def test_stem_length_mismatch_warns_and_fits(tmp_path, n_stem, word, action):
     n_mix = 12000
-    write_cambridge_song(tmp_path / "src" / "S", {"01_Kick": tone(n_mix, 60), "02_Snare": tone(n_stem, 200)},
-                         mix=tone(n_mix, 100))
+    write_cambridge_song(
+        tmp_path / "src" / "S",
+        {"01_Kick": tone(n_mix, 60), "02_Snare": tone(n_stem, 200)},
+        mix=tone(n_mix, 100),
+    )
     with pytest.warns(DataWarning, match=rf"02_Snare\.wav is {word} than the mix .*{action}"):
         ds = prep(tmp_path / "src", tmp_path / "cache")
     flat = np.asarray(ds.load("S").stems).reshape(2, -1)
@@ -265,7 +295,7 @@ def test_sample_rate_mismatch_is_resampled(tmp_path):
     with pytest.warns(DataWarning, match=r"02_Bass\.wav is at 48000 Hz .*resampled"):
         ds = prep(tmp_path / "src", tmp_path / "cache")
     bass = np.asarray(ds.load("S").stems[ds.slot_names.index("Strings/Bass#1")]).ravel()
-    np.testing.assert_allclose(bass[100:n - 100], tone(n, 110)[100:n - 100], atol=3e-3)
+    np.testing.assert_allclose(bass[100 : n - 100], tone(n, 110)[100 : n - 100], atol=3e-3)
 
 
 def test_silent_stem_kept_and_marked(tiny_dataset, tmp_path):

@@ -18,7 +18,9 @@ KW = dict(n_songs=2, seconds=1.2, n_tracks=(3, 6), seed=11)
 def test_folder_route_equals_memory_route(tmp_path):
     folders = make_synthetic_dataset(tmp_path / "src", **KW)
     assert [f.name for f in folders] == ["SynthSong001", "SynthSong002"]
-    assert (folders[0] / "SynthSong001_Mix.wav").is_file() and (folders[0] / "true_gains.npz").is_file()
+    assert (folders[0] / "SynthSong001_Mix.wav").is_file() and (
+        folders[0] / "true_gains.npz"
+    ).is_file()
     ds = prepare_dataset(tmp_path / "src", tmp_path / "cache", progress=False)
     mem = synthetic_songs(**KW)
     assert ds.names == [s.name for s in mem]
@@ -40,7 +42,9 @@ def test_deterministic_and_independent_of_n_songs():
 
 def test_reference_is_the_known_per_chunk_gain_mix():
     for song in synthetic_songs(**KW):
-        mix = np.einsum("ctk,ct->tk", song.stems.astype(np.float64), song.true_gains.astype(np.float64))
+        mix = np.einsum(
+            "ctk,ct->tk", song.stems.astype(np.float64), song.true_gains.astype(np.float64)
+        )
         np.testing.assert_allclose(mix, song.reference, atol=1e-6)
         assert np.all(song.true_gains[song.track_mask == 0] == 0)
         assert np.all(song.true_gains[song.track_mask == 1] > 0)
@@ -64,7 +68,9 @@ def test_gains_follow_house_style_and_sections():
     types = {sec["type"] for sec in s.meta["sections"]}
     assert {"intro", "verse", "chorus"} <= types
     # Instruments enter and leave: some stems are silent in whole chunks and sound in others.
-    chunk_peak = np.abs(s.stems[:, : (s.stems.shape[1] // K) * K].reshape(len(s.stems), -1, K)).max(2)
+    chunk_peak = np.abs(s.stems[:, : (s.stems.shape[1] // K) * K].reshape(len(s.stems), -1, K)).max(
+        2
+    )
     enters_leaves = [(p == 0).any() and (p > 0).any() for p in chunk_peak]
     assert sum(enters_leaves) >= 5
     lead = s.stem_files.index("13_LeadVox.wav")
@@ -80,15 +86,27 @@ def test_track_counts_and_all_stems_classified(n_tracks):
 
 
 def test_track_range_drawn_per_song():
-    counts = {int(s.track_mask.sum()) for s in synthetic_songs(n_songs=6, seconds=0.2, n_tracks=(2, 5), seed=0)}
+    counts = {
+        int(s.track_mask.sum())
+        for s in synthetic_songs(n_songs=6, seconds=0.2, n_tracks=(2, 5), seed=0)
+    }
     assert counts <= {2, 3, 4, 5} and len(counts) > 1
 
 
 def test_every_instrument_name_maps_to_its_own_slot():
     tax = Taxonomy.load()
-    expect = {"Kick": "Drums/Kick", "HiHat": "Drums/Hi-Hat", "Tom": "Drums/Tom", "Bass": "Strings/Bass",
-              "AcGtr": "Strings/Acoustic", "SynthPad": "Keys/Synth", "LeadVox": "Vocals/Lead",
-              "BackingVox2": "Vocals/Backing", "Crash": "Drums/Cymbal", "Sax": "Woodwind/Woodwind"}
+    expect = {
+        "Kick": "Drums/Kick",
+        "HiHat": "Drums/Hi-Hat",
+        "Tom": "Drums/Tom",
+        "Bass": "Strings/Bass",
+        "AcGtr": "Strings/Acoustic",
+        "SynthPad": "Keys/Synth",
+        "LeadVox": "Vocals/Lead",
+        "BackingVox2": "Vocals/Backing",
+        "Crash": "Drums/Cymbal",
+        "Sax": "Woodwind/Woodwind",
+    }
     got = {i.name: "/".join(tax.classify(f"{i.number:02d}_{i.name}.wav")) for i in INSTRUMENTS}
     assert {k: got[k] for k in expect} == expect
 

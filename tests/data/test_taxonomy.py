@@ -5,36 +5,69 @@ from mixing_env.errors import ConfigError
 
 # Realistic names from Cambridge-MT "Mixing Secrets" multitracks, MUSDB18 and MedleyDB labels.
 CASES = [
-    ("01_Kick.wav", "Drums", "Kick"), ("02_KickOut.wav", "Drums", "Kick"),
-    ("Kik_In.wav", "Drums", "Kick"), ("03_SnareUp.wav", "Drums", "Snare"),
-    ("04_SnareDown.wav", "Drums", "Snare"), ("05_HiHat.wav", "Drums", "Hi-Hat"),
-    ("HH.wav", "Drums", "Hi-Hat"), ("04_Overheads.wav", "Drums", "Overheads"),
-    ("09_OH_L.wav", "Drums", "Overheads"), ("06_Tom1.wav", "Drums", "Tom"),
-    ("08_FloorTom.wav", "Drums", "Tom"), ("10_Room.wav", "Drums", "Room"),
-    ("Rm_Mono.wav", "Drums", "Room"), ("11_Crash.wav", "Drums", "Cymbal"),
-    ("12_Ride.wav", "Drums", "Cymbal"), ("13_Shaker.wav", "Drums", "Percussion"),
-    ("Tambourine.wav", "Drums", "Percussion"), ("Rimshot.wav", "Drums", "Rim"),
-    ("BassDrum.wav", "Drums", "Bass"), ("DrumLoop.wav", "Drums", "Drums"),
-    ("14_Bass.wav", "Strings", "Bass"), ("15_BassDI.wav", "Strings", "Bass"),
-    ("07_ElecGtr2.wav", "Strings", "Electric"), ("16_ElecGtr1DI.wav", "Strings", "Electric"),
-    ("17_AcGtr.wav", "Strings", "Acoustic"), ("AcousticGtr_Mic.wav", "Strings", "Acoustic"),
-    ("LeadGtr.wav", "Strings", "Electric"), ("Gtr.wav", "Strings", "Electric"),
-    ("Ukulele.wav", "Strings", "Ukulele"), ("Violin.wav", "Strings", "Extra"),
-    ("18_Organ.wav", "Keys", "Organ"), ("Hammond.wav", "Keys", "Organ"),
-    ("19_Piano.wav", "Keys", "Piano"), ("Pno.wav", "Keys", "Piano"), ("Keys.wav", "Keys", "Piano"),
-    ("Rhodes.wav", "Keys", "Piano"), ("20_Synth.wav", "Keys", "Synth"), ("Syn.wav", "Keys", "Synth"),
-    ("12_SynthPad.wav", "Keys", "Synth"), ("Pad.wav", "Keys", "Synth"),
-    ("Harmonica.wav", "Keys", "Harmonica"), ("11_LeadVox.wav", "Vocals", "Lead"),
-    ("LeadVoxDT.wav", "Vocals", "Lead"), ("Vox.wav", "Vocals", "Lead"),
-    ("14_BackingVox1.wav", "Vocals", "Backing"), ("BVs.wav", "Vocals", "Backing"),
-    ("BV2.wav", "Vocals", "Backing"), ("Sax.wav", "Woodwind", "Woodwind"),
-    ("Clarinet.wav", "Woodwind", "Woodwind"), ("Flute.wav", "Flute", "Flute"),
-    ("vocals", "Vocals", "Lead"), ("drums", "Drums", "Drums"), ("bass", "Strings", "Bass"),
-    ("other", "Extra", "Extra"), ("clean electric guitar", "Strings", "Electric"),
-    ("electric bass", "Strings", "Bass"), ("male singer", "Vocals", "Lead"),
-    ("vocalists", "Vocals", "Backing"), ("drum set", "Drums", "Drums"),
-    ("electric piano", "Keys", "Piano"), ("kick drum", "Drums", "Kick"),
-    ("Trumpet.wav", "Extra", "Extra"), ("zzz_unknown.wav", "Extra", "Extra"),
+    ("01_Kick.wav", "Drums", "Kick"),
+    ("02_KickOut.wav", "Drums", "Kick"),
+    ("Kik_In.wav", "Drums", "Kick"),
+    ("03_SnareUp.wav", "Drums", "Snare"),
+    ("04_SnareDown.wav", "Drums", "Snare"),
+    ("05_HiHat.wav", "Drums", "Hi-Hat"),
+    ("HH.wav", "Drums", "Hi-Hat"),
+    ("04_Overheads.wav", "Drums", "Overheads"),
+    ("09_OH_L.wav", "Drums", "Overheads"),
+    ("06_Tom1.wav", "Drums", "Tom"),
+    ("08_FloorTom.wav", "Drums", "Tom"),
+    ("10_Room.wav", "Drums", "Room"),
+    ("Rm_Mono.wav", "Drums", "Room"),
+    ("11_Crash.wav", "Drums", "Cymbal"),
+    ("12_Ride.wav", "Drums", "Cymbal"),
+    ("13_Shaker.wav", "Drums", "Percussion"),
+    ("Tambourine.wav", "Drums", "Percussion"),
+    ("Rimshot.wav", "Drums", "Rim"),
+    ("BassDrum.wav", "Drums", "Bass"),
+    ("DrumLoop.wav", "Drums", "Drums"),
+    ("14_Bass.wav", "Strings", "Bass"),
+    ("15_BassDI.wav", "Strings", "Bass"),
+    ("07_ElecGtr2.wav", "Strings", "Electric"),
+    ("16_ElecGtr1DI.wav", "Strings", "Electric"),
+    ("17_AcGtr.wav", "Strings", "Acoustic"),
+    ("AcousticGtr_Mic.wav", "Strings", "Acoustic"),
+    ("LeadGtr.wav", "Strings", "Electric"),
+    ("Gtr.wav", "Strings", "Electric"),
+    ("Ukulele.wav", "Strings", "Ukulele"),
+    ("Violin.wav", "Strings", "Extra"),
+    ("18_Organ.wav", "Keys", "Organ"),
+    ("Hammond.wav", "Keys", "Organ"),
+    ("19_Piano.wav", "Keys", "Piano"),
+    ("Pno.wav", "Keys", "Piano"),
+    ("Keys.wav", "Keys", "Piano"),
+    ("Rhodes.wav", "Keys", "Piano"),
+    ("20_Synth.wav", "Keys", "Synth"),
+    ("Syn.wav", "Keys", "Synth"),
+    ("12_SynthPad.wav", "Keys", "Synth"),
+    ("Pad.wav", "Keys", "Synth"),
+    ("Harmonica.wav", "Keys", "Harmonica"),
+    ("11_LeadVox.wav", "Vocals", "Lead"),
+    ("LeadVoxDT.wav", "Vocals", "Lead"),
+    ("Vox.wav", "Vocals", "Lead"),
+    ("14_BackingVox1.wav", "Vocals", "Backing"),
+    ("BVs.wav", "Vocals", "Backing"),
+    ("BV2.wav", "Vocals", "Backing"),
+    ("Sax.wav", "Woodwind", "Woodwind"),
+    ("Clarinet.wav", "Woodwind", "Woodwind"),
+    ("Flute.wav", "Flute", "Flute"),
+    ("vocals", "Vocals", "Lead"),
+    ("drums", "Drums", "Drums"),
+    ("bass", "Strings", "Bass"),
+    ("other", "Extra", "Extra"),
+    ("clean electric guitar", "Strings", "Electric"),
+    ("electric bass", "Strings", "Bass"),
+    ("male singer", "Vocals", "Lead"),
+    ("vocalists", "Vocals", "Backing"),
+    ("drum set", "Drums", "Drums"),
+    ("electric piano", "Keys", "Piano"),
+    ("kick drum", "Drums", "Kick"),
+    ("Trumpet.wav", "Extra", "Extra"),
+    ("zzz_unknown.wav", "Extra", "Extra"),
 ]
 
 
@@ -52,10 +85,30 @@ def test_normalize():
 def test_sections_in_report_order():
     tax = Taxonomy.load()
     assert [s for s, _ in tax.sections] == [
-        "Drums", "Strings", "Keys", "Vocals", "Woodwind", "Flute", "Overall", "Extra"]
+        "Drums",
+        "Strings",
+        "Keys",
+        "Vocals",
+        "Woodwind",
+        "Flute",
+        "Overall",
+        "Extra",
+    ]
     assert dict(tax.sections)["Drums"] == (
-        "Kick", "Rim", "Hi-Hat", "Overheads", "Snare", "Cymbal", "Bass", "Drums", "Percussion",
-        "Tom", "Room", "Ambience", "Extra")
+        "Kick",
+        "Rim",
+        "Hi-Hat",
+        "Overheads",
+        "Snare",
+        "Cymbal",
+        "Bass",
+        "Drums",
+        "Percussion",
+        "Tom",
+        "Room",
+        "Ambience",
+        "Extra",
+    )
     assert dict(tax.sections)["Strings"] == ("Electric", "Ukulele", "Bass", "Acoustic", "Extra")
     assert dict(tax.sections)["Keys"] == ("Organ", "Piano", "Harmonica", "Synth", "Extra")
     assert dict(tax.sections)["Vocals"] == ("Lead", "Backing", "Extra")
@@ -67,8 +120,13 @@ def test_slots_numbered_and_layout_takes_max_per_instrument():
     b = tax.assign_slots(["01_Kick", "05_ElecGtr1", "06_ElecGtr2", "07_ElecGtr3"])
     assert a == ["Drums/Kick#1", "Drums/Kick#2", "Vocals/Lead#1"]
     assert tax.slot_layout([a, b]) == [
-        "Drums/Kick#1", "Drums/Kick#2", "Strings/Electric#1", "Strings/Electric#2",
-        "Strings/Electric#3", "Vocals/Lead#1"]
+        "Drums/Kick#1",
+        "Drums/Kick#2",
+        "Strings/Electric#1",
+        "Strings/Electric#2",
+        "Strings/Electric#3",
+        "Vocals/Lead#1",
+    ]
     assert parse_slot("Drums/Hi-Hat#3") == ("Drums", "Hi-Hat", 3)
     with pytest.raises(ConfigError, match="Section/Instrument#n"):
         parse_slot("Kick1")
@@ -87,20 +145,25 @@ def test_user_taxonomy_replace(tmp_path):
     user.write_text(
         "mode: replace\nsections:\n  - {name: Rhythm, instruments: [Drums, Bass]}\n"
         "  - {name: Other}\nrules:\n  - {match: 'kick|snare', slot: Rhythm/Drums}\n"
-        "  - {match: bass, slot: Rhythm/Bass}\n")
+        "  - {match: bass, slot: Rhythm/Bass}\n"
+    )
     tax = Taxonomy.load(user)
     assert tax.classify("01_Kick") == ("Rhythm", "Drums")
     assert tax.classify("02_Bass") == ("Rhythm", "Bass")
     assert tax.classify("11_LeadVox") == ("Other", "Other")
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("rules:\n  - {match: 'x', slot: Drums/Cowbell}\n", r"Drums/Cowbell.*not a Section"),
-    ("rules:\n  - {match: '(', slot: Drums/Kick}\n", r"bad regex"),
-    ("rulez: []\n", r"unknown keys \['rulez'\]"),
-    ("mode: mix\n", r"mode must be 'merge' or 'replace'"),
-    ("[1, 2\n", r"not valid YAML"),
-], ids=["unknown-slot", "bad-regex", "unknown-key", "bad-mode", "bad-yaml"])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("rules:\n  - {match: 'x', slot: Drums/Cowbell}\n", r"Drums/Cowbell.*not a Section"),
+        ("rules:\n  - {match: '(', slot: Drums/Kick}\n", r"bad regex"),
+        ("rulez: []\n", r"unknown keys \['rulez'\]"),
+        ("mode: mix\n", r"mode must be 'merge' or 'replace'"),
+        ("[1, 2\n", r"not valid YAML"),
+    ],
+    ids=["unknown-slot", "bad-regex", "unknown-key", "bad-mode", "bad-yaml"],
+)
 def test_bad_user_taxonomy(tmp_path, text, match):
     user = tmp_path / "bad.yaml"
     user.write_text(text)
