@@ -87,6 +87,10 @@ class ChunkLogMel:
                 f"chunks must have last dimension chunk_size={self.chunk_size}, "
                 f"got shape {chunks.shape}"
             )
+        return self.mel_power_unchecked(chunks)
+
+    def mel_power_unchecked(self, chunks: np.ndarray) -> np.ndarray:
+        """:meth:`mel_power` without argument checks (the env's per-step path)."""
         spectrum = np.fft.rfft(chunks * self.window, axis=-1)
         power = spectrum.real**2 + spectrum.imag**2
         return power @ self._mel_t

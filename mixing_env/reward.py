@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+
 import numpy as np
 
 from mixing_env.constants import RHO
@@ -34,6 +36,7 @@ __all__ = [
     "level_match",
     "to_simplex",
     "kl_divergence",
+    "smoothed_log",
     "mixing_reward",
     "evaluate_gains",
 ]
@@ -145,9 +148,23 @@ def kl_divergence(
     if track_mask is not None:
         real = np.asarray(track_mask) > 0
         p, q = p[..., real], q[..., real]
-    p = (p + eps) / (p + eps).sum(axis=-1, keepdims=True)
-    q = (q + eps) / (q + eps).sum(axis=-1, keepdims=True)
-    return np.sum(p * (np.log(p) - np.log(q)), axis=-1)
+    p, log_p = smoothed_log(p, eps=eps)
+    _, log_q = smoothed_log(q, eps=eps)
+    return np.sum(p * (log_p - log_q), axis=-1)
+
+
+def smoothed_log(gains: np.ndarray, *, eps: float = KL_EPS) -> tuple[np.ndarray, np.ndarray]:
+    """The smoothed distribution and its log that :func:`kl_divergence` uses.
+
+    Lets a caller keep step t's values for step t+1 (the env does), so each step takes one
+    log. ``gains`` must be the real tracks only.
+
+    Returns:
+        ``(p, log p)`` with ``p = (gains + eps) / sum(gains + eps)``.
+    """
+    p = gains + eps
+    p /= p.sum(axis=-1, keepdims=True)
+    return p, np.log(p)
 
 
 def mixing_reward(
@@ -157,7 +174,7 @@ def mixing_reward(
     rho: float = RHO,
     reward_mode: str = "normalized",
     mfcc_scale: float = MFCC_SCALE,
-) -> np.ndarray:
+) -> np.ndarray | float:
     """Report 4.3's reward from the MFCC distance and the KL.
 
     Args:
@@ -173,6 +190,11 @@ def mixing_reward(
     """
     if reward_mode not in REWARD_MODES:
         raise ConfigError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+    if isinstance(distance, float) and isinstance(kl, float):  # env hot path: one step
+        d2 = distance * distance
+        if reward_mode == "normalized":
+            d2 /= float(mfcc_scale) ** 2
+        return math.exp(-d2 - float(rho) * kl)
     d = np.square(np.asarray(distance, dtype=np.float64))
     if reward_mode == "normalized":
         d = d / float(mfcc_scale) ** 2

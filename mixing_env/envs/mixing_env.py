@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from mixing_env.data.song import Song
 from mixing_env.envs.config import DEFAULT_SYNTHETIC, EnvConfig
 from mixing_env.errors import ActionError, ConfigError, DatasetError, DeepMixingError
 from mixing_env.features import ChunkLogMel, ChunkMFCC
-from mixing_env.reward import kl_divergence, level_gain, mixing_reward
+from mixing_env.reward import level_gain, mixing_reward, smoothed_log
 
 __all__ = ["MixingEnv", "SongFeatures"]
 
@@ -38,6 +39,7 @@ class SongFeatures:
         mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
         mask32: The same, float32 and read-only (the observation's ``track_mask``).
         equal: Equal gains over the real tracks, float64 [shape=(C,)].
+        real: Indices of the real tracks [shape=(n_real,)].
     """
 
     song: Song
@@ -49,6 +51,7 @@ class SongFeatures:
     mask: np.ndarray
     mask32: np.ndarray
     equal: np.ndarray
+    real: np.ndarray
 
 
 class MixingEnv(gym.Env):
@@ -189,7 +192,8 @@ class MixingEnv(gym.Env):
         self._start = 0
         self._end = 0
         self._steps = 0
-        self._prev_gains = np.zeros(C)
+        self._prev_p = self._prev_log_p = np.zeros(0)
+        self._mel_buf = np.zeros((2, self._mfcc.n_mels))
         self._mix_mfcc = np.zeros(cfg.n_mfcc, np.float32)
         self._seeded = False
 
@@ -261,7 +265,6 @@ class MixingEnv(gym.Env):
         self._end = n_valid if length is None else min(start + length, n_valid)
         self._t = start
         self._steps = 0
-        self._prev_gains = np.zeros(self.n_slots)
         self._mix_mfcc = np.zeros(self.config.n_mfcc, np.float32)
         return self._observation(), {"song": name, "chunk": start}
 
@@ -284,36 +287,40 @@ class MixingEnv(gym.Env):
             raise DeepMixingError("step() called before reset() or after the episode ended")
         t = self._t
         gains = self._gains(action)
-        mix = gains.astype(np.float32) @ feats.stems[:, t, :]
-        mel = self._mfcc.mel_power(mix)
+        gains32 = gains.astype(np.float32)
+        mix = gains32 @ feats.stems[:, t, :]  # one BLAS gemv over all slots
+        mel = self._mel_buf
+        mel[0] = self._mfcc.mel.mel_power_unchecked(mix)
         if self.config.level_match == "per_chunk":
-            mix_rms = float(np.sqrt(np.dot(mix, mix) / mix.shape[0]))
+            # Scaling the mix by g scales its mel power by g^2: one FFT serves both MFCCs.
+            mix_rms = math.sqrt(float(np.dot(mix, mix)) / mix.shape[0])
             g = level_gain(mix_rms, feats.reference_rms[t])
-            mfccs = self._mfcc.from_mel_power(np.stack((mel, (g * g) * mel)))
-            raw_mfcc, scored = mfccs[0], mfccs[1]
+            np.multiply(mel[0], g * g, out=mel[1])
+            raw_mfcc, scored = self._mfcc.from_mel_power(mel)
         else:
-            raw_mfcc = scored = self._mfcc.from_mel_power(mel)
-        distance = float(np.linalg.norm(scored - feats.reference_mfcc[t]))
+            raw_mfcc = scored = self._mfcc.from_mel_power(mel[0])
+        diff = scored - feats.reference_mfcc[t]
+        distance = math.sqrt(float(np.dot(diff, diff)))
+        # KL(a_{t-1} || a_t) as reward.kl_divergence computes it, keeping log a_t for t+1.
+        p_now, log_now = smoothed_log(gains[feats.real])
         kl = 0.0
         if t > self._start:
-            kl = float(kl_divergence(self._prev_gains, gains, track_mask=feats.song.track_mask))
-        reward = float(
-            mixing_reward(
-                distance,
-                kl,
-                rho=self.config.rho,
-                reward_mode=self.config.reward_mode,
-                mfcc_scale=self.config.mfcc_scale,
-            )
+            kl = float(np.dot(self._prev_p, self._prev_log_p - log_now))
+        reward = mixing_reward(
+            distance,
+            kl,
+            rho=self.config.rho,
+            reward_mode=self.config.reward_mode,
+            mfcc_scale=self.config.mfcc_scale,
         )
-        self._prev_gains = gains
+        self._prev_p, self._prev_log_p = p_now, log_now
         self._mix_mfcc = raw_mfcc.astype(np.float32)
         self._t = t + 1
         self._steps += 1
         info = {
             "mfcc_distance": distance,
             "kl": kl,
-            "gains": gains.astype(np.float32),
+            "gains": gains32,
             "song": feats.song.name,
             "chunk": t,
         }
@@ -327,8 +334,7 @@ class MixingEnv(gym.Env):
                 f"action must have shape ({self.n_slots},) (one weight per slot), got shape "
                 f"{a.shape} at step {self._steps} (chunk {self._t})"
             )
-        finite = np.isfinite(a)
-        if not finite.all():
+        if not math.isfinite(a.sum()) and not (finite := np.isfinite(a)).all():
             i = int(np.flatnonzero(~finite)[0])
             raise ActionError(
                 f"action must be finite, got action[{i}]={a[i]} at step {self._steps} "
@@ -345,10 +351,7 @@ class MixingEnv(gym.Env):
         source = feats.stems if feats.track_features is None else feats.track_features
         lo, hi = self._t - W + 1, self._t + 1
         if lo >= 0 and hi <= source.shape[1]:
-            chunks = source[:, lo:hi]
-            if chunks.flags.writeable:
-                chunks = chunks.view()
-                chunks.flags.writeable = False
+            chunks = source[:, lo:hi]  # read-only view (see _song_features)
         else:  # before the song's start or past its end: zeros there
             chunks = np.zeros(self.observation_space["chunks"].shape, np.float32)
             if feats.track_features is not None:
@@ -396,6 +399,11 @@ class MixingEnv(gym.Env):
             ref_rms[a:b] = np.sqrt(np.mean(ref * ref, axis=-1))
             if feats_arr is not None:
                 feats_arr[:, a:b] = self._logmel.log_mel(stems[:, a:b])
+        # Read-only views: observations slice them without copying and nobody can write back.
+        stems = stems.view()
+        stems.flags.writeable = False
+        if feats_arr is not None:
+            feats_arr.flags.writeable = False
         real = np.asarray(song.track_mask) > 0
         mask32 = real.astype(np.float32)
         mask32.flags.writeable = False
@@ -409,6 +417,7 @@ class MixingEnv(gym.Env):
             mask=real.astype(np.float64),
             mask32=mask32,
             equal=real / int(real.sum()),
+            real=np.flatnonzero(real),
         )
         self._features[name] = feats
         if len(self._features) > _FEATURE_CACHE_SONGS:
