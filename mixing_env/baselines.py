@@ -143,7 +143,8 @@ class StaticOracle(BaselinePolicy):
         gram = np.zeros((len(real), len(real)))
         rhs = np.zeros(len(real))
         for a in range(0, n, 1024):  # stream over chunks: memory-mapped songs stay on disk
-            x = np.asarray(song.stems[real, a : min(a + 1024, n)], np.float64).reshape(len(real), -1)
+            x = np.asarray(song.stems[real, a : min(a + 1024, n)], np.float64)
+            x = x.reshape(len(real), -1)
             ref = np.asarray(song.reference[a : min(a + 1024, n)], np.float64).reshape(-1)
             gram += x @ x.T
             rhs += x @ ref
@@ -163,7 +164,12 @@ BASELINES: dict[str, type[BaselinePolicy]] = {
 
 
 def rollout(
-    env: Any, policy: Any, *, song: str | None = None, start: int | None = None, seed: int | None = None
+    env: Any,
+    policy: Any,
+    *,
+    song: str | None = None,
+    start: int | None = None,
+    seed: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Play one episode with ``policy.act(env)`` and collect per-step data.
 

@@ -17,9 +17,8 @@ Two things make that literal form uninformative, and both are handled here, once
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 import numpy as np
 
@@ -44,10 +43,12 @@ __all__ = [
 MFCC_SCALE = 20.0
 """Distance scale of the normalized reward, in MFCC units.
 
-Chosen from measurements on the synthetic songs (per-chunk level match, n_mfcc = 13, 40 mel
-bands): equal gains sit at a median L2 distance of about 15-25 (mean reward about 0.3-0.6),
-the per-chunk oracle on a gains-only reference at < 0.1 (reward > 0.99). 20 puts the equal-gain
-baseline in the middle of (0, 1) so that both improving on it and falling behind it show.
+Measured on 6 synthetic songs (``synthetic_songs(n_songs=6, seconds=3, n_tracks=(4, 8),
+seed=1)``, per-chunk level match, n_mfcc 13, 40 mel bands), mean L2 distance -> mean reward
+at scale 20: equal gains 20.0 -> 0.44 (0.34 at 15, 0.54 at 25), loudness-equalized 30.2 ->
+0.27, static oracle 0.55 -> 0.995, per-chunk oracle 1.6e-5 -> 1.0. The spec's real songs give
+equal gains about 22. 20 puts the equal-gain baseline mid-range, so both improving on it and
+falling behind it show in the reward.
 """
 
 KL_EPS = 1e-6

@@ -45,7 +45,9 @@ def register_with_ray(name: str = RAY_ENV_NAME) -> str:
     try:
         from ray.tune.registry import register_env
     except ImportError as e:
-        raise ImportError("register_with_ray needs ray[rllib,tune]: pip install 'ray[rllib,tune]'") from e
+        raise ImportError(
+            "register_with_ray needs ray[rllib,tune]: pip install 'ray[rllib,tune]'"
+        ) from e
     register_env(name, make_env)
     return name
 

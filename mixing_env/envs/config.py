@@ -68,7 +68,9 @@ class EnvConfig:
                 f"obs_features must be one of {OBS_FEATURES}, got {self.obs_features!r}"
             )
         if self.reward_mode not in REWARD_MODES:
-            raise ConfigError(f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
+            raise ConfigError(
+                f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}"
+            )
         if self.level_match not in LEVEL_MATCH_MODES:
             raise ConfigError(
                 f"level_match must be one of {LEVEL_MATCH_MODES}, got {self.level_match!r}"
@@ -84,7 +86,9 @@ class EnvConfig:
         ):
             raise ConfigError(f"songs must be a list of song names, got songs={self.songs!r}")
         if self.synthetic is not None and not isinstance(self.synthetic, Mapping):
-            raise ConfigError(f"synthetic must be a dict of keyword arguments, got {self.synthetic!r}")
+            raise ConfigError(
+                f"synthetic must be a dict of keyword arguments, got {self.synthetic!r}"
+            )
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any] | EnvConfig | None) -> EnvConfig:

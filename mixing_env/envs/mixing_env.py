@@ -81,11 +81,15 @@ class MixingEnv(gym.Env):
 
     A ``Dict``:
 
-    | Key          | Shape            | Dtype   | Range                 | Meaning                                    |
-    |--------------|------------------|---------|-----------------------|--------------------------------------------|
-    | chunks       | (C, W_obs, F)    | float32 | [-P, P] raw; [-100, U] logmel | last W_obs chunks of every slot up to and including t; zeros before the song starts |
-    | mix_mfcc     | (n_mfcc,)        | float32 | [-B, B]               | MFCC of the agent's own (not level-matched) mix at t-1; zeros at the first step |
-    | track_mask   | (C,)             | float32 | [0, 1]                | 1 real track, 0 dummy slot                 |
+    | Key        | Shape         | Dtype   | Range                         |
+    |------------|---------------|---------|-------------------------------|
+    | chunks     | (C, W_obs, F) | float32 | [-P, P] raw; [-100, U] logmel |
+    | mix_mfcc   | (n_mfcc,)     | float32 | [-B, B]                       |
+    | track_mask | (C,)          | float32 | [0, 1]                        |
+
+    ``chunks``: the last W_obs chunks of every slot up to and including t (zeros before the
+    song starts). ``mix_mfcc``: MFCC of the agent's own (not level-matched) mix at t-1, zeros
+    at the first step. ``track_mask``: 1 real track, 0 dummy slot.
 
     ``F = chunk_size`` for ``obs_features="raw"`` (samples) and ``n_track_features`` for
     ``"logmel"`` (absolute log-mel dB of each slot's chunk, ref 1, floor -100 dB, *not*

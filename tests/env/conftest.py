@@ -40,7 +40,8 @@ def make_song(
     t = np.arange(n_chunks)
     gains = np.zeros((n_real + n_dummy, n_chunks), np.float32)
     for i in range(n_real):
-        gains[i] = 0.2 + 0.8 * (0.5 + 0.5 * np.sin(2 * np.pi * t / n_chunks * (i + 1) + rng.random() * 6))
+        phase = 2 * np.pi * t / n_chunks * (i + 1) + rng.random() * 6
+        gains[i] = 0.2 + 0.8 * (0.5 + 0.5 * np.sin(phase))
     reference = np.einsum("ct,ctn->tn", gains, x).astype(np.float32)
     mask = np.zeros(n_real + n_dummy, np.float32)
     mask[:n_real] = 1
