@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -190,6 +191,7 @@ def main() -> None:
         "config": module._cfg.to_dict(), "C": C, "F": F,
         "params": int(sum(p.numel() for p in module.parameters())),
         "state_floats_per_step": module.state_size(),
+        "load_average_at_start": os.getloadavg(),
     }
     res.update(bench_inference(module, 100 if args.quick else 400))
     for n_seq in args.train_seqs:
@@ -200,6 +202,7 @@ def main() -> None:
         steps = 300 if args.quick else 1000
         res["env_steps_per_s_attention_lstm"] = bench_env_runner(model_config, steps, 24)
         res["env_steps_per_s_default_lstm"] = bench_env_runner(None, steps, 24)
+    res["load_average_at_end"] = os.getloadavg()
     print(json.dumps(res, indent=2))
     if args.json:
         with open(args.json, "w") as f:

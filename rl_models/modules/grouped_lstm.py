@@ -27,9 +27,9 @@ class GroupedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps x [shape=(N, C, in)] to [shape=(N, C, out)] with track c's weights."""
-        # (C, N, in) @ (G, in, out) broadcasts G = 1 over the C tracks.
-        y = torch.matmul(x.transpose(0, 1), self.weight).transpose(0, 1)
-        return y + self.bias
+        if self.weight.shape[0] == 1:  # shared: one plain matmul, no per-track weight copies
+            return x @ self.weight[0] + self.bias[0]
+        return torch.matmul(x.transpose(0, 1), self.weight).transpose(0, 1) + self.bias
 
 
 class GroupedBiLSTM(nn.Module):
@@ -69,9 +69,13 @@ class GroupedBiLSTM(nn.Module):
         """
         n, c, w, e = x.shape
         hs = self.hidden_size
-        # Input projections for every position at once: (2, C, N*W, 4h).
-        xp = torch.matmul(x.transpose(0, 1).reshape(1, c, n * w, e), self.weight_ih) + self.bias
-        xp = xp.view(2, c, n, w, 4 * hs)
+        # Shared weights (G = 1) fold the tracks into the matmul's rows; per-track weights
+        # (G = C) are one batched matmul over the track axis. Never expand the weights.
+        g = self.weight_hh.shape[1]
+        rows = c if g == 1 else 1
+        # Input projections for every position at once: (2, G, rows*N*W, 4h).
+        xp = torch.matmul(x.transpose(0, 1).reshape(1, c // rows, rows * n * w, e), self.weight_ih)
+        xp = (xp + self.bias).view(2, c, n, w, 4 * hs)
         # Time-reverse the backward direction so step j reads position j of both.
         xp = torch.cat([xp[:1], xp[1:].flip(3)], dim=0)
         need_mask = not bool(valid.all())
@@ -81,7 +85,8 @@ class GroupedBiLSTM(nn.Module):
         cell = x.new_zeros(2, c, n, hs)
         outs = []
         for j in range(w):
-            gates = xp[:, :, :, j] + torch.matmul(h, self.weight_hh)
+            rec = torch.matmul(h.view(2, c // rows, rows * n, hs), self.weight_hh)
+            gates = xp[:, :, :, j] + rec.view(2, c, n, 4 * hs)
             sig = torch.sigmoid(gates[..., : 3 * hs])
             i, f, o = sig.chunk(3, dim=-1)
             cell_new = f * cell + i * torch.tanh(gates[..., 3 * hs :])
