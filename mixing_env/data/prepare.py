@@ -216,7 +216,7 @@ def _write_song(
                 stems[c].reshape(channels, -1)[:, :n] = y[:, :n]
             mask[c] = 1.0
             record["stem_to_slot"][stem.path.name] = slot
-            if n == 0 or float(np.max(np.abs(y[..., :n]))) <= SILENCE_PEAK:
+            if n == 0 or max(float(y[..., :n].max()), -float(y[..., :n].min())) <= SILENCE_PEAK:
                 entry["silent"] = True
                 record["silent"].append(slot)
                 _warn(
