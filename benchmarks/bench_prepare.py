@@ -12,7 +12,7 @@ peak, and both as a ratio of the song's float32 size ((stems + mix) x samples x 
 mono, at the target rate).
 
 Usage:
-    python benchmarks/bench_prepare.py                # 10 s x 8, 60 s x 16, 180 s x 24, 60 s x 16 @ 48 kHz
+    python benchmarks/bench_prepare.py                # 10x8, 60x16, 180x24, 60x16@48000
     python benchmarks/bench_prepare.py --quick        # 10 s x 8 and 60 s x 16 only
     python benchmarks/bench_prepare.py --sizes 600x24 # a 10-minute 24-track song
 """
