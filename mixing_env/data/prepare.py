@@ -380,7 +380,7 @@ def prepare_dataset(
         "sample_rate": sample_rate,
         "chunk_size": chunk_size,
         "mono": mono,
-        "taxonomy": taxonomy.source,
+        "taxonomy": taxonomy.fingerprint,
         "mix_pattern": mix_pattern,
     }
     old = read_manifest(cache_dir)
@@ -422,6 +422,7 @@ def prepare_dataset(
         "channels": None if mono else 2,
         "slots": layout,
         "source_dir": str(Path(source_dir).resolve()),
+        "taxonomy_source": taxonomy.source,
         "options": options,
         "songs": {},
         "failed": failed,

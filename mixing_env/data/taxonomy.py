@@ -9,6 +9,8 @@ every instrument, as many slots as the song with most such stems; songs with few
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections import Counter
@@ -192,6 +194,14 @@ class Taxonomy:
         known = {(s, i) for s, insts in sections for i in insts}
         kept = tuple(r for r in default.rules if (r.section, r.instrument) in known)
         return cls(sections, user + kept, str(path))
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of sections and rules: a cache made with other rules is redone."""
+        text = json.dumps(
+            [self.sections, [(r.pattern.pattern, r.section, r.instrument) for r in self.rules]]
+        )
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     @property
     def instruments(self) -> list[tuple[str, str]]:

@@ -206,6 +206,16 @@ def test_changed_options_redo_everything(tiny_dataset, tmp_path):
     assert all(again.manifest["songs"][k]["prepared_at"] > first[k]["prepared_at"] for k in first)
 
 
+def test_user_taxonomy_changes_slots_and_redoes(tiny_dataset, tmp_path):
+    cache = tmp_path / "cache"
+    prep(tiny_dataset, cache)
+    user = tmp_path / "mine.yaml"
+    user.write_text("rules:\n  - {match: 'gtr', slot: Strings/Acoustic}\n")
+    ds = prep(tiny_dataset, cache, taxonomy=user)
+    assert "Strings/Acoustic#2" in ds.slot_names and "Strings/Electric#1" not in ds.slot_names
+    assert ds.manifest["taxonomy_source"] == str(user)
+
+
 def test_forced_slot_layout(tiny_dataset, tmp_path):
     layout = ["Drums/Kick#1", "Keys/Piano#1", "Strings/Electric#1", "Vocals/Lead#1"]
     with pytest.warns(DataWarning) as rec:
