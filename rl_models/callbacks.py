@@ -65,7 +65,9 @@ class DeepMixingCallbacks(RLlibCallback):
             "reward_mean": float(runners.get("reward_per_step", math.nan)),
         }
         interval = int(self.evaluation.get("interval", 0) or 0)
-        iteration = int(algorithm.iteration) + 1
+        # RLlib calls this from Algorithm.log_result, after Trainable.train() has counted
+        # the iteration: algorithm.iteration is the 1-based number of this result.
+        iteration = int(algorithm.iteration)
         if interval > 0 and iteration % interval == 0:
             self._last_eval = self._evaluate(algorithm, iteration)
         custom.update(self._last_eval)

@@ -114,8 +114,8 @@ class ModulePolicy:
         from ray.rllib.core.columns import Columns
 
         stateful = self.module.is_stateful()
-        expand = (lambda x: torch.as_tensor(np.asarray(x))[None, None]) if stateful else (
-            lambda x: torch.as_tensor(np.asarray(x))[None])
+        expand = (lambda x: torch.tensor(np.asarray(x))[None, None]) if stateful else (
+            lambda x: torch.tensor(np.asarray(x))[None])
         batch = {Columns.OBS: tree.map_structure(expand, obs)}
         if stateful:
             batch[Columns.STATE_IN] = self.state
