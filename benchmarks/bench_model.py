@@ -31,11 +31,13 @@ C, F, N_MFCC = 72, 500, 13
 
 
 def report_spaces(c: int = C, f: int = F) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
-    obs = gym.spaces.Dict({
-        "chunks": gym.spaces.Box(-1.0, 1.0, (c, 1, f), np.float32),
-        "mix_mfcc": gym.spaces.Box(-np.inf, np.inf, (N_MFCC,), np.float32),
-        "track_mask": gym.spaces.Box(0.0, 1.0, (c,), np.float32),
-    })
+    obs = gym.spaces.Dict(
+        {
+            "chunks": gym.spaces.Box(-1.0, 1.0, (c, 1, f), np.float32),
+            "mix_mfcc": gym.spaces.Box(-np.inf, np.inf, (N_MFCC,), np.float32),
+            "track_mask": gym.spaces.Box(0.0, 1.0, (c,), np.float32),
+        }
+    )
     return obs, gym.spaces.Box(0.0, 1.0, (c,), np.float32)
 
 
@@ -70,7 +72,9 @@ def bench_inference(module, steps: int) -> dict:
     with torch.no_grad():
         for i in range(steps + 20):
             t0 = time.perf_counter()
-            out = module.forward_exploration({Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: state})
+            out = module.forward_exploration(
+                {Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: state}
+            )
             t1 = time.perf_counter()
             dist = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
             dist.logp(dist.sample())
@@ -79,8 +83,10 @@ def bench_inference(module, steps: int) -> dict:
             if i >= 20:  # warm-up: the window fills within W steps
                 fwd.append(t1 - t0)
                 full.append(t2 - t0)
-    return {"inference_forward_ms_median": 1e3 * statistics.median(fwd),
-            "inference_forward_plus_sample_ms_median": 1e3 * statistics.median(full)}
+    return {
+        "inference_forward_ms_median": 1e3 * statistics.median(fwd),
+        "inference_forward_plus_sample_ms_median": 1e3 * statistics.median(full),
+    }
 
 
 def bench_train(module, n_seq: int, seq_len: int, threads: int, reps: int) -> dict:
@@ -98,13 +104,21 @@ def bench_train(module, n_seq: int, seq_len: int, threads: int, reps: int) -> di
         out = module.forward_train(batch)
         dist = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
         values = module.compute_values(batch, out[Columns.EMBEDDINGS])
-        loss = -(dist.logp(actions) * adv).mean() - 0.01 * dist.entropy().mean() + values.square().mean()
+        loss = (
+            -(dist.logp(actions) * adv).mean()
+            - 0.01 * dist.entropy().mean()
+            + values.square().mean()
+        )
         loss.backward()
         times.append(time.perf_counter() - t0)
     steps = n_seq * seq_len
     sec = statistics.median(times)
-    return {"train_steps": steps, "train_threads": threads, "train_fwd_bwd_s": sec,
-            "train_fwd_bwd_s_per_4000_steps_extrapolated": sec * 4000 / steps}
+    return {
+        "train_steps": steps,
+        "train_threads": threads,
+        "train_fwd_bwd_s": sec,
+        "train_fwd_bwd_s_per_4000_steps_extrapolated": sec * 4000 / steps,
+    }
 
 
 class PadSlots(gym.Wrapper):
@@ -115,18 +129,24 @@ class PadSlots(gym.Wrapper):
         c, w, f = env.observation_space["chunks"].shape
         self._c = c
         self.observation_space, self.action_space = report_spaces(n_slots, f)
-        self.observation_space = gym.spaces.Dict({
-            "chunks": gym.spaces.Box(-np.inf, np.inf, (n_slots, w, f), np.float32),
-            "mix_mfcc": env.observation_space["mix_mfcc"],
-            "track_mask": gym.spaces.Box(0.0, 1.0, (n_slots,), np.float32),
-        })
+        self.observation_space = gym.spaces.Dict(
+            {
+                "chunks": gym.spaces.Box(-np.inf, np.inf, (n_slots, w, f), np.float32),
+                "mix_mfcc": env.observation_space["mix_mfcc"],
+                "track_mask": gym.spaces.Box(0.0, 1.0, (n_slots,), np.float32),
+            }
+        )
         self._chunks = np.zeros((n_slots, w, f), np.float32)
         self._mask = np.zeros((n_slots,), np.float32)
 
     def _pad(self, obs):
         self._chunks[: self._c] = obs["chunks"]
         self._mask[: self._c] = obs["track_mask"]
-        return {"chunks": self._chunks.copy(), "mix_mfcc": obs["mix_mfcc"], "track_mask": self._mask.copy()}
+        return {
+            "chunks": self._chunks.copy(),
+            "mix_mfcc": obs["mix_mfcc"],
+            "track_mask": self._mask.copy(),
+        }
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -141,7 +161,6 @@ def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int) -> fl
     """Env steps/s of one SingleAgentEnvRunner; model_config None = RLlib's default LSTM."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
     from ray.tune.registry import register_env
 
@@ -151,8 +170,9 @@ def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int) -> fl
     register_env("deepmixing_pad72", lambda cfg: PadSlots(make_env(dict(cfg)), C))
     config = (
         PPOConfig()
-        .environment("deepmixing_pad72", env_config=env_config, normalize_actions=False,
-                     clip_actions=False)
+        .environment(
+            "deepmixing_pad72", env_config=env_config, normalize_actions=False, clip_actions=False
+        )
         .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
     )
     if model_config is None:
@@ -163,7 +183,9 @@ def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int) -> fl
             env_to_module_connector=lambda env, spaces, device: FlattenObservations()
         )
     else:
-        config = config.rl_module(rl_module_spec=module_spec("deepmixing_attention_lstm", model_config))
+        config = config.rl_module(
+            rl_module_spec=module_spec("deepmixing_attention_lstm", model_config)
+        )
     torch.set_num_threads(1)
     runner = SingleAgentEnvRunner(config=config)
     runner.sample(num_timesteps=100, explore=True)  # warm-up
@@ -178,8 +200,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--share-encoder", action="store_true", help="one encoder for all tracks")
-    parser.add_argument("--train-seqs", type=int, nargs="+", default=[4, 16],
-                        help="training batch sizes in sequences of max_seq_len (32)")
+    parser.add_argument(
+        "--train-seqs",
+        type=int,
+        nargs="+",
+        default=[4, 16],
+        help="training batch sizes in sequences of max_seq_len (32)",
+    )
     parser.add_argument("--no-env", action="store_true", help="skip the env-runner comparison")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
@@ -188,15 +215,18 @@ def main() -> None:
     model_config = {"share_encoder": args.share_encoder}
     module = build(model_config)
     res: dict = {
-        "config": module._cfg.to_dict(), "C": C, "F": F,
+        "config": module._cfg.to_dict(),
+        "C": C,
+        "F": F,
         "params": int(sum(p.numel() for p in module.parameters())),
         "state_floats_per_step": module.state_size(),
         "load_average_at_start": os.getloadavg(),
     }
     res.update(bench_inference(module, 100 if args.quick else 400))
     for n_seq in args.train_seqs:
-        res[f"train_{n_seq}x32"] = bench_train(module, n_seq, 32, threads=2,
-                                               reps=1 if args.quick else 3)
+        res[f"train_{n_seq}x32"] = bench_train(
+            module, n_seq, 32, threads=2, reps=1 if args.quick else 3
+        )
     print(json.dumps(res, indent=2), flush=True)
     if not args.no_env:
         steps = 300 if args.quick else 1000

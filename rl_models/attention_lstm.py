@@ -71,8 +71,7 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
         self.model_config = {**(self.model_config or {}), **cfg.to_dict()}
         n_tracks, n_features, n_mfcc = self._check_spaces()
         self._n_tracks = n_tracks
-        self._core = AttentionLSTMCore(cfg, n_tracks=n_tracks, n_features=n_features,
-                                       n_mfcc=n_mfcc)
+        self._core = AttentionLSTMCore(cfg, n_tracks=n_tracks, n_features=n_features, n_mfcc=n_mfcc)
         k, l_ = cfg.hidden_size, cfg.mix_hidden_size
         layers: list[nn.Module] = []
         size = 2 * k + l_
@@ -178,7 +177,9 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
     @override(TargetNetworkAPI)
     def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Distribution inputs of the target network, (B, T, 2C)."""
-        return {TARGET_NETWORK_ACTION_DIST_INPUTS: self._run(self._target_core, batch)["dist_inputs"]}
+        return {
+            TARGET_NETWORK_ACTION_DIST_INPUTS: self._run(self._target_core, batch)["dist_inputs"]
+        }
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:

@@ -61,7 +61,9 @@ class TorchMaskedDirichlet(TorchDistribution):
         # Dummy slots get concentration 1 so the Gamma sampler and lgamma stay harmless;
         # every sum below multiplies them by the mask.
         self.concentration = torch.where(
-            self.mask > 0, concentration.clamp_min(CONCENTRATION_MIN), torch.ones_like(concentration)
+            self.mask > 0,
+            concentration.clamp_min(CONCENTRATION_MIN),
+            torch.ones_like(concentration),
         )
         self.n_real = self.mask.sum(-1)
         # Total concentration over real slots; 1 for all-masked rows (lgamma(1) = 0).

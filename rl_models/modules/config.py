@@ -113,8 +113,14 @@ class AttentionLSTMConfig:
 
     def validate(self) -> None:
         """Raises ConfigError naming the first invalid value."""
-        for name in ("embed_dim", "hidden_size", "mix_hidden_size", "attention_dim", "window",
-                     "max_seq_len"):
+        for name in (
+            "embed_dim",
+            "hidden_size",
+            "mix_hidden_size",
+            "attention_dim",
+            "window",
+            "max_seq_len",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"model_config[{name!r}] must be an int >= 1, got {value!r}")
@@ -123,8 +129,12 @@ class AttentionLSTMConfig:
                 "model_config['hidden_size'] (k) must be even (k/2 per Bi-LSTM direction), "
                 f"got {self.hidden_size}"
             )
-        for name in ("share_encoder", "log_rms_feature", "learn_concentration_scale",
-                     "value_detach"):
+        for name in (
+            "share_encoder",
+            "log_rms_feature",
+            "learn_concentration_scale",
+            "value_detach",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"model_config[{name!r}] must be a bool, got {getattr(self, name)!r}"

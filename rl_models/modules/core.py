@@ -38,8 +38,9 @@ class AttentionLSTMCore(nn.Module):
         n_mfcc: Size of the mix MFCC observation.
     """
 
-    def __init__(self, config: AttentionLSTMConfig, *, n_tracks: int, n_features: int,
-                 n_mfcc: int) -> None:
+    def __init__(
+        self, config: AttentionLSTMConfig, *, n_tracks: int, n_features: int, n_mfcc: int
+    ) -> None:
         super().__init__()
         cfg = self.config = config
         self.n_tracks = n_tracks
@@ -75,8 +76,13 @@ class AttentionLSTMCore(nn.Module):
             x = torch.cat([x, level], dim=-1)
         return x
 
-    def forward(self, chunks: torch.Tensor, mix_mfcc: torch.Tensor, track_mask: torch.Tensor,
-                state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        chunks: torch.Tensor,
+        mix_mfcc: torch.Tensor,
+        track_mask: torch.Tensor,
+        state: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
         """Runs B sequences of T steps from the given recurrent state.
 
         Args:

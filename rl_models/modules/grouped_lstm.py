@@ -22,7 +22,9 @@ class GroupedLinear(nn.Module):
     def __init__(self, groups: int, in_features: int, out_features: int) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(in_features)
-        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features).uniform_(-bound, bound))
+        self.weight = nn.Parameter(
+            torch.empty(groups, in_features, out_features).uniform_(-bound, bound)
+        )
         self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,8 +51,12 @@ class GroupedBiLSTM(nn.Module):
         self.hidden_size = hidden_size
         bound = 1.0 / math.sqrt(hidden_size)  # torch.nn.LSTM's init
         g4 = 4 * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(2, groups, input_size, g4).uniform_(-bound, bound))
-        self.weight_hh = nn.Parameter(torch.empty(2, groups, hidden_size, g4).uniform_(-bound, bound))
+        self.weight_ih = nn.Parameter(
+            torch.empty(2, groups, input_size, g4).uniform_(-bound, bound)
+        )
+        self.weight_hh = nn.Parameter(
+            torch.empty(2, groups, hidden_size, g4).uniform_(-bound, bound)
+        )
         self.bias = nn.Parameter(torch.empty(2, groups, 1, g4).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -10,23 +10,32 @@ from ray.rllib.core.columns import Columns
 from rl_models.attention_lstm import AttentionLSTMModule
 
 C, F, W, N_MFCC = 3, 16, 4, 13
-TINY = {"embed_dim": 5, "hidden_size": 8, "mix_hidden_size": 3, "attention_dim": 6,
-        "window": W, "max_seq_len": 8}
+TINY = {
+    "embed_dim": 5,
+    "hidden_size": 8,
+    "mix_hidden_size": 3,
+    "attention_dim": 6,
+    "window": W,
+    "max_seq_len": 8,
+}
 
 
 def spaces(c=C, f=F):
-    obs = gym.spaces.Dict({
-        "chunks": gym.spaces.Box(-1.0, 1.0, (c, 1, f), np.float32),
-        "mix_mfcc": gym.spaces.Box(-np.inf, np.inf, (N_MFCC,), np.float32),
-        "track_mask": gym.spaces.Box(0.0, 1.0, (c,), np.float32),
-    })
+    obs = gym.spaces.Dict(
+        {
+            "chunks": gym.spaces.Box(-1.0, 1.0, (c, 1, f), np.float32),
+            "mix_mfcc": gym.spaces.Box(-np.inf, np.inf, (N_MFCC,), np.float32),
+            "track_mask": gym.spaces.Box(0.0, 1.0, (c,), np.float32),
+        }
+    )
     return obs, gym.spaces.Box(0.0, 1.0, (c,), np.float32)
 
 
 def make_module(**overrides):
     obs, act = spaces()
-    return AttentionLSTMModule(observation_space=obs, action_space=act,
-                               model_config={**TINY, **overrides})
+    return AttentionLSTMModule(
+        observation_space=obs, action_space=act, model_config={**TINY, **overrides}
+    )
 
 
 def make_batch(module, *, b=2, t=7, seed=0, mask=((1, 1, 0), (1, 1, 1))):

@@ -10,7 +10,7 @@ from mixing_env.errors import ConfigError
 from rl_models.modules.grouped_lstm import GroupedBiLSTM
 from rl_models.registry import MODULES, module_spec
 
-from .conftest import C, TINY, W, make_batch, make_module, spaces
+from .conftest import TINY, C, W, make_batch, make_module, spaces
 
 
 @pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
@@ -19,7 +19,11 @@ def test_output_shapes(share):
     batch = make_batch(module, b=2, t=5)
     out = module.forward_train(batch)
     assert out[Columns.ACTION_DIST_INPUTS].shape == (2, 5, 2 * C)
-    assert out[Columns.EMBEDDINGS].shape == (2, 5, 2 * TINY["hidden_size"] + TINY["mix_hidden_size"])
+    assert out[Columns.EMBEDDINGS].shape == (
+        2,
+        5,
+        2 * TINY["hidden_size"] + TINY["mix_hidden_size"],
+    )
     state = out[Columns.STATE_OUT]
     assert state["window"].shape == (2, C, W, TINY["embed_dim"])
     assert state["count"].shape == (2, 1) and state["h"].shape == (2, TINY["mix_hidden_size"])
@@ -65,34 +69,44 @@ def test_stepwise_matches_forward_train(module, t):
     full = module.forward_train(batch)
     state, steps, values = batch[Columns.STATE_IN], [], []
     for j in range(t):
-        step = {Columns.OBS: tree.map_structure(lambda x, j=j: x[:, j : j + 1], batch[Columns.OBS]),
-                Columns.STATE_IN: state}
+        step = {
+            Columns.OBS: tree.map_structure(lambda x, j=j: x[:, j : j + 1], batch[Columns.OBS]),
+            Columns.STATE_IN: state,
+        }
         out = module.forward_inference(step)
         steps.append(out[Columns.ACTION_DIST_INPUTS])
         with torch.no_grad():
             values.append(module.compute_values(step))
         state = out[Columns.STATE_OUT]
-    torch.testing.assert_close(torch.cat(steps, 1), full[Columns.ACTION_DIST_INPUTS].detach(),
-                               atol=1e-5, rtol=0)
-    torch.testing.assert_close(torch.cat(values, 1), module.compute_values(batch).detach(),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.cat(steps, 1), full[Columns.ACTION_DIST_INPUTS].detach(), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        torch.cat(values, 1), module.compute_values(batch).detach(), atol=1e-5, rtol=0
+    )
     for key in state:
-        torch.testing.assert_close(state[key], full[Columns.STATE_OUT][key].detach(),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            state[key], full[Columns.STATE_OUT][key].detach(), atol=1e-5, rtol=0
+        )
 
 
 def test_sequences_continue_from_state(module):
     """A sequence split in two, the second half from the first's STATE_OUT, is unchanged."""
     batch = make_batch(module, b=2, t=10)
     full = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
-    first = {Columns.OBS: tree.map_structure(lambda x: x[:, :6], batch[Columns.OBS]),
-             Columns.STATE_IN: batch[Columns.STATE_IN]}
+    first = {
+        Columns.OBS: tree.map_structure(lambda x: x[:, :6], batch[Columns.OBS]),
+        Columns.STATE_IN: batch[Columns.STATE_IN],
+    }
     out1 = module.forward_train(first)
-    second = {Columns.OBS: tree.map_structure(lambda x: x[:, 6:], batch[Columns.OBS]),
-              Columns.STATE_IN: tree.map_structure(torch.Tensor.detach, out1[Columns.STATE_OUT])}
+    second = {
+        Columns.OBS: tree.map_structure(lambda x: x[:, 6:], batch[Columns.OBS]),
+        Columns.STATE_IN: tree.map_structure(torch.Tensor.detach, out1[Columns.STATE_OUT]),
+    }
     out2 = module.forward_train(second)[Columns.ACTION_DIST_INPUTS]
-    torch.testing.assert_close(torch.cat([out1[Columns.ACTION_DIST_INPUTS], out2], 1), full,
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.cat([out1[Columns.ACTION_DIST_INPUTS], out2], 1), full, atol=1e-5, rtol=0
+    )
 
 
 def test_attention_weights_are_masked_distributions(module):
@@ -134,8 +148,9 @@ def test_deterministic_action_is_beta_up_to_floor():
     batch = make_batch(module, b=2, t=4)
     out = module.forward_inference(batch)
     det = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
-    torch.testing.assert_close(det.to_deterministic().sample(), module.attention(batch)["beta"],
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        det.to_deterministic().sample(), module.attention(batch)["beta"], atol=1e-4, rtol=0
+    )
 
 
 def test_checkpoint_roundtrip_gives_identical_deterministic_actions(module, tmp_path):
@@ -155,23 +170,32 @@ def test_checkpoint_roundtrip_gives_identical_deterministic_actions(module, tmp_
 
 def test_target_network_pairs_and_forward_target(module):
     module.make_target_networks()
-    (main, target), = module.get_target_network_pairs()
+    ((main, target),) = module.get_target_network_pairs()
     assert main is module._core and target is not main
     batch = make_batch(module, b=1, t=3)
-    torch.testing.assert_close(module.forward_target(batch)[TARGET_NETWORK_ACTION_DIST_INPUTS],
-                               module.forward_train(batch)[Columns.ACTION_DIST_INPUTS])
+    torch.testing.assert_close(
+        module.forward_target(batch)[TARGET_NETWORK_ACTION_DIST_INPUTS],
+        module.forward_train(batch)[Columns.ACTION_DIST_INPUTS],
+    )
     with torch.no_grad():
         module._core.F.add_(1.0)
-    assert not torch.allclose(module.forward_target(batch)[TARGET_NETWORK_ACTION_DIST_INPUTS],
-                              module.forward_train(batch)[Columns.ACTION_DIST_INPUTS])
+    assert not torch.allclose(
+        module.forward_target(batch)[TARGET_NETWORK_ACTION_DIST_INPUTS],
+        module.forward_train(batch)[Columns.ACTION_DIST_INPUTS],
+    )
 
 
 def test_inference_only_module_drops_value_head():
     obs, act = spaces()
-    m = MODULES["deepmixing_attention_lstm"](observation_space=obs, action_space=act,
-                                             model_config=TINY, inference_only=True)
+    m = MODULES["deepmixing_attention_lstm"](
+        observation_space=obs, action_space=act, model_config=TINY, inference_only=True
+    )
     assert not hasattr(m, "_value_head")
-    assert m.forward_inference(make_batch(m, b=1, t=2))[Columns.ACTION_DIST_INPUTS].shape == (1, 2, 6)
+    assert m.forward_inference(make_batch(m, b=1, t=2))[Columns.ACTION_DIST_INPUTS].shape == (
+        1,
+        2,
+        6,
+    )
 
 
 def test_grouped_bilstm_matches_torch_lstm():
@@ -179,8 +203,14 @@ def test_grouped_bilstm_matches_torch_lstm():
     e, h, n, w = 4, 5, 3, 6
     grouped = GroupedBiLSTM(1, e, h)
     ref = torch.nn.LSTM(e, h, batch_first=True, bidirectional=True)
-    order = torch.cat([torch.arange(0, h), torch.arange(h, 2 * h), torch.arange(3 * h, 4 * h),
-                       torch.arange(2 * h, 3 * h)])  # torch (i, f, g, o) -> ours (i, f, o, g)
+    order = torch.cat(
+        [
+            torch.arange(0, h),
+            torch.arange(h, 2 * h),
+            torch.arange(3 * h, 4 * h),
+            torch.arange(2 * h, 3 * h),
+        ]
+    )  # torch (i, f, g, o) -> ours (i, f, o, g)
     with torch.no_grad():
         for d, sfx in enumerate(("", "_reverse")):
             ref.get_parameter(f"weight_ih_l0{sfx}").copy_(grouped.weight_ih[d, 0].T[order])
@@ -231,6 +261,8 @@ def test_bad_spaces_raise():
 
     obs, _ = spaces()
     with pytest.raises(ConfigError, match="action_space"):
-        MODULES["deepmixing_attention_lstm"](observation_space=obs,
-                                             action_space=gym.spaces.Box(0, 1, (5,), np.float32),
-                                             model_config=TINY)
+        MODULES["deepmixing_attention_lstm"](
+            observation_space=obs,
+            action_space=gym.spaces.Box(0, 1, (5,), np.float32),
+            model_config=TINY,
+        )
