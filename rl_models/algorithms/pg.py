@@ -19,9 +19,7 @@ pipeline also gives stateful modules (the attention LSTM) their STATE_IN, zero-p
 
 from __future__ import annotations
 
-from typing import Any
-
-from typing_extensions import Self
+from typing import Any, Self
 
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
