@@ -20,7 +20,15 @@ import scipy.fft
 from mixing_env.constants import CHUNK_SIZE, N_MFCC, SAMPLE_RATE
 from mixing_env.errors import ConfigError
 
-__all__ = ["N_MELS", "AMIN", "TOP_DB", "ChunkLogMel", "ChunkMFCC"]
+__all__ = [
+    "N_MELS",
+    "AMIN",
+    "TOP_DB",
+    "LEVEL_FEATURES",
+    "ChunkLogMel",
+    "ChunkMFCC",
+    "track_level_features",
+]
 
 N_MELS = 40
 """Mel bands behind the MFCC (no empty filter at n_fft=500, sr=44100)."""
@@ -207,3 +215,51 @@ class ChunkMFCC:
             MFCC, float32 [shape=(..., n_mfcc)].
         """
         return self.from_mel_power(self.mel_power(chunks)).astype(np.float32)
+
+
+LEVEL_FEATURES = ("chunk_db", "peak_hold_db", "active_mean_db")
+"""Names of the per-track level features of :func:`track_level_features`, in order."""
+
+_ACTIVE_DB = -60.0  # a chunk below this RMS level (dBFS) counts as the track not playing
+
+
+def track_level_features(
+    stems: np.ndarray, *, sample_rate: int, hold_decay_db_per_s: float = 1.0
+) -> np.ndarray:
+    """Causal per-track level statistics, in absolute dB, for every chunk.
+
+    A mixing decision depends on how loud a stem was recorded, which one 11 ms chunk shows
+    poorly (a kick between two hits is silent). These features summarise each track's level
+    from the song's start up to and including chunk t, so a policy sees it at every step:
+
+    - ``chunk_db``: RMS level of chunk t, ``10 log10(mean(x^2))``.
+    - ``peak_hold_db``: the highest chunk peak so far, ``20 log10(max |x|)``, decaying by
+      ``hold_decay_db_per_s`` (a peak meter's hold).
+    - ``active_mean_db``: mean energy over the chunks so far in which the track played
+      (RMS above -60 dBFS), in dB; -100 until it first plays.
+
+    Args:
+        stems: Audio, float [shape=(C, T, chunk_size)] (a memory map is fine).
+        sample_rate: Sample rate in Hz (sets the hold's decay per chunk).
+        hold_decay_db_per_s: Decay of the peak hold in dB per second (>= 0).
+
+    Returns:
+        float32 [shape=(C, T, 3)] in dB, floored at -100 dB, in :data:`LEVEL_FEATURES` order.
+    """
+    stems = np.asarray(stems)
+    if stems.ndim != 3:
+        raise ConfigError(f"stems must be (C, T, chunk_size), got shape {stems.shape}")
+    if not hold_decay_db_per_s >= 0:
+        raise ConfigError(f"hold_decay_db_per_s must be >= 0, got {hold_decay_db_per_s!r}")
+    floor = 10.0 * np.log10(AMIN)
+    energy = np.mean(np.square(stems, dtype=np.float64), axis=-1)  # (C, T)
+    chunk_db = np.maximum(10.0 * np.log10(energy + AMIN), floor)
+    peak_db = np.maximum(20.0 * np.log10(np.abs(stems).max(axis=-1) + 1e-10), floor)
+    # Decaying running max without a loop: max_s<=t (p_s - d (t - s)) = cummax(p_s + d s) - d t.
+    decay = hold_decay_db_per_s * stems.shape[-1] / sample_rate * np.arange(stems.shape[1])
+    hold_db = np.maximum(np.maximum.accumulate(peak_db + decay, axis=1) - decay, floor)
+    active = chunk_db > _ACTIVE_DB
+    n_active = np.cumsum(active, axis=1)
+    mean_energy = np.cumsum(energy * active, axis=1) / np.maximum(n_active, 1)
+    mean_db = np.where(n_active > 0, 10.0 * np.log10(mean_energy + AMIN), floor)
+    return np.stack([chunk_db, hold_db, np.maximum(mean_db, floor)], axis=-1).astype(np.float32)

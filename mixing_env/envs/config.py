@@ -39,6 +39,10 @@ class EnvConfig:
     (F = n_track_features)."""
     n_track_features: int = 32
     """Mel bands of the ``"logmel"`` observation."""
+    level_features: bool = False
+    """Append each track's causal level statistics (chunk RMS, peak hold, mean level while
+    playing; :func:`mixing_env.features.track_level_features`, 3 values in dB) to its
+    ``"logmel"`` features, so a policy sees how loud each stem was recorded."""
     n_mfcc: int = N_MFCC
     """MFCC coefficients of the reward and of ``mix_mfcc``."""
     rho: float = RHO
@@ -66,6 +70,13 @@ class EnvConfig:
         if self.obs_features not in OBS_FEATURES:
             raise ConfigError(
                 f"obs_features must be one of {OBS_FEATURES}, got {self.obs_features!r}"
+            )
+        if not isinstance(self.level_features, bool):
+            raise ConfigError(f"level_features must be a bool, got {self.level_features!r}")
+        if self.level_features and self.obs_features != "logmel":
+            raise ConfigError(
+                "level_features=True needs obs_features='logmel', "
+                f"got obs_features={self.obs_features!r}"
             )
         if self.reward_mode not in REWARD_MODES:
             raise ConfigError(

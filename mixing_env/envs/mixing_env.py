@@ -15,7 +15,7 @@ from gymnasium import spaces
 from mixing_env.data.song import Song
 from mixing_env.envs.config import DEFAULT_SYNTHETIC, EnvConfig
 from mixing_env.errors import ActionError, ConfigError, DatasetError, DeepMixingError
-from mixing_env.features import ChunkLogMel, ChunkMFCC
+from mixing_env.features import LEVEL_FEATURES, ChunkLogMel, ChunkMFCC, track_level_features
 from mixing_env.reward import level_gain, mixing_reward, smoothed_log
 
 __all__ = ["MixingEnv", "SongFeatures"]
@@ -34,7 +34,8 @@ class SongFeatures:
         reference_mfcc: MFCC of each reference chunk, float64 [shape=(T, n_mfcc)].
         reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
         track_features: Absolute log-mel dB per slot and chunk, float32
-            [shape=(C, T, n_track_features)], for ``obs_features="logmel"``; else None.
+            [shape=(C, T, n_track_features (+3 with level_features))], for
+            ``obs_features="logmel"``; else None.
         n_valid: Chunks that hold the song (episodes never go past them).
         mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
         mask32: The same, float32 and read-only (the observation's ``track_mask``).
@@ -93,7 +94,11 @@ class MixingEnv(gym.Env):
 
     ``F = chunk_size`` for ``obs_features="raw"`` (samples) and ``n_track_features`` for
     ``"logmel"`` (absolute log-mel dB of each slot's chunk, ref 1, floor -100 dB, *not*
-    normalized per chunk, so the agent sees each stem's level; precomputed per song). P is the
+    normalized per chunk, so the agent sees each stem's level; precomputed per song), plus,
+    with ``level_features=True``, three causal level statistics per track (chunk RMS, peak
+    hold, mean level while playing, dBFS; :func:`~mixing_env.features.track_level_features`)
+    so ``F = n_track_features + 3``: a stem's recording level, which the gain must undo, is
+    hard to read from one 11 ms chunk. P is the
     largest |sample| over the env's songs (at least 1), U and B the bounds that P implies for
     the log-mel and MFCC (see :meth:`ChunkLogMel.max_db`, :meth:`ChunkMFCC.max_abs`). Raw
     chunks are read-only views of the song's arrays (no copy per step).
@@ -179,7 +184,9 @@ class MixingEnv(gym.Env):
             chunk_box = spaces.Box(-peak, peak, (C, W, self.chunk_size), np.float32)
         else:
             top = self._logmel.max_db(peak) + 1.0
-            chunk_box = spaces.Box(-100.0, top, (C, W, cfg.n_track_features), np.float32)
+            n_features = cfg.n_track_features + (len(LEVEL_FEATURES) if cfg.level_features else 0)
+            top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
+            chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
         mfcc_bound = (self._mfcc.max_abs(peak) * 1.01 + 1.0).astype(np.float32)
         self.observation_space = spaces.Dict(
             {
@@ -403,6 +410,9 @@ class MixingEnv(gym.Env):
             ref_rms[a:b] = np.sqrt(np.mean(ref * ref, axis=-1))
             if feats_arr is not None:
                 feats_arr[:, a:b] = self._logmel.log_mel(stems[:, a:b])
+        if feats_arr is not None and self.config.level_features:
+            levels = track_level_features(stems, sample_rate=self.sample_rate)
+            feats_arr = np.concatenate([feats_arr, levels], axis=-1)
         # Read-only views: observations slice them without copying and nobody can write back.
         stems = stems.view()
         stems.flags.writeable = False

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.errors import ConfigError
+from mixing_env.features import LEVEL_FEATURES, track_level_features
+
+SR = 44100
+
+
+def test_level_features_by_hand():
+    rng = np.random.default_rng(0)
+    stems = np.zeros((2, 6, 500), np.float32)
+    stems[0, 1] = 0.5 * rng.standard_normal(500)  # one loud chunk, then silence
+    stems[0, 4] = 0.05 * rng.standard_normal(500)
+    feats = track_level_features(stems, sample_rate=SR, hold_decay_db_per_s=10.0)
+    assert feats.shape == (2, 6, len(LEVEL_FEATURES))
+    energy = np.mean(stems[0].astype(np.float64) ** 2, axis=-1)
+    np.testing.assert_allclose(feats[0, 1, 0], 10 * np.log10(energy[1] + 1e-10), rtol=1e-5)
+    peak = 20 * np.log10(np.abs(stems[0, 1]).max())
+    decay = 10.0 * 500 / SR
+    np.testing.assert_allclose(feats[0, 3, 1], peak - 2 * decay, rtol=1e-5)
+    # Mean over the chunks that played so far (1 and 4), silent ones excluded.
+    np.testing.assert_allclose(
+        feats[0, 5, 2], 10 * np.log10((energy[1] + energy[4]) / 2), rtol=1e-5
+    )
+    assert np.all(feats[0, 0] == -100.0)  # nothing played yet
+    assert np.all(feats[1] == -100.0)  # a silent track stays at the floor
+
+
+def test_level_features_are_causal():
+    rng = np.random.default_rng(1)
+    stems = rng.standard_normal((3, 20, 500)).astype(np.float32) * 0.1
+    full = track_level_features(stems, sample_rate=SR)
+    prefix = track_level_features(stems[:, :8], sample_rate=SR)
+    np.testing.assert_allclose(full[:, :8], prefix, rtol=1e-6)
+
+
+def test_env_appends_level_features():
+    cfg = {
+        "synthetic": {"n_songs": 1, "seconds": 1.0, "n_tracks": 3, "seed": 0},
+        "obs_features": "logmel",
+        "n_track_features": 8,
+        "level_features": True,
+    }
+    env = MixingEnv(cfg)
+    obs, _ = env.reset(seed=0)
+    assert obs["chunks"].shape == (env.n_slots, 1, 8 + len(LEVEL_FEATURES))
+    for _ in range(20):
+        obs, *_ = env.step(env.action_space.sample())
+    expected = track_level_features(env.song.stems, sample_rate=SR)[:, env.t]
+    np.testing.assert_allclose(obs["chunks"][:, -1, 8:], expected, rtol=1e-5)
+
+
+def test_level_features_need_logmel():
+    with pytest.raises(ConfigError, match="level_features=True needs obs_features='logmel'"):
+        MixingEnv({"obs_features": "raw", "level_features": True})
