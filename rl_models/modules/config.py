@@ -10,12 +10,20 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
 from mixing_env.errors import ConfigError
 
-__all__ = ["AttentionLSTMConfig", "INPUT_NORMS", "RLLIB_INJECTED_KEYS"]
+__all__ = ["AttentionLSTMConfig", "DB_CENTER", "DB_SPREAD", "INPUT_NORMS", "RLLIB_INJECTED_KEYS"]
 
-INPUT_NORMS = ("mu_law", "none", "layer_norm")
+INPUT_NORMS = ("mu_law", "none", "layer_norm", "db")
 """Per-track chunk input normalizations: ``mu_law`` log-compresses raw samples in [-1, 1]
-(``sign(x) log1p(mu |x|) / log1p(mu)``), ``none`` uses the features as given (the right
-choice for the env's ``obs_features="logmel"``), ``layer_norm`` standardizes each chunk."""
+(``sign(x) log1p(mu |x|) / log1p(mu)``), ``none`` uses the features as given, ``layer_norm``
+standardizes each chunk, ``db`` maps absolute dB features (the env's ``obs_features="logmel"``,
+-100..0 dB) affinely to about [-2, 2] with :data:`DB_CENTER` and :data:`DB_SPREAD`, keeping the
+level a mixing decision needs (``layer_norm`` would erase it)."""
+
+DB_CENTER = -50.0
+"""dB value ``input_norm="db"`` maps to 0."""
+
+DB_SPREAD = 25.0
+"""dB per unit after ``input_norm="db"``."""
 
 RLLIB_INJECTED_KEYS = frozenset(
     {f.name for f in dataclasses.fields(DefaultModelConfig)} | {"vf_share_layers"}

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from rl_models.modules.config import AttentionLSTMConfig
+from rl_models.modules.config import DB_CENTER, DB_SPREAD, AttentionLSTMConfig
 from rl_models.modules.grouped_lstm import GroupedBiLSTM, GroupedLinear
 
 __all__ = ["AttentionLSTMCore", "masked_softmax"]
@@ -69,6 +69,8 @@ class AttentionLSTMCore(nn.Module):
             x = torch.sign(chunks) * torch.log1p(cfg.mu * chunks.abs()) / math.log1p(cfg.mu)
         elif cfg.input_norm == "layer_norm":
             x = nn.functional.layer_norm(chunks, chunks.shape[-1:])
+        elif cfg.input_norm == "db":
+            x = (chunks - DB_CENTER) / DB_SPREAD
         else:
             x = chunks
         if cfg.log_rms_feature:

@@ -266,3 +266,14 @@ def test_bad_spaces_raise():
             action_space=gym.spaces.Box(0, 1, (5,), np.float32),
             model_config=TINY,
         )
+
+
+def test_db_input_norm_keeps_absolute_level():
+    from rl_models.modules.config import DB_CENTER, DB_SPREAD
+
+    m = make_module(input_norm="db", log_rms_feature=False)
+    chunks = torch.tensor([[DB_CENTER, -100.0, 0.0]])
+    x = m._core.chunk_features(chunks)
+    torch.testing.assert_close(
+        x, torch.tensor([[0.0, (-100.0 - DB_CENTER) / DB_SPREAD, -DB_CENTER / DB_SPREAD]])
+    )
