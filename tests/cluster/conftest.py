@@ -51,6 +51,14 @@ def _pids_with_marker(marker: str) -> list[int]:
     return pids
 
 
+class DriverError(subprocess.CalledProcessError):
+    """A driver subprocess failed; the message carries the tail of its output."""
+
+    def __str__(self) -> str:
+        return (f"{super().__str__()}\n--- stdout\n{(self.output or '')[-3000:]}"
+                f"\n--- stderr\n{(self.stderr or '')[-5000:]}")
+
+
 class LocalRayCluster:
     """Head and worker nodes started with ``ray start`` on 127.0.0.1.
 
@@ -79,6 +87,9 @@ class LocalRayCluster:
             "RAY_health_check_timeout_ms": "500",
             "RAY_health_check_failure_threshold": "3",
             "RAY_USAGE_STATS_ENABLED": "0",
+            # As the deploy images set it: snapshot Tune's experiment state every 2 s, so a
+            # killed driver resumes from a recent checkpoint (the default waits >= 10 s).
+            "TUNE_GLOBAL_CHECKPOINT_S": "2",
             # Two cores shared by a whole test suite: a worker importing torch can take long
             # to register; don't let the raylet kill it as hung (default 60 s).
             "RAY_worker_register_timeout_seconds": "300",
@@ -169,7 +180,7 @@ class LocalRayCluster:
             timeout=timeout,
         )
         if out.returncode != 0:
-            raise subprocess.CalledProcessError(
+            raise DriverError(
                 out.returncode, args, output=out.stdout, stderr=out.stderr
             )
         return out

@@ -151,8 +151,8 @@ def test_launcher_keeps_auth_on_and_dashboard_local():
 
 def test_launcher_mounts_shared_storage_for_cache_and_checkpoints():
     config = yaml.safe_load(LAUNCHER.read_text())
-    assert "-v /mnt/deepmixing:/mnt/deepmixing" in config["docker"]["run_options"]
-    assert any("/mnt/deepmixing/cache" in c and "/mnt/deepmixing/runs" in c
+    assert "-v /shared:/shared" in config["docker"]["run_options"]
+    assert any("/shared/cache" in c and "/shared/runs" in c
                for c in config["setup_commands"])
 
 
@@ -182,7 +182,7 @@ def test_kuberay_mounts_claims_for_cache_and_checkpoints_in_every_pod():
         used = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]}
         assert used == claims, f"pod volumes {used} != declared claims {claims}"
         mounts = {m["mountPath"] for c in pod["containers"] for m in c["volumeMounts"]}
-        assert {"/mnt/deepmixing/cache", "/mnt/deepmixing/runs"} <= mounts
+        assert {"/shared/cache", "/shared/runs"} <= mounts
 
 
 def test_kuberay_exposes_no_port_beyond_the_cluster_network():
@@ -203,8 +203,8 @@ def test_experiment_files_named_by_deploy_files_exist(path):
 
 def test_cluster_experiment_uses_shared_storage_and_fault_tolerance():
     experiment = yaml.safe_load((ROOT / "tune_configs" / "cluster.yaml").read_text())
-    assert str(experiment["storage_path"]).startswith("/mnt/deepmixing/runs")
-    assert str(experiment["env"]["dataset_dir"]).startswith("/mnt/deepmixing/cache")
+    assert str(experiment["storage_path"]).startswith("/shared/runs")
+    assert str(experiment["env"]["dataset_dir"]).startswith("/shared/cache")
     ft = experiment["fault_tolerance"]
     assert ft["restart_failed_env_runners"] is True
     assert int(ft["max_failures"]) > 0

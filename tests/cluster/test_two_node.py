@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 DRIVERS = Path(__file__).resolve().parent / "drivers"
+sys.path.insert(0, str(DRIVERS))
+from common import TINY_MODEL, TINY_TRAINING  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -68,3 +72,76 @@ def test_training_survives_losing_a_worker_node(ray_cluster, tmp_path):
     assert all(b > a for a, b in zip(steps, steps[1:])), f"sampling stalled: {steps}"
     assert events[-1]["kind"] == "done"
     assert ray_cluster.alive_nodes() == 1
+
+
+def _trial_dirs(experiment_dir):
+    return [p for p in experiment_dir.glob("*") if (p / "params.json").exists()]
+
+
+def _logged_iterations(experiment_dir) -> list[int]:
+    """training_iteration of each row the driver has synced to storage, in order."""
+    rows = []
+    for trial in _trial_dirs(experiment_dir):
+        if (trial / "result.json").exists():
+            for line in (trial / "result.json").read_text().splitlines():
+                try:
+                    rows.append(json.loads(line)["training_iteration"])
+                except ValueError:  # a row being written right now
+                    break
+    return rows
+
+
+def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path):
+    ray_cluster.start_node("head", num_cpus=2)
+    cache = ray_cluster.run_driver(str(DRIVERS / "common.py"), str(tmp_path), timeout=120)
+    iterations, kill_after = 5, 2
+    experiment = {
+        "name": "killed_driver",
+        "algorithm": "PPO",
+        "env": {"dataset_dir": cache.stdout.strip().splitlines()[-1], "episode_chunks": 8},
+        "model": TINY_MODEL,
+        "training": TINY_TRAINING,
+        "env_runners": {"num_env_runners": 0},
+        "stop": {"training_iteration": iterations},
+        "checkpoint": {"frequency": 1},
+        "fault_tolerance": {"restart_failed_env_runners": True, "max_failures": 1},
+        "storage_path": str(tmp_path / "runs"),
+        "seed": 0,
+    }
+    config = tmp_path / "killed_driver.yaml"
+    config.write_text(yaml.safe_dump(experiment))
+    exp_dir = tmp_path / "runs" / "killed_driver"
+
+    log = tmp_path / "first.log"
+    first = ray_cluster.popen_driver("-m", "rl_models.cli", "train", str(config),
+                                     "--address", ray_cluster.address, log=log)
+    try:
+        deadline = time.monotonic() + 300
+        # Kill once the driver has put `kill_after` finished iterations on storage.
+        while len(_logged_iterations(exp_dir)) < kill_after:
+            assert first.poll() is None, f"driver ended before the kill:\n{log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"no progress:\n{log.read_text()[-4000:]}"
+            time.sleep(0.1)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the driver dies mid-experiment
+        first.wait()
+    done_before = _logged_iterations(exp_dir)
+    assert max(done_before) < iterations, "the experiment was not interrupted"
+
+    second = ray_cluster.run_driver("-m", "rl_models.cli", "train", "--resume", str(exp_dir),
+                                    "--address", ray_cluster.address, timeout=400)
+    (trial,) = _trial_dirs(exp_dir)
+    rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    seen = [r["training_iteration"] for r in rows]
+    # Every iteration logged before the kill is kept, and the count is continuous to the stop.
+    assert seen[: len(done_before)] == done_before
+    assert set(seen) == set(range(1, iterations + 1)), f"iterations {seen}"
+    last = rows[-1]
+    assert last["training_iteration"] == iterations, second.stdout[-2000:]
+    # Resumed from a checkpoint, not restarted from scratch.
+    restored_at = iterations - last["iterations_since_restore"]
+    assert 1 <= restored_at <= max(done_before), f"restored at iteration {restored_at}"
+    # The checkpoints on storage hold consecutive iterations up to the last one.
+    saved = [json.loads(m.read_text())["iteration"]
+             for m in sorted(trial.glob("checkpoint_*/deepmixing.json"))]
+    assert saved == list(range(1, iterations + 1)), saved

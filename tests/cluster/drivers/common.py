@@ -39,3 +39,9 @@ def make_tiny_cache(root: Path) -> Path:
     cache = root / "cache"
     prepare_dataset(root / "src", cache, progress=False)
     return cache
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(make_tiny_cache(Path(sys.argv[1])))
