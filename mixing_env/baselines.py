@@ -106,28 +106,6 @@ class LoudnessGains(BaselinePolicy):
         return np.repeat(g[:, None], song.n_chunks, axis=1).astype(np.float32)
 
 
-class OraclePolicy(BaselinePolicy):
-    """Per-chunk NNLS of the reference on the stems, projected onto the simplex.
-
-    ``w_t = argmin_{w >= 0} ||reference[t] - sum_i w_i stems[i, t]||``, then ``w_t / sum(w_t)``
-    (scipy.optimize.nnls). Chunks where every stem is silent, or NNLS gives all zeros, get
-    equal gains.
-    """
-
-    name = "oracle"
-
-    def gains(self, song: Song) -> np.ndarray:  # noqa: D102
-        real = np.flatnonzero(np.asarray(song.track_mask) > 0)
-        out = np.empty((song.n_slots, song.n_chunks))
-        for t in range(song.n_chunks):
-            A = np.asarray(song.stems[real, t], dtype=np.float64).T  # (chunk, n_real)
-            w = np.zeros(song.n_slots)
-            if np.sum(A * A) > _SILENT:
-                w[real] = scipy.optimize.nnls(A, np.asarray(song.reference[t], np.float64))[0]
-            out[:, t] = to_simplex(w, song.track_mask)
-        return out.astype(np.float32)
-
-
 class StaticOracle(BaselinePolicy):
     """One NNLS over the whole song: the best single gain vector, on the simplex.
 
@@ -137,7 +115,8 @@ class StaticOracle(BaselinePolicy):
 
     name = "static_oracle"
 
-    def gains(self, song: Song) -> np.ndarray:  # noqa: D102
+    def weights(self, song: Song) -> np.ndarray:
+        """The NNLS weights before the simplex, on the reference's scale, float64 [shape=(C,)]."""
         real = np.flatnonzero(np.asarray(song.track_mask) > 0)
         n = song.n_valid_chunks or song.n_chunks
         gram = np.zeros((len(real), len(real)))
@@ -153,8 +132,38 @@ class StaticOracle(BaselinePolicy):
             # Tiny ridge keeps Cholesky defined for silent or identical stems.
             R = scipy.linalg.cholesky(gram + 1e-9 * np.trace(gram) * np.eye(len(real)))
             w[real] = scipy.optimize.nnls(R, scipy.linalg.solve_triangular(R.T, rhs, lower=True))[0]
-        g = to_simplex(w, song.track_mask)
+        return w
+
+    def gains(self, song: Song) -> np.ndarray:  # noqa: D102
+        g = to_simplex(self.weights(song), song.track_mask)
         return np.repeat(g[:, None], song.n_chunks, axis=1).astype(np.float32)
+
+
+class OraclePolicy(BaselinePolicy):
+    """Per-chunk NNLS of the reference on the stems that play, projected onto the simplex.
+
+    ``w_t = argmin_{w >= 0} ||reference[t] - sum_i w_i stems[i, t]||`` over the tracks that
+    sound in chunk t (scipy.optimize.nnls), then ``w_t / sum(w_t)``. A silent track's weight
+    changes nothing in the mix; it keeps the :class:`StaticOracle` weight (same scale as w_t),
+    so the automation stays continuous and demonstrations built from it have no spurious zeros.
+    Chunks where every stem is silent get the static weights.
+    """
+
+    name = "oracle"
+
+    def gains(self, song: Song) -> np.ndarray:  # noqa: D102
+        static = StaticOracle().weights(song)
+        real = np.asarray(song.track_mask) > 0
+        out = np.empty((song.n_slots, song.n_chunks))
+        for t in range(song.n_chunks):
+            chunk = np.asarray(song.stems[:, t], dtype=np.float64)  # (C, chunk)
+            playing = np.flatnonzero(real & (np.sum(chunk * chunk, axis=-1) > _SILENT))
+            w = static.copy()
+            if playing.size:
+                ref = np.asarray(song.reference[t], np.float64)
+                w[playing] = scipy.optimize.nnls(chunk[playing].T, ref)[0]
+            out[:, t] = to_simplex(w, song.track_mask)
+        return out.astype(np.float32)
 
 
 BASELINES: dict[str, type[BaselinePolicy]] = {

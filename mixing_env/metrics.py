@@ -189,9 +189,11 @@ def gain_error_db(
 ) -> dict:
     """Per-track gain error in dB over active chunks, gains compared on the simplex.
 
-    Both gain sets are first put on the simplex over real tracks (a simplex sets only the
-    balance), then ``|20 log10(est / true)|`` is taken where the track is active and its true
-    gain is above ``floor`` (a muted track has no dB value to match).
+    In each chunk both gain sets are put on the simplex over the real tracks *active in that
+    chunk* (a simplex sets only the balance, and the gain of a silent track changes nothing in
+    the mix, so it must not shift the others' share), then ``|20 log10(est / true)|`` is taken
+    where the track is active and its true gain is above ``floor`` (a muted track has no dB
+    value to match).
 
     Args:
         estimated: Gains the policy chose [shape=(C, T)].
@@ -210,9 +212,10 @@ def gain_error_db(
             f"estimated and true gains must have the same shape, "
             f"estimated.shape={estimated.shape}, true.shape={true.shape}"
         )
-    est = to_simplex(estimated, track_mask=track_mask)
-    ref = to_simplex(true, track_mask=track_mask)
-    use = np.asarray(active, dtype=bool) & (ref > floor)
+    playing = np.asarray(active, dtype=bool) & (np.asarray(track_mask)[:, None] > 0)
+    est = _share_among(estimated, playing)
+    ref = _share_among(true, playing)
+    use = playing & (ref > floor)
     err = np.abs(20.0 * np.log10(np.maximum(est, floor) / np.maximum(ref, floor)))
     per_track = np.array(
         [np.median(err[i, use[i]]) if use[i].any() else np.nan for i in range(err.shape[0])]
@@ -224,6 +227,13 @@ def gain_error_db(
         "mean_db": float(err[use].mean()) if use.any() else float("nan"),
         "n_active": int(use.sum()),
     }
+
+
+def _share_among(gains: np.ndarray, playing: np.ndarray) -> np.ndarray:
+    """Each chunk's gains as shares of the total over the ``playing`` tracks (0 elsewhere)."""
+    g = np.where(playing, np.clip(np.asarray(gains, dtype=np.float64), 0.0, None), 0.0)
+    total = g.sum(axis=0, keepdims=True)
+    return g / np.where(total > 0, total, 1.0)
 
 
 def render_mix(stems: np.ndarray, gains: np.ndarray) -> np.ndarray:

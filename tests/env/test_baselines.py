@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import make_song
+from _env_songs import make_song
 
 from mixing_env.baselines import (
     BASELINES,
@@ -64,11 +64,26 @@ def test_loudness_gains_equalize_loudness(long_song):
     np.testing.assert_array_equal(g[1], 0.0)
 
 
-def test_oracle_gives_equal_gains_on_silent_chunks():
+def test_oracle_keeps_static_gains_on_silent_chunks():
     song = make_song("gap", n_chunks=10)
     song.stems[:, 4] = 0.0
     song.reference[4] = 0.0
-    np.testing.assert_allclose(OraclePolicy().gains(song)[:, 4], [1 / 3, 1 / 3, 1 / 3, 0])
+    np.testing.assert_allclose(
+        OraclePolicy().gains(song)[:, 4], StaticOracle().gains(song)[:, 4], rtol=1e-6
+    )
+
+
+def test_oracle_keeps_static_weight_of_a_silent_track():
+    song = make_song("gap", n_chunks=10)
+    # Track 0 rests in chunk 4 (and so is absent from the reference there).
+    song.reference[4] -= song.true_gains[0, 4] * song.stems[0, 4]
+    song.stems[0, 4] = 0.0
+    gains = OraclePolicy().gains(song)[:, 4]
+    static = StaticOracle().weights(song)
+    truth = song.true_gains[:, 4]
+    # The playing tracks keep the true balance; track 0 holds its static weight (no zero).
+    np.testing.assert_allclose(gains[1] / gains[2], truth[1] / truth[2], rtol=1e-4)
+    np.testing.assert_allclose(gains[0] / gains[1], static[0] / truth[1], rtol=1e-3)
 
 
 def test_rollout_on_a_named_song(songs):

@@ -4,7 +4,7 @@ import gymnasium
 import librosa
 import numpy as np
 import pytest
-from conftest import make_song
+from _env_songs import make_song
 from gymnasium.utils.env_checker import check_env
 
 import mixing_env  # noqa: F401  (registers DeepMixing-v0)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import make_song
+from _env_songs import make_song
 
 from mixing_env.envs import register_with_ray
 from mixing_env.envs.mixing_env import MixingEnv

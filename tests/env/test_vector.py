@@ -1,7 +1,7 @@
 import gymnasium
 import numpy as np
 import pytest
-from conftest import make_song
+from _env_songs import make_song
 
 from mixing_env.envs.mixing_env import MixingEnv
 

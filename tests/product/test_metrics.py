@@ -96,3 +96,14 @@ def test_to_simplex_and_least_squares_gain():
     np.testing.assert_allclose(g, [[0.5, 0.5], [0.5, 0.5], [0, 0]])
     x = np.array([1.0, 2.0, 3.0])
     assert metrics.least_squares_gain(x, 4 * x) == pytest.approx(4)
+
+
+def test_gain_error_ignores_gain_on_silent_tracks():
+    # Track 2 is silent at t=0: the agent's weight on it changes nothing in the mix, so the
+    # balance of the two playing tracks (equal in both) must score 0 dB.
+    mask = np.ones(3)
+    true = np.array([[0.2], [0.2], [0.6]])
+    est = np.array([[0.05], [0.05], [0.9]])
+    active = np.array([[True], [True], [False]])
+    out = metrics.gain_error_db(estimated=est, true=true, track_mask=mask, active=active)
+    assert out["mean_db"] == pytest.approx(0.0, abs=1e-9) and out["n_active"] == 2
