@@ -1,5 +1,6 @@
-"""The ``deepmixing`` command line: synth, prepare, taxonomy, train, tune, evaluate, mix,
-benchmark, demo.
+"""The ``deepmixing`` command line (synth, prepare, taxonomy, train, tune, evaluate, mix, ...).
+
+Commands: synth, prepare, taxonomy, train, tune, evaluate, mix, benchmark, demo.
 
 User mistakes (the project's errors, bad paths, bad overrides) print one line
 ``deepmixing: error: ...`` and exit with status 2; ``--debug`` shows the traceback instead.
@@ -229,7 +230,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_ray_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Ray")
     g.add_argument("--num-cpus", type=int, default=None,
-                   help="CPUs for the local Ray (default: all local cores)")
+                   help="CPUs for the local Ray (None: all local cores)")
     g.add_argument("--num-gpus", type=int, default=None, help="GPUs for the local Ray")
     g.add_argument("--address", default=None,
                    help="join a running Ray cluster ('auto' or host:port) instead of starting one")
@@ -282,11 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cache", type=Path, help="cache folder to write")
     p.add_argument("--sample-rate", type=int, default=44100)
     p.add_argument("--chunk-size", type=int, default=500)
-    p.add_argument("--stereo", action="store_true", help="keep stereo (default: mono downmix)")
+    p.add_argument("--stereo", action="store_true", help="keep stereo instead of a mono downmix")
     p.add_argument("--n-chunks", type=int, default=None,
-                   help="pad/trim every song to this many chunks (default: the longest)")
+                   help="pad/trim every song to this many chunks (None: the longest)")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
-    p.add_argument("--mix-pattern", default=None, help="glob of the mix file (default *Mix*)")
+    p.add_argument("--mix-pattern", default=None, help="glob of the mix file (None: *Mix*)")
     p.add_argument("--strict", action="store_true", help="fail on a bad song instead of skipping")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_prepare)
@@ -316,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override any value, e.g. --set training.lr=1e-4 (repeatable)")
         p.add_argument("--name", default=None, help="experiment name (results folder)")
         p.add_argument("--storage-path", default=None,
-                       help="where results go (default: the file's storage_path)")
+                       help="where results go (None: the file's storage_path)")
         p.add_argument("--resume", type=Path, default=None, metavar="EXPERIMENT_DIR",
                        help="resume an interrupted experiment from its folder")
         p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2, 3),
