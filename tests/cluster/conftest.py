@@ -196,6 +196,21 @@ class LocalRayCluster:
             start_new_session=True,
         )
 
+    def pids(self, cmdline_contains: str) -> list[int]:
+        """Pids of this cluster's processes whose command line holds the given text.
+
+        Ray retitles a worker after the actor it runs (``ray::DeepMixingTrainable.train``).
+        """
+        out = []
+        for pid in _pids_with_marker(self.marker):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if cmdline_contains.encode() in cmdline:
+                out.append(pid)
+        return out
+
     def kill_node(self, name: str) -> None:
         """SIGKILL a node's whole process group: raylet, agents and its workers."""
         proc = self.nodes[name]
