@@ -217,14 +217,18 @@ class ChunkMFCC:
         return self.from_mel_power(self.mel_power(chunks)).astype(np.float32)
 
 
-LEVEL_FEATURES = ("chunk_db", "peak_hold_db", "active_mean_db")
+LEVEL_FEATURES = ("chunk_db", "peak_hold_db", "recent_peak_db", "active_mean_db")
 """Names of the per-track level features of :func:`track_level_features`, in order."""
 
 _ACTIVE_DB = -60.0  # a chunk below this RMS level (dBFS) counts as the track not playing
 
 
 def track_level_features(
-    stems: np.ndarray, *, sample_rate: int, hold_decay_db_per_s: float = 1.0
+    stems: np.ndarray,
+    *,
+    sample_rate: int,
+    hold_decay_db_per_s: float = 0.0,
+    recent_decay_db_per_s: float = 20.0,
 ) -> np.ndarray:
     """Causal per-track level statistics, in absolute dB, for every chunk.
 
@@ -234,7 +238,10 @@ def track_level_features(
 
     - ``chunk_db``: RMS level of chunk t, ``10 log10(mean(x^2))``.
     - ``peak_hold_db``: the highest chunk peak so far, ``20 log10(max |x|)``, decaying by
-      ``hold_decay_db_per_s`` (a peak meter's hold).
+      ``hold_decay_db_per_s`` (a peak meter's hold; 0, the default, keeps the song's peak so
+      far: an unprocessed stem's peak is how hot it was recorded).
+    - ``recent_peak_db``: the same hold decaying by ``recent_decay_db_per_s``: whether the
+      track is playing now (a kick between two hits included), which tells the song's section.
     - ``active_mean_db``: mean energy over the chunks so far in which the track played
       (RMS above -60 dBFS), in dB; -100 until it first plays.
 
@@ -242,24 +249,33 @@ def track_level_features(
         stems: Audio, float [shape=(C, T, chunk_size)] (a memory map is fine).
         sample_rate: Sample rate in Hz (sets the hold's decay per chunk).
         hold_decay_db_per_s: Decay of the peak hold in dB per second (>= 0).
+        recent_decay_db_per_s: Decay of the recent peak in dB per second (>= 0).
 
     Returns:
-        float32 [shape=(C, T, 3)] in dB, floored at -100 dB, in :data:`LEVEL_FEATURES` order.
+        float32 [shape=(C, T, 4)] in dB, floored at -100 dB, in :data:`LEVEL_FEATURES` order.
     """
     stems = np.asarray(stems)
     if stems.ndim != 3:
         raise ConfigError(f"stems must be (C, T, chunk_size), got shape {stems.shape}")
-    if not hold_decay_db_per_s >= 0:
-        raise ConfigError(f"hold_decay_db_per_s must be >= 0, got {hold_decay_db_per_s!r}")
+    for name, value in (("hold_decay_db_per_s", hold_decay_db_per_s),
+                        ("recent_decay_db_per_s", recent_decay_db_per_s)):
+        if not value >= 0:
+            raise ConfigError(f"{name} must be >= 0, got {value!r}")
     floor = 10.0 * np.log10(AMIN)
     energy = np.mean(np.square(stems, dtype=np.float64), axis=-1)  # (C, T)
     chunk_db = np.maximum(10.0 * np.log10(energy + AMIN), floor)
     peak_db = np.maximum(20.0 * np.log10(np.abs(stems).max(axis=-1) + 1e-10), floor)
-    # Decaying running max without a loop: max_s<=t (p_s - d (t - s)) = cummax(p_s + d s) - d t.
-    decay = hold_decay_db_per_s * stems.shape[-1] / sample_rate * np.arange(stems.shape[1])
-    hold_db = np.maximum(np.maximum.accumulate(peak_db + decay, axis=1) - decay, floor)
+    chunk_s = stems.shape[-1] / sample_rate * np.arange(stems.shape[1])
+
+    def hold(decay_db_per_s: float) -> np.ndarray:
+        # Decaying running max without a loop: max_s<=t (p_s - d (t - s)) = cummax(p_s + d s) - d t.
+        decay = decay_db_per_s * chunk_s
+        return np.maximum(np.maximum.accumulate(peak_db + decay, axis=1) - decay, floor)
+
     active = chunk_db > _ACTIVE_DB
     n_active = np.cumsum(active, axis=1)
     mean_energy = np.cumsum(energy * active, axis=1) / np.maximum(n_active, 1)
     mean_db = np.where(n_active > 0, 10.0 * np.log10(mean_energy + AMIN), floor)
-    return np.stack([chunk_db, hold_db, np.maximum(mean_db, floor)], axis=-1).astype(np.float32)
+    features = [chunk_db, hold(hold_decay_db_per_s), hold(recent_decay_db_per_s),
+                np.maximum(mean_db, floor)]
+    return np.stack(features, axis=-1).astype(np.float32)

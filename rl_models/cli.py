@@ -19,7 +19,8 @@ from mixing_env.errors import ConfigError, DeepMixingError
 __all__ = ["main", "build_parser"]
 
 _REPO = Path(__file__).resolve().parents[1]
-_BENCHMARKS = {"env": "bench_env.py", "model": "bench_model.py", "prepare": "bench_prepare.py"}
+_BENCHMARKS = {"env": "bench_env.py", "model": "bench_model.py", "prepare": "bench_prepare.py",
+               "quality": "bench_quality.py"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_mix)
 
-    p = sub.add_parser("benchmark", help="run a benchmark script (env, model, prepare)",
+    p = sub.add_parser("benchmark", help="run a benchmark script (env, model, prepare, quality)",
                        formatter_class=fmt,
                        description="Run benchmarks/bench_<which>.py; arguments after the name "
                                    "are passed through (e.g. deepmixing benchmark env -- -h).")

@@ -78,6 +78,8 @@ TOP_LEVEL_KEYS = (
     "checkpoint",
     "fault_tolerance",
     "reporting",
+    "offline_data",
+    "init_module_from",
     "storage_path",
     "seed",
 )
@@ -99,12 +101,14 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint": {"frequency": 5, "num_to_keep": None},
     "fault_tolerance": {},
     "reporting": {},
+    "offline_data": {},
+    "init_module_from": None,
     "storage_path": "runs",
     "seed": 0,
 }
 
 _DICT_KEYS = ("env", "model", "training", "env_runners", "resources", "evaluation", "tune",
-              "stop", "checkpoint", "fault_tolerance", "reporting")
+              "stop", "checkpoint", "fault_tolerance", "reporting", "offline_data")
 _SEARCH_KEYS = ("grid_search", "choice", "loguniform", "uniform", "randint", "qloguniform",
                 "quniform")
 _ALGORITHMS = ("PPO", "APPO", "IMPALA", "PG")

@@ -64,6 +64,8 @@ def build_config(experiment: dict):
         evaluation=rllib_eval,
         fault_tolerance=fault_tolerance or None,
         reporting=experiment.get("reporting") or None,
+        offline_data=experiment.get("offline_data") or None,
+        init_module_from=experiment.get("init_module_from"),
         seed=experiment.get("seed"),
     )
     evaluation = {
@@ -135,7 +137,17 @@ class DeepMixingTrainable(_TrainableBase):
     def default_resource_request(cls, config: dict):
         """The Algorithm's own placement group: main process + learners + env runners."""
         algo_config = build_config(config)
-        return algo_config.algo_class.default_resource_request(algo_config)
+        request = algo_config.algo_class.default_resource_request(algo_config)
+        if algo_config.is_offline:
+            # Ray Data's read tasks and pre-learner actors run outside the trial's placement
+            # group: leave them CPUs (1 for reads + the actors') by holding half a CPU for
+            # the driver, whose local learner does the (small) updates.
+            from ray.tune import PlacementGroupFactory
+
+            main = {**request.bundles[0], "CPU": 0.5}
+            request = PlacementGroupFactory(bundles=[main, *request.bundles[1:]],
+                                            strategy=request.strategy)
+        return request
 
 
 def init_ray(*, num_cpus: int | None = None, num_gpus: int | None = None,

@@ -40,9 +40,9 @@ class EnvConfig:
     n_track_features: int = 32
     """Mel bands of the ``"logmel"`` observation."""
     level_features: bool = False
-    """Append each track's causal level statistics (chunk RMS, peak hold, mean level while
-    playing; :func:`mixing_env.features.track_level_features`, 3 values in dB) to its
-    ``"logmel"`` features, so a policy sees how loud each stem was recorded."""
+    """Append each track's causal level statistics (chunk RMS, song peak so far, recent peak,
+    mean level while playing; :func:`mixing_env.features.track_level_features`, 4 values in
+    dB) to its ``"logmel"`` features, so a policy sees how loud each stem was recorded."""
     n_mfcc: int = N_MFCC
     """MFCC coefficients of the reward and of ``mix_mfcc``."""
     rho: float = RHO

@@ -34,7 +34,7 @@ class SongFeatures:
         reference_mfcc: MFCC of each reference chunk, float64 [shape=(T, n_mfcc)].
         reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
         track_features: Absolute log-mel dB per slot and chunk, float32
-            [shape=(C, T, n_track_features (+3 with level_features))], for
+            [shape=(C, T, n_track_features (+4 with level_features))], for
             ``obs_features="logmel"``; else None.
         n_valid: Chunks that hold the song (episodes never go past them).
         mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
@@ -95,9 +95,10 @@ class MixingEnv(gym.Env):
     ``F = chunk_size`` for ``obs_features="raw"`` (samples) and ``n_track_features`` for
     ``"logmel"`` (absolute log-mel dB of each slot's chunk, ref 1, floor -100 dB, *not*
     normalized per chunk, so the agent sees each stem's level; precomputed per song), plus,
-    with ``level_features=True``, three causal level statistics per track (chunk RMS, peak
-    hold, mean level while playing, dBFS; :func:`~mixing_env.features.track_level_features`)
-    so ``F = n_track_features + 3``: a stem's recording level, which the gain must undo, is
+    with ``level_features=True``, four causal level statistics per track (chunk RMS, peak
+    so far, recent peak, mean level while playing, dBFS; see
+    :func:`~mixing_env.features.track_level_features`)
+    so ``F = n_track_features + 4``: a stem's recording level, which the gain must undo, is
     hard to read from one 11 ms chunk. P is the
     largest |sample| over the env's songs (at least 1), U and B the bounds that P implies for
     the log-mel and MFCC (see :meth:`ChunkLogMel.max_db`, :meth:`ChunkMFCC.max_abs`). Raw

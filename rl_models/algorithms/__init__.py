@@ -1,4 +1,4 @@
-"""RLlib algorithms that train the DeepMixing policy: PPO, APPO, IMPALA and vanilla PG.
+"""RLlib algorithms that train the DeepMixing policy: PPO, APPO, IMPALA, vanilla PG, BC, MARWIL.
 
 ``build_algorithm_config`` turns an experiment's plain dicts into an AlgorithmConfig on the
 new API stack; :mod:`rl_models.algorithms.pg` adds the vanilla policy gradient that RLlib 2.60
@@ -12,6 +12,7 @@ from rl_models.algorithms.builder import (
     ENV_NAME,
     RLLIB_DEFAULT_MODULE,
     build_algorithm_config,
+    module_checkpoint_dir,
 )
 from rl_models.algorithms.pg import PG, PGConfig
 
@@ -24,4 +25,5 @@ __all__ = [
     "PG",
     "PGConfig",
     "build_algorithm_config",
+    "module_checkpoint_dir",
 ]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.algorithms.appo import APPOConfig
+from ray.rllib.algorithms.bc import BCConfig
 from ray.rllib.algorithms.impala import IMPALAConfig
+from ray.rllib.algorithms.marwil import MARWILConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
@@ -25,7 +28,10 @@ __all__ = [
     "ENV_NAME",
     "RLLIB_DEFAULT_MODULE",
     "build_algorithm_config",
+    "module_checkpoint_dir",
 ]
+
+_ALGO_MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
 
 ENV_NAME = "deepmixing"
 DEFAULT_MODULE = "deepmixing_attention_lstm"
@@ -39,7 +45,12 @@ ALGORITHMS: dict[str, type[AlgorithmConfig]] = {
     "APPO": APPOConfig,
     "IMPALA": IMPALAConfig,
     "PG": PGConfig,
+    "BC": BCConfig,
+    "MARWIL": MARWILConfig,
 }
+
+_OFFLINE = {"BC", "MARWIL"}
+"""Algorithms that learn from recorded episodes (``offline_data``), not from the env."""
 
 # Small CPU defaults (2 cores, 0-1 env runners, a local learner). Every entry can be
 # overridden by the matching dict handed to build_algorithm_config.
@@ -77,6 +88,18 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "PG": {
         "training": {"train_batch_size_per_learner": 512},
     },
+    "BC": {"training": {"train_batch_size_per_learner": 512}},
+    "MARWIL": {"training": {"train_batch_size_per_learner": 512}},
+}
+
+# Offline reading on a small machine: RLlib's defaults ask Ray Data for more CPU-bound
+# pre-learner actors than 2 cores hold, and the run then waits forever for them.
+_OFFLINE_DEFAULTS: dict[str, Any] = {
+    "input_read_episodes": True,  # rl_models.demonstrations writes whole episodes
+    "dataset_num_iters_per_learner": 1,
+    "map_batches_kwargs": {"concurrency": 1, "num_cpus": 0.5},
+    "iter_batches_kwargs": {"prefetch_batches": 1},
+    "input_read_method_kwargs": {"ray_remote_args": {"num_cpus": 0.25}},
 }
 
 _ASYNC = {"APPO", "IMPALA"}
@@ -94,6 +117,8 @@ def build_algorithm_config(
     evaluation: Mapping[str, Any] | None = None,
     fault_tolerance: Mapping[str, Any] | None = None,
     reporting: Mapping[str, Any] | None = None,
+    offline_data: Mapping[str, Any] | None = None,
+    init_module_from: str | None = None,
     seed: int | None = None,
 ) -> AlgorithmConfig:
     """Builds the RLlib config that trains a DeepMixing policy on ``MixingEnv``.
@@ -104,7 +129,8 @@ def build_algorithm_config(
     AlgorithmConfig method of the same name, over small CPU defaults (:data:`DEFAULTS`).
 
     Args:
-        algorithm: One of ``"PPO"`` (default), ``"APPO"``, ``"IMPALA"``, ``"PG"``, any case.
+        algorithm: One of ``"PPO"`` (default), ``"APPO"``, ``"IMPALA"``, ``"PG"``, or the
+            offline ``"BC"`` and ``"MARWIL"`` (which need ``offline_data``), any case.
         env_config: MixingEnv config dict (keys of ``mixing_env.envs.config.EnvConfig``),
             passed to every env unchanged; checked here so typos fail before Ray starts.
         model: The module's ``model_config`` (e.g. ``{"k": 8, "max_seq_len": 8}``).
@@ -124,6 +150,12 @@ def build_algorithm_config(
             evaluation_duration, evaluation_config, ...).
         fault_tolerance: Keyword arguments of ``config.fault_tolerance()``.
         reporting: Keyword arguments of ``config.reporting()`` (min_time_s_per_iteration, ...).
+        offline_data: Keyword arguments of ``config.offline_data()`` for BC and MARWIL, at
+            least ``input_`` (a demonstrations folder, :mod:`rl_models.demonstrations`);
+            small-machine defaults for the rest (episodes, one pre-learner actor).
+        init_module_from: Start the module from these weights: an RLModule checkpoint folder,
+            or an algorithm checkpoint (its ``default_policy`` module is used). This is how
+            PPO fine-tunes a behaviour-cloned policy.
         seed: Seed for env runners, learners and module initialisation.
 
     Returns:
@@ -158,7 +190,14 @@ def build_algorithm_config(
         config.rl_module(model_config=dict(model or {}))
         config.env_runners(env_to_module_connector=_flatten_observations)
     else:
-        config.rl_module(rl_module_spec=_module_spec(module or DEFAULT_MODULE, model))
+        spec = _module_spec(module or DEFAULT_MODULE, model)
+        if init_module_from is not None:
+            spec.load_state_path = str(module_checkpoint_dir(init_module_from))
+        config.rl_module(rl_module_spec=spec)
+    if name in _OFFLINE:
+        _apply_offline(config, env_config, offline_data, name)
+    elif offline_data:
+        raise ConfigError(f"offline_data is for BC and MARWIL, not {name}")
 
     defaults = _merged_defaults(name)
     _apply(config, "training", defaults["training"] | dict(training or {}), name)
@@ -184,6 +223,46 @@ def build_algorithm_config(
     except (ValueError, TypeError) as e:
         raise ConfigError(f"invalid {name} configuration: {e}") from e
     return config
+
+
+def module_checkpoint_dir(path: str) -> Path:
+    """The RLModule folder for ``path`` (a module checkpoint, or an algorithm's default policy).
+
+    ``path`` may be an RLModule checkpoint itself, an algorithm checkpoint, or a trial or
+    experiment folder (its latest checkpoint).
+
+    Raises:
+        CheckpointError: ``path`` holds neither.
+    """
+    from rl_models.evaluate import find_checkpoint
+
+    root = Path(path).expanduser()
+    if (root / "module_state.pt").is_file() or (root / "module_state.pkl").is_file():
+        return root.resolve()
+    return (find_checkpoint(root) / _ALGO_MODULE_SUBDIR).resolve()
+
+
+def _apply_offline(
+    config: AlgorithmConfig, env_config: Mapping[str, Any], offline: Mapping[str, Any] | None,
+    name: str,
+) -> None:
+    if not offline or "input_" not in offline:
+        raise ConfigError(
+            f"{name} learns from demonstrations: set offline_data.input_ to a folder written "
+            "by rl_models.demonstrations (deepmixing demonstrations ...)"
+        )
+    kwargs = {**_OFFLINE_DEFAULTS, **dict(offline)}
+    inputs = kwargs["input_"] if isinstance(kwargs["input_"], list) else [kwargs["input_"]]
+    missing = [p for p in inputs if "://" not in str(p) and not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"offline_data.input_ {missing} does not exist")
+    kwargs["input_"] = [str(Path(p).resolve()) if "://" not in str(p) else p for p in inputs]
+    # RLlib's offline algorithms need the spaces up front (no env is sampled to learn them).
+    from mixing_env.envs.mixing_env import MixingEnv
+
+    env = MixingEnv(dict(env_config))
+    config.environment(observation_space=env.observation_space, action_space=env.action_space)
+    _apply(config, "offline_data", kwargs, name)
 
 
 def _algorithm_name(algorithm: str) -> str:

@@ -13,16 +13,19 @@ def test_level_features_by_hand():
     stems = np.zeros((2, 6, 500), np.float32)
     stems[0, 1] = 0.5 * rng.standard_normal(500)  # one loud chunk, then silence
     stems[0, 4] = 0.05 * rng.standard_normal(500)
-    feats = track_level_features(stems, sample_rate=SR, hold_decay_db_per_s=10.0)
+    feats = track_level_features(
+        stems, sample_rate=SR, hold_decay_db_per_s=10.0, recent_decay_db_per_s=40.0
+    )
     assert feats.shape == (2, 6, len(LEVEL_FEATURES))
     energy = np.mean(stems[0].astype(np.float64) ** 2, axis=-1)
     np.testing.assert_allclose(feats[0, 1, 0], 10 * np.log10(energy[1] + 1e-10), rtol=1e-5)
     peak = 20 * np.log10(np.abs(stems[0, 1]).max())
     decay = 10.0 * 500 / SR
     np.testing.assert_allclose(feats[0, 3, 1], peak - 2 * decay, rtol=1e-5)
+    np.testing.assert_allclose(feats[0, 3, 2], peak - 2 * 4 * decay, rtol=1e-5)
     # Mean over the chunks that played so far (1 and 4), silent ones excluded.
     np.testing.assert_allclose(
-        feats[0, 5, 2], 10 * np.log10((energy[1] + energy[4]) / 2), rtol=1e-5
+        feats[0, 5, 3], 10 * np.log10((energy[1] + energy[4]) / 2), rtol=1e-5
     )
     assert np.all(feats[0, 0] == -100.0)  # nothing played yet
     assert np.all(feats[1] == -100.0)  # a silent track stays at the floor

@@ -1,0 +1,63 @@
+"""Learning benchmark (issue 7): train agents on synthetic songs, score them on held-out songs.
+
+    python benchmarks/bench_quality.py --out runs/quality            # the <= 60 min table
+    python benchmarks/bench_quality.py --out runs/q --agents bc bc_ppo --minutes-scale 0.5
+    python benchmarks/bench_quality.py --out runs/tiny --tiny        # a smoke run, ~3 min
+
+Writes results.md / results.json / learning_curves.png / evaluation/ under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+
+from rl_models.quality import AGENTS, QualitySetup, run_benchmark
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", default="runs/quality", help="output folder")
+    p.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS),
+                   help="agent rows to train (default: all)")
+    p.add_argument("--minutes-scale", type=float, default=1.0,
+                   help="multiply every agent's training budget")
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-heldout", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
+    p.add_argument("--tiny", action="store_true", help="a few short songs and 20 s per agent")
+    args = p.parse_args(argv)
+
+    base = QualitySetup()
+    overrides: dict = {"agents": tuple(args.agents)}
+    if args.tiny:
+        overrides |= {"n_train": 4, "n_heldout": 2, "seconds": 2.0, "n_tracks": (3, 6),
+                      "episode_chunks": 64, "demo_episodes_per_song": 2,
+                      "minutes": {k: 1 / 3 for k in base.minutes}}
+    for name in ("n_train", "n_heldout", "seconds"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    setup = dataclasses.replace(base, **overrides)
+    setup = dataclasses.replace(
+        setup, minutes={k: v * args.minutes_scale for k, v in setup.minutes.items()})
+
+    import ray
+
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    t0 = time.time()
+    try:
+        command = "python benchmarks/bench_quality.py " + shlex.join(
+            sys.argv[1:] if argv is None else argv)
+        run_benchmark(args.out, setup, command=command)
+    finally:
+        ray.shutdown()
+    print(f"total wall time {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,381 @@
+"""The learning benchmark: agents trained on synthetic songs, scored on held-out songs.
+
+One command (``deepmixing benchmark quality`` = ``benchmarks/bench_quality.py``) makes a
+synthetic dataset with known gain automation, prepares it into a cache, splits it into
+training and held-out songs, and fills one table (the product's evaluation, on the held-out
+songs only) with:
+
+- the baselines: equal gains, loudness-equalized gains, the per-chunk oracle, the static oracle;
+- agents trained through Ray Tune on the training songs: behaviour cloning (RLlib BC) from
+  oracle demonstrations, BC followed by PPO fine-tuning, PPO from scratch, vanilla policy
+  gradient, and the report-size network (raw chunks, k = r = 100, W = 16) under PPO.
+
+``gap_closed`` is the share of the distance between the equal-gain baseline and the oracle
+(mean MFCC distance) that a policy closes. The pieces (split, demonstrations, agent
+experiments, scoring, the results page) are functions here so tests can run them on tiny data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mixing_env.errors import ConfigError
+
+__all__ = [
+    "BASELINE_ROWS",
+    "QualitySetup",
+    "Split",
+    "agent_experiments",
+    "make_split",
+    "record_oracle_demonstrations",
+    "results_markdown",
+    "run_benchmark",
+    "score_policies",
+]
+
+BASELINE_ROWS = ("equal", "loudness", "oracle", "static_oracle")
+"""Baseline policies scored in every table (rl_models.evaluate names)."""
+
+
+@dataclass(frozen=True)
+class QualitySetup:
+    """What the benchmark trains and scores; the defaults are the 2-core, <= 60 min setup."""
+
+    n_train: int = 32
+    """Training songs."""
+    n_heldout: int = 8
+    """Held-out songs: never seen in training or in demonstrations."""
+    seconds: float = 6.0
+    """Length of each synthetic song."""
+    n_tracks: tuple[int, int] = (8, 24)
+    """Stems per song, drawn per song."""
+    seed: int = 7
+    """Dataset seed (songs) and training seed."""
+    episode_chunks: int = 128
+    """Random window per training episode (~1.5 s)."""
+    n_track_features: int = 16
+    """Log-mel bands per track in the observation (plus 3 level features)."""
+    demo_episodes_per_song: int = 8
+    """Oracle demonstration episodes (random windows) per training song."""
+    minutes: dict[str, float] = field(
+        default_factory=lambda: {"bc": 8.0, "bc_ppo": 8.0, "ppo": 10.0, "pg": 6.0, "paper": 4.0}
+    )
+    """Wall-clock budget per agent, minutes (Tune stops each trial at its budget)."""
+    agents: tuple[str, ...] = ("bc", "bc_ppo", "ppo", "pg", "paper")
+    """Which agent rows to train."""
+    model: dict[str, Any] = field(
+        default_factory=lambda: {
+            "hidden_size": 48, "mix_hidden_size": 5, "attention_dim": 32, "embed_dim": 16,
+            "window": 4, "max_seq_len": 32, "input_norm": "db", "log_rms_feature": False,
+            "concentration_scale": 50.0,
+        }
+    )
+    """The reduced attention-LSTM (report's l = 5; smaller k, r, W for 2 cores)."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_heldout", "episode_chunks", "n_track_features",
+                     "demo_episodes_per_song"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {name}={value!r}")
+        unknown = sorted(set(self.agents) - set(AGENTS))
+        if unknown:
+            raise ConfigError(f"unknown agent(s) {unknown}; expected some of {sorted(AGENTS)}")
+
+
+@dataclass(frozen=True)
+class Split:
+    """A prepared dataset cut into training and held-out songs (same slot layout)."""
+
+    cache_dir: str
+    train: tuple[str, ...]
+    heldout: tuple[str, ...]
+
+    def env(self, setup: QualitySetup, *, heldout: bool = False, **overrides: Any) -> dict:
+        """The MixingEnv config of one side of the split (logmel + level observations)."""
+        cfg = {
+            "dataset_dir": self.cache_dir,
+            "songs": list(self.heldout if heldout else self.train),
+            "episode_chunks": None if heldout else setup.episode_chunks,
+            "obs_features": "logmel",
+            "n_track_features": setup.n_track_features,
+            "level_features": True,
+        }
+        return {**cfg, **overrides}
+
+
+def make_split(root: str | Path, setup: QualitySetup, *, progress: bool = False) -> Split:
+    """Writes the synthetic songs, prepares them into one cache, and splits them by name.
+
+    One cache (not two) so both sides share the slot layout; the held-out songs are the last
+    ``n_heldout`` (song k is the same whatever the dataset size, see ``synthetic``).
+    """
+    from mixing_env.data.prepare import prepare_dataset
+    from mixing_env.data.synthetic import make_synthetic_dataset
+
+    root = Path(root)
+    n = setup.n_train + setup.n_heldout
+    make_synthetic_dataset(root / "songs", n_songs=n, seconds=setup.seconds,
+                           n_tracks=tuple(setup.n_tracks), seed=setup.seed)
+    dataset = prepare_dataset(root / "songs", root / "cache", progress=progress)
+    names = sorted(dataset.names)
+    if len(names) != n:
+        raise ConfigError(f"expected {n} prepared songs in {root / 'cache'}, got {len(names)}")
+    return Split(str((root / "cache").resolve()), tuple(names[: setup.n_train]),
+                 tuple(names[setup.n_train :]))
+
+
+def record_oracle_demonstrations(split: Split, setup: QualitySetup, out_dir: str | Path) -> Path:
+    """Oracle demonstrations of the training songs, in RLlib's offline episode format."""
+    from rl_models.demonstrations import record_episodes, write_demonstrations
+
+    episodes = record_episodes(split.env(setup), policy="oracle",
+                               episodes_per_song=setup.demo_episodes_per_song, seed=setup.seed)
+    return write_demonstrations(episodes, out_dir)
+
+
+def _experiment(name: str, algorithm: str, env: dict, model: dict, *, minutes: float,
+                seed: int, storage: str, **sections: Any) -> dict:
+    from rl_models.experiment import DEFAULTS, _merge
+
+    exp = _merge(DEFAULTS, {
+        "name": name, "algorithm": algorithm, "env": env, "model": model,
+        "stop": {"time_total_s": int(minutes * 60)},
+        "checkpoint": {"frequency": 0, "num_to_keep": 1},
+        "storage_path": storage, "seed": seed,
+    })
+    return _merge(exp, sections)
+
+
+_PPO_TRAINING = {"lr": 3e-4, "gamma": 0.5, "lambda_": 0.9, "train_batch_size_per_learner": 1024,
+                 "minibatch_size": 256, "num_epochs": 4, "entropy_coeff": 0.0}
+"""PPO settings: the reward is mostly immediate (a chunk's mix), so a short horizon."""
+
+
+def agent_experiments(split: Split, setup: QualitySetup, *, storage: str | Path,
+                      demonstrations: str | Path | None) -> dict[str, Callable[[dict], dict]]:
+    """Experiment dicts per agent row; BC-then-PPO takes the BC checkpoint when it is known.
+
+    Returns:
+        Agent name -> function of the checkpoints trained so far (name -> path) giving the
+        experiment dict to run through :func:`rl_models.train.run_experiment`.
+    """
+    env = split.env(setup)
+    storage = str(Path(storage).resolve())
+    model = dict(setup.model)
+    minutes = setup.minutes
+
+    def bc(_: dict) -> dict:
+        if demonstrations is None:
+            raise ConfigError("the bc agent needs oracle demonstrations")
+        return _experiment("quality_bc", "BC", env, model, minutes=minutes["bc"],
+                           seed=setup.seed, storage=storage,
+                           offline_data={"input_": str(demonstrations)},
+                           training={"lr": 1e-3, "train_batch_size_per_learner": 1024})
+
+    def bc_ppo(done: dict) -> dict:
+        if "bc" not in done:
+            raise ConfigError("bc_ppo fine-tunes the bc agent: train 'bc' first")
+        return _experiment("quality_bc_ppo", "PPO", env, model, minutes=minutes["bc_ppo"],
+                           seed=setup.seed, storage=storage, init_module_from=done["bc"],
+                           training={**_PPO_TRAINING, "lr": 5e-5})
+
+    def ppo(_: dict) -> dict:
+        return _experiment("quality_ppo", "PPO", env, model, minutes=minutes["ppo"],
+                           seed=setup.seed, storage=storage, training=_PPO_TRAINING)
+
+    def pg(_: dict) -> dict:
+        return _experiment("quality_pg", "PG", env, model, minutes=minutes["pg"],
+                           seed=setup.seed, storage=storage,
+                           training={"lr": 3e-4, "gamma": 0.5,
+                                     "train_batch_size_per_learner": 1024})
+
+    def paper(_: dict) -> dict:
+        # The report's network (Appendix 2) on raw 500-sample chunks: k = r = 100, l = 5, W = 16.
+        paper_model = {"hidden_size": 100, "mix_hidden_size": 5, "attention_dim": 100,
+                       "embed_dim": 16, "window": 16, "max_seq_len": 16, "input_norm": "mu_law"}
+        paper_env = split.env(setup, obs_features="raw", level_features=False)
+        return _experiment("quality_paper", "PPO", paper_env, paper_model,
+                           minutes=minutes["paper"], seed=setup.seed, storage=storage,
+                           training={**_PPO_TRAINING, "train_batch_size_per_learner": 256,
+                                     "minibatch_size": 64, "num_epochs": 1})
+
+    table = {"bc": bc, "bc_ppo": bc_ppo, "ppo": ppo, "pg": pg, "paper": paper}
+    return {name: table[name] for name in setup.agents}
+
+
+AGENTS = ("bc", "bc_ppo", "ppo", "pg", "paper")
+"""Agent rows in training order (bc_ppo starts from bc)."""
+
+AGENT_LABELS = {
+    "bc": "BC (oracle demos)", "bc_ppo": "BC + PPO fine-tune", "ppo": "PPO from scratch",
+    "pg": "vanilla PG", "paper": "report-size net, PPO",
+}
+
+
+def score_policies(policies: dict[str, str], split: Split, setup: QualitySetup,
+                   out_dir: str | Path) -> list[dict]:
+    """Scores baselines and checkpoints on the held-out songs with the product's evaluation.
+
+    Args:
+        policies: Row label -> baseline name or checkpoint path.
+        split: The dataset split (held-out songs are scored).
+        setup: The benchmark setup.
+        out_dir: Where the evaluation tables and plots go.
+
+    Returns:
+        One MEAN row per policy, with ``label`` and ``gap_closed``.
+    """
+    from rl_models.evaluate import evaluate
+
+    specs = list(policies.values())
+    rows = evaluate(specs, env_config={"dataset_dir": split.cache_dir,
+                                       "songs": list(split.heldout)},
+                    out_dir=out_dir, plots=True, progress=False)
+    label_of = {spec: label for label, spec in policies.items()}
+    means = []
+    for r in rows:
+        if r["song"] != "MEAN":
+            continue
+        label = next((lab for spec, lab in label_of.items()
+                      if r["policy"] in (spec, Path(spec).name) or r["policy"] == lab), r["policy"])
+        means.append({"label": label, **r})
+    return means
+
+
+def _learning_curve(result_path: Path) -> list[dict]:
+    """(iteration, seconds, env steps, mean episode return) rows of a trial's result.json."""
+    rows = []
+    if not result_path.is_file():
+        return rows
+    for line in result_path.read_text().splitlines():
+        r = json.loads(line)
+        er = r.get("env_runners", {})
+        rows.append({
+            "iteration": r.get("training_iteration"),
+            "time_s": r.get("time_total_s"),
+            "env_steps": er.get("num_env_steps_sampled_lifetime"),
+            "return_mean": er.get("episode_return_mean"),
+            "policy_loss": r.get("learners", {}).get("default_policy", {}).get("policy_loss"),
+        })
+    return rows
+
+
+def plot_curves(curves: dict[str, list[dict]], out: Path) -> Path:
+    """Learning curves (mean episode return per env step; BC: its loss per iteration)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rl, ax_bc) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, rows in curves.items():
+        if name == "bc":
+            pts = [(r["iteration"], r["policy_loss"]) for r in rows if r["policy_loss"] is not None]
+            if pts:
+                ax_bc.plot(*zip(*pts, strict=True), label=AGENT_LABELS["bc"])
+            continue
+        pts = [(r["time_s"], r["return_mean"]) for r in rows
+               if r["return_mean"] is not None and r["time_s"] is not None]
+        if pts:
+            ax_rl.plot(*zip(*pts, strict=True), label=AGENT_LABELS.get(name, name))
+    ax_rl.set(xlabel="wall time (s, 2 CPU cores)", ylabel="mean episode return",
+              title="RL agents on training songs")
+    ax_bc.set(xlabel="iteration", ylabel="BC loss (-log p of oracle action)",
+              title="Behaviour cloning")
+    for ax in (ax_rl, ax_bc):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def results_markdown(rows: list[dict], *, setup: QualitySetup, command: str,
+                     wall_s: dict[str, float], curves_png: str | None) -> str:
+    """The results page: table, setup, commands, seeds, wall times."""
+
+    def f(v: Any, digits: int = 2) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+    lines = [
+        "| policy | MFCC dist | reward | gap closed | gain err median dB | MR-STFT | SI-SDR dB "
+        "| LUFS diff | train wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {f(r['mfcc_distance'])} | {f(r['reward'], 3)} | "
+            f"{f(r.get('gap_closed'))} | {f(r['gain_err_median_db'])} | {f(r['mrstft'])} | "
+            f"{f(r['si_sdr_db'], 1)} | {f(r['lufs_diff'])} | "
+            f"{f(wall_s.get(r['label']), 0)} |"
+        )
+    setup_json = json.dumps(asdict(setup), indent=1)
+    text = [
+        "## Table (held-out songs)", "", *lines, "",
+        f"Command: `{command}`", "",
+        "Setup (seeds, sizes, budgets):", "", "```json", setup_json, "```", "",
+    ]
+    if curves_png:
+        text += [f"![learning curves]({curves_png})", ""]
+    return "\n".join(text)
+
+
+def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
+                  log: Callable[[str], None] = print) -> dict:
+    """Runs the whole benchmark into ``out``; returns the rows and wall times.
+
+    Writes ``out/results.json``, ``out/results.md``, ``out/learning_curves.png`` and the
+    evaluation tables and plots under ``out/evaluation``.
+    """
+    from rl_models.train import run_experiment
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    split = make_split(out / "data", setup)
+    log(f"split: {len(split.train)} training, {len(split.heldout)} held-out songs "
+        f"({time.time() - t0:.0f} s)")
+    demos = None
+    if {"bc", "bc_ppo"} & set(setup.agents):
+        t = time.time()
+        demos = record_oracle_demonstrations(split, setup, out / "demonstrations")
+        log(f"oracle demonstrations: {demos} ({time.time() - t:.0f} s)")
+    experiments = agent_experiments(split, setup, storage=out / "runs", demonstrations=demos)
+    checkpoints: dict[str, str] = {}
+    wall: dict[str, float] = {}
+    curves: dict[str, list[dict]] = {}
+    for name in AGENTS:
+        if name not in experiments:
+            continue
+        exp = experiments[name](checkpoints)
+        t = time.time()
+        results = run_experiment(copy.deepcopy(exp), verbose=0)
+        wall[AGENT_LABELS[name]] = time.time() - t
+        best = results[0]
+        checkpoints[name] = best.checkpoint.path
+        curves[name] = _learning_curve(Path(best.path) / "result.json")
+        label = AGENT_LABELS[name]
+        log(f"{label}: {len(curves[name])} iterations in {wall[label]:.0f} s")
+    policies = {b: b for b in BASELINE_ROWS}
+    policies |= {AGENT_LABELS[n]: p for n, p in checkpoints.items()}
+    rows = score_policies(policies, split, setup, out / "evaluation")
+    png = plot_curves(curves, out / "learning_curves.png") if curves else None
+    page = results_markdown(rows, setup=setup, command=command, wall_s=wall,
+                            curves_png=png.name if png else None)
+    (out / "results.md").write_text(page)
+    payload = {"rows": rows, "wall_s": wall, "setup": asdict(setup), "curves": curves,
+               "total_wall_s": time.time() - t0}
+    (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+    log(page)
+    return payload
