@@ -99,7 +99,7 @@ _OFFLINE_DEFAULTS: dict[str, Any] = {
     "dataset_num_iters_per_learner": 1,
     "map_batches_kwargs": {"concurrency": 1, "num_cpus": 0.5},
     "iter_batches_kwargs": {"prefetch_batches": 1},
-    "input_read_method_kwargs": {"ray_remote_args": {"num_cpus": 0.25}},
+    "input_read_method_kwargs": {"num_cpus": 0.25},
 }
 
 _ASYNC = {"APPO", "IMPALA"}

@@ -1,0 +1,124 @@
+"""The learning benchmark's pieces on tiny data: split, demonstrations, BC reading them, scoring."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from mixing_env.baselines import OraclePolicy
+from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.errors import ConfigError
+from rl_models.demonstrations import read_demonstrations
+from rl_models.quality import (
+    QualitySetup,
+    agent_experiments,
+    make_split,
+    record_oracle_demonstrations,
+    score_policies,
+)
+
+TINY = QualitySetup(n_train=3, n_heldout=2, seconds=1.0, n_tracks=(3, 5), episode_chunks=16,
+                    demo_episodes_per_song=2, agents=("bc", "bc_ppo", "ppo"))
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    return make_split(tmp_path_factory.mktemp("quality"), TINY)
+
+
+def test_split_is_disjoint_and_shares_the_slot_layout(split):
+    assert len(split.train) == 3 and len(split.heldout) == 2
+    assert not set(split.train) & set(split.heldout)
+    train_env = MixingEnv(split.env(TINY))
+    heldout_env = MixingEnv(split.env(TINY, heldout=True))
+    assert train_env.song_names == list(split.train)
+    assert heldout_env.song_names == list(split.heldout)
+    assert train_env.observation_space["chunks"].shape == heldout_env.observation_space[
+        "chunks"].shape
+    train_env.reset(seed=0)
+    heldout_env.reset(seed=0)
+    assert train_env.song.slot_names == heldout_env.song.slot_names
+    assert heldout_env.config.episode_chunks is None  # held-out songs are scored whole
+
+
+def test_demonstrations_hold_oracle_actions(split, tmp_path):
+    path = record_oracle_demonstrations(split, TINY, tmp_path / "demos")
+    episodes = read_demonstrations(path)
+    assert len(episodes) == len(split.train) * TINY.demo_episodes_per_song
+    env = MixingEnv(split.env(TINY))
+    ep = episodes[0]
+    assert ep.is_done and len(ep) == TINY.episode_chunks
+    actions = np.asarray(ep.get_actions())
+    np.testing.assert_allclose(actions.sum(axis=1), 1.0, rtol=1e-5)
+    # Each action is the oracle's gain vector of some window of a training song.
+    oracle = {n: OraclePolicy().gains(env._load(n)) for n in split.train}
+    assert any(
+        np.allclose(actions, g[:, s : s + len(actions)].T, atol=1e-6)
+        for g in oracle.values()
+        for s in range(g.shape[1] - len(actions) + 1)
+    )
+
+
+@pytest.mark.ray
+def test_bc_reads_the_demonstrations(split, tmp_path, ray_session):
+    from rl_models.algorithms import build_algorithm_config
+
+    path = record_oracle_demonstrations(split, TINY, tmp_path / "demos")
+    model = {**TINY.model, "hidden_size": 8, "attention_dim": 8, "embed_dim": 4, "max_seq_len": 8}
+    config = build_algorithm_config(
+        "BC", env_config=split.env(TINY), model=model, offline_data={"input_": str(path)},
+        training={"train_batch_size_per_learner": 64, "lr": 1e-3}, seed=0,
+    )
+    algo = config.build_algo()
+    try:
+        def weights():
+            return algo.learner_group.get_weights()["default_policy"]
+
+        before = weights()
+        result = algo.train()
+        loss = result["learners"]["default_policy"]["policy_loss"]
+        assert math.isfinite(float(loss))
+        after = weights()
+        changed = [k for k in before if not np.allclose(before[k], after[k])]
+        assert changed, "one BC iteration on the demonstrations changed no weight"
+    finally:
+        algo.stop()
+
+
+def test_bc_needs_demonstrations(split):
+    from rl_models.algorithms import build_algorithm_config
+
+    with pytest.raises(ConfigError, match="offline_data.input_"):
+        build_algorithm_config("BC", env_config=split.env(TINY), model=TINY.model)
+
+
+def test_agent_experiments_chain_bc_into_ppo(split, tmp_path):
+    exps = agent_experiments(split, TINY, storage=tmp_path, demonstrations=tmp_path / "d")
+    assert list(exps) == ["bc", "bc_ppo", "ppo"]
+    assert exps["bc"]({})["offline_data"]["input_"] == str(tmp_path / "d")
+    with pytest.raises(ConfigError, match="train 'bc' first"):
+        exps["bc_ppo"]({})
+    fine_tune = exps["bc_ppo"]({"bc": "/ckpt/bc"})
+    assert fine_tune["algorithm"] == "PPO" and fine_tune["init_module_from"] == "/ckpt/bc"
+    assert fine_tune["env"]["songs"] == list(split.train)
+    assert fine_tune["stop"] == {"time_total_s": int(TINY.minutes["bc_ppo"] * 60)}
+
+
+def test_scoring_puts_oracle_at_one_and_equal_at_zero(split, tmp_path):
+    rows = score_policies({"equal": "equal", "oracle": "oracle", "loud": "loudness"}, split,
+                          TINY, tmp_path / "eval")
+    by = {r["label"]: r for r in rows}
+    assert set(by) == {"equal", "oracle", "loud"}
+    assert by["oracle"]["gap_closed"] == pytest.approx(1.0)
+    assert by["equal"]["gap_closed"] == pytest.approx(0.0)
+    assert by["oracle"]["mfcc_distance"] < 0.01 < by["equal"]["mfcc_distance"]
+    assert by["oracle"]["gain_err_median_db"] < 0.01 < by["equal"]["gain_err_median_db"]
+    assert (tmp_path / "eval" / "evaluation.csv").is_file()
+
+
+def test_setup_rejects_bad_values():
+    with pytest.raises(ConfigError, match="n_train must be an int >= 1"):
+        dataclasses.replace(TINY, n_train=0)
+    with pytest.raises(ConfigError, match="unknown agent"):
+        dataclasses.replace(TINY, agents=("dqn",))
