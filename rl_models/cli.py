@@ -1,6 +1,6 @@
 """The ``deepmixing`` command line (synth, prepare, taxonomy, train, tune, evaluate, mix, ...).
 
-Commands: synth, prepare, taxonomy, train, tune, evaluate, mix, benchmark, demo.
+Commands: synth, prepare, taxonomy, train, tune, demos, evaluate, mix, benchmark, demo.
 
 User mistakes (the project's errors, bad paths, bad overrides) print one line
 ``deepmixing: error: ...`` and exit with status 2; ``--debug`` shows the traceback instead.
@@ -135,6 +135,19 @@ def _env_config_from_args(args: argparse.Namespace) -> dict:
         env["songs"] = list(args.songs)
     sets = [s if s.startswith("env.") else f"env.{s}" for s in (args.set or [])]
     return apply_overrides({"env": env}, sets)["env"]
+
+
+def _cmd_demos(args: argparse.Namespace) -> int:
+    from rl_models.demonstrations import record_episodes, write_demonstrations
+
+    experiment = _load_experiment(args)
+    episodes = record_episodes(experiment["env"], policy=args.policy,
+                               episodes_per_song=args.episodes_per_song, seed=args.seed)
+    out = write_demonstrations(episodes, args.out)
+    print(f"demonstrations ({args.policy}): {out}")
+    print(f"train on them: deepmixing train {args.experiment} --set algorithm=BC "
+          f"--set offline_data.input_={out}")
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -325,6 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Tune's console verbosity")
         _add_ray_args(p)
         p.set_defaults(func=(lambda a, s=sweep: _cmd_train(a, sweep=s)))
+
+    p = sub.add_parser("demos", help="record baseline demonstrations for behaviour cloning",
+                       formatter_class=fmt,
+                       description="Play a baseline (the oracle by default) through the "
+                                   "experiment's env and write the episodes in RLlib's offline "
+                                   "format, which BC and MARWIL read (offline_data.input_).")
+    p.add_argument("experiment", help="experiment file or name (its env section is used)")
+    p.add_argument("--out", type=Path, default=Path("runs/demos"), help="output folder")
+    p.add_argument("--policy", default="oracle",
+                   choices=("oracle", "static_oracle", "equal", "loudness"))
+    p.add_argument("--episodes-per-song", type=int, default=4,
+                   help="episodes (random windows when env.episode_chunks is set) per song")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                   help="override any value of the experiment (repeatable)")
+    p.add_argument("--name", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_demos)
 
     p = sub.add_parser("evaluate", help="score checkpoints and baselines on a dataset",
                        formatter_class=fmt,

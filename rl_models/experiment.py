@@ -111,7 +111,7 @@ _DICT_KEYS = ("env", "model", "training", "env_runners", "resources", "evaluatio
               "stop", "checkpoint", "fault_tolerance", "reporting", "offline_data")
 _SEARCH_KEYS = ("grid_search", "choice", "loguniform", "uniform", "randint", "qloguniform",
                 "quniform")
-_ALGORITHMS = ("PPO", "APPO", "IMPALA", "PG")
+_ALGORITHMS = ("PPO", "APPO", "IMPALA", "PG", "BC", "MARWIL")
 
 
 def list_experiments() -> list[str]:
