@@ -96,6 +96,9 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 # pre-learner actors than 2 cores hold, and the run then waits forever for them.
 _OFFLINE_DEFAULTS: dict[str, Any] = {
     "input_read_episodes": True,  # rl_models.demonstrations writes whole episodes
+    # A Parquet row is a whole episode: without this RLlib pulls train_batch_size_per_learner
+    # *episodes* per update (1024 x 128 steps), minutes and gigabytes per iteration.
+    "input_read_batch_size": 8,
     "dataset_num_iters_per_learner": 1,
     "map_batches_kwargs": {"concurrency": 1, "num_cpus": 0.5},
     "iter_batches_kwargs": {"prefetch_batches": 1},

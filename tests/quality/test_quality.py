@@ -95,14 +95,30 @@ def test_bc_needs_demonstrations(split):
 
 def test_agent_experiments_chain_bc_into_ppo(split, tmp_path):
     exps = agent_experiments(split, TINY, storage=tmp_path, demonstrations=tmp_path / "d")
-    assert list(exps) == ["bc", "bc_ppo", "ppo"]
-    assert exps["bc"]({})["offline_data"]["input_"] == str(tmp_path / "d")
+    assert list(exps) == ["bc_ppo", "ppo"]  # bc itself trains in-process
     with pytest.raises(ConfigError, match="train 'bc' first"):
         exps["bc_ppo"]({})
     fine_tune = exps["bc_ppo"]({"bc": "/ckpt/bc"})
     assert fine_tune["algorithm"] == "PPO" and fine_tune["init_module_from"] == "/ckpt/bc"
     assert fine_tune["env"]["songs"] == list(split.train)
     assert fine_tune["stop"] == {"time_total_s": int(TINY.minutes["bc_ppo"] * 60)}
+
+
+def test_behaviour_cloning_learns_the_oracle_and_writes_a_checkpoint(split, tmp_path):
+    from rl_models.behaviour_cloning import train_behaviour_cloning
+    from rl_models.evaluate import ModulePolicy, load_checkpoint, run_episode
+
+    demos = record_oracle_demonstrations(split, TINY, tmp_path / "demos")
+    model = {**TINY.model, "hidden_size": 16, "attention_dim": 16, "max_seq_len": 8}
+    out = train_behaviour_cloning(demos, env_config=split.env(TINY), model=model,
+                                  out_dir=tmp_path / "bc", minutes=0.25, seed=0, log=lambda m: None)
+    losses = [loss for _, _, loss in out["curve"]]
+    assert out["updates"] >= 50 and losses[-1] < losses[0]
+    module, meta = load_checkpoint(out["checkpoint"])
+    assert meta["experiment"]["algorithm"] == "BC"
+    song = split.train[0]
+    rec = run_episode(split.env(TINY), song, ModulePolicy(module))
+    assert np.isfinite(rec.mfcc_distance).all() and rec.gains.shape[0] == len(meta["slot_names"])
 
 
 def test_scoring_puts_oracle_at_one_and_equal_at_zero(split, tmp_path):
