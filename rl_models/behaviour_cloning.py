@@ -21,10 +21,7 @@ import numpy as np
 
 from mixing_env.errors import ConfigError
 
-__all__ = ["MODULE_SUBDIR", "train_behaviour_cloning"]
-
-MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
-"""Where an RLlib algorithm checkpoint keeps its policy module (``evaluate`` looks there)."""
+__all__ = ["train_behaviour_cloning"]
 
 
 def _episode_arrays(episode: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -72,7 +69,7 @@ def train_behaviour_cloning(
 
     from mixing_env.envs.mixing_env import MixingEnv
     from rl_models.demonstrations import read_demonstrations
-    from rl_models.registry import module_spec
+    from rl_models.registry import CHECKPOINT_MODULE_SUBDIR, module_spec
     from rl_models.train import METADATA_FILE
 
     if not minutes > 0:
@@ -125,7 +122,7 @@ def train_behaviour_cloning(
                 f"({time.time() - start:.0f} s)")
     out = Path(out_dir)
     ckpt = out / "checkpoint_000000"
-    module.save_to_path(str(ckpt / MODULE_SUBDIR))
+    module.save_to_path(str(ckpt / CHECKPOINT_MODULE_SUBDIR))
     first = next(iter(env.song_names))
     song = env.song_features(first).song
     meta = {

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mixing_env.errors import CheckpointError, ConfigError
+from rl_models.registry import CHECKPOINT_MODULE_SUBDIR as _MODULE_SUBDIR
 
 __all__ = [
     "BASELINES",
@@ -133,7 +134,6 @@ class ModulePolicy:
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
-_MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
 
 
 def find_checkpoint(path: str | Path) -> Path:

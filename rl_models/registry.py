@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -10,7 +11,10 @@ from mixing_env.errors import ConfigError
 from rl_models.attention_lstm import AttentionLSTMModule
 from rl_models.modules.config import AttentionLSTMConfig
 
-__all__ = ["MODULES", "module_spec"]
+__all__ = ["CHECKPOINT_MODULE_SUBDIR", "MODULES", "module_spec"]
+
+CHECKPOINT_MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
+"""Where an RLlib algorithm checkpoint keeps the policy module (single-agent default id)."""
 
 MODULES: dict[str, type] = {"deepmixing_attention_lstm": AttentionLSTMModule}
 """Registered module name -> RLModule class."""

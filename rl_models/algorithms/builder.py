@@ -19,7 +19,7 @@ from mixing_env.envs import register_with_ray
 from mixing_env.envs.config import EnvConfig
 from mixing_env.errors import ConfigError
 from rl_models.algorithms.pg import PGConfig
-from rl_models.registry import module_spec
+from rl_models.registry import CHECKPOINT_MODULE_SUBDIR, module_spec
 
 __all__ = [
     "ALGORITHMS",
@@ -30,8 +30,6 @@ __all__ = [
     "build_algorithm_config",
     "module_checkpoint_dir",
 ]
-
-_ALGO_MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
 
 ENV_NAME = "deepmixing"
 DEFAULT_MODULE = "deepmixing_attention_lstm"
@@ -242,7 +240,7 @@ def module_checkpoint_dir(path: str) -> Path:
     root = Path(path).expanduser()
     if (root / "module_state.pt").is_file() or (root / "module_state.pkl").is_file():
         return root.resolve()
-    return (find_checkpoint(root) / _ALGO_MODULE_SUBDIR).resolve()
+    return (find_checkpoint(root) / CHECKPOINT_MODULE_SUBDIR).resolve()
 
 
 def _apply_offline(
