@@ -70,7 +70,7 @@ def test_config_is_new_stack_with_unchanged_actions(name, config_cls):
     spec = config.rl_module_spec
     assert spec.module_class.__name__ == "AttentionLSTMModule"
     assert spec.model_config["max_seq_len"] == TINY_MODEL["max_seq_len"]
-    assert set(ALGORITHMS) == {"PPO", "APPO", "IMPALA", "PG"}
+    assert set(ALGORITHMS) == {"PPO", "APPO", "IMPALA", "PG", "BC", "MARWIL"}
 
 
 def test_option_dicts_reach_the_config():
@@ -95,7 +95,7 @@ def test_option_dicts_reach_the_config():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"algorithm": "DQN"}, r"unknown algorithm 'DQN'; expected one of \['APPO', 'IMPALA'"),
+        ({"algorithm": "DQN"}, r"unknown algorithm 'DQN'; expected one of \['APPO', 'BC', 'IMPALA'"),
         ({"training": {"learning_rate": 1e-3}}, r"unknown training key\(s\) \['learning_rate'\]"),
         ({"env_runners": {"num_runners": 1}}, r"unknown env_runners key\(s\) \['num_runners'\]"),
         ({"resources": {"gpus": 1}}, r"unknown resources key\(s\) \['gpus'\]"),
