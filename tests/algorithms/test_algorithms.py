@@ -95,7 +95,8 @@ def test_option_dicts_reach_the_config():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"algorithm": "DQN"}, r"unknown algorithm 'DQN'; expected one of \['APPO', 'BC', 'IMPALA'"),
+        ({"algorithm": "DQN"},
+         r"unknown algorithm 'DQN'; expected one of \['APPO', 'BC', 'IMPALA'"),
         ({"training": {"learning_rate": 1e-3}}, r"unknown training key\(s\) \['learning_rate'\]"),
         ({"env_runners": {"num_runners": 1}}, r"unknown env_runners key\(s\) \['num_runners'\]"),
         ({"resources": {"gpus": 1}}, r"unknown resources key\(s\) \['gpus'\]"),
