@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-heldout", type=int, default=None)
     p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override model_config values (YAML), e.g. hidden_size=64")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
     p.add_argument("--tiny", action="store_true", help="a few short songs and 20 s per agent")
     args = p.parse_args(argv)
@@ -38,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides |= {"n_train": 4, "n_heldout": 2, "seconds": 2.0, "n_tracks": (3, 6),
                       "episode_chunks": 64, "demo_episodes_per_song": 2,
                       "minutes": {k: 1 / 3 for k in base.minutes}}
+    if args.model:
+        import yaml
+
+        overrides["model"] = {**base.model, **{k: yaml.safe_load(v) for k, v in
+                                               (kv.split("=", 1) for kv in args.model)}}
     for name in ("n_train", "n_heldout", "seconds"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)

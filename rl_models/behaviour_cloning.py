@@ -40,6 +40,7 @@ def train_behaviour_cloning(
     out_dir: str | os.PathLike,
     minutes: float,
     lr: float = 2e-3,
+    lr_final_fraction: float = 0.1,
     batch_size: int = 16,
     seed: int = 0,
     log_every_s: float = 30.0,
@@ -54,7 +55,9 @@ def train_behaviour_cloning(
         model: The module's ``model_config`` (its ``max_seq_len`` is the sequence length).
         out_dir: Where ``checkpoint_000000/`` and ``progress.json`` go.
         minutes: Training budget (> 0).
-        lr: Adam learning rate.
+        lr: Adam learning rate at the start.
+        lr_final_fraction: The rate decays linearly with elapsed time to ``lr *`` this at the
+            end of the budget (fine convergence once the loss plateaus).
         batch_size: Sequences per update.
         seed: Seeds the module initialisation and the sequence sampling.
         log_every_s: Seconds between progress lines.
@@ -96,7 +99,9 @@ def train_behaviour_cloning(
     curve: list[tuple[int, float, float]] = []
     start = last_log = time.time()
     update = 0
-    while time.time() - start < minutes * 60:
+    while (elapsed := time.time() - start) < minutes * 60:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * (1.0 - (1.0 - lr_final_fraction) * elapsed / (minutes * 60))
         picks = [usable[i] for i in rng.integers(len(usable), size=batch_size)]
         offsets = [int(rng.integers(0, len(a) - seq_len + 1)) for _, a in picks]
         obs = tree.map_structure(

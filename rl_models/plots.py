@@ -96,7 +96,7 @@ def plot_evaluation(records: dict[str, list[Any]], out_dir: str | Path) -> list[
                 compare, compare_label = oracle[song_name].gains, "oracle"
             else:
                 compare, compare_label = None, ""
-            safe = Path(str(label)).name.replace(" ", "_")
+            safe = _short_label(label).replace(" ", "_")
             written.append(plot_automation(
                 out_dir / f"{song_name}__{safe}__gains.png",
                 times_s=times,
@@ -110,7 +110,7 @@ def plot_evaluation(records: dict[str, list[Any]], out_dir: str | Path) -> list[
         fig, ax = plt.subplots(figsize=(9, 3))
         for label, rec in by_label.items():
             t = np.arange(len(rec.mfcc_distance)) * rec.song.chunk_size / rec.song.sample_rate
-            ax.plot(t, rec.mfcc_distance, lw=1.0, label=Path(str(label)).name)
+            ax.plot(t, rec.mfcc_distance, lw=1.0, label=_short_label(label))
         ax.set_xlabel("time (s)")
         ax.set_ylabel("MFCC distance")
         ax.set_title(f"{song_name}: MFCC distance to the reference per chunk")
@@ -121,3 +121,15 @@ def plot_evaluation(records: dict[str, list[Any]], out_dir: str | Path) -> list[
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _short_label(label: str) -> str:
+    """A policy's name for files and legends: a baseline's name, or ``<trial>_<checkpoint>``.
+
+    Checkpoints of different trials share names (``checkpoint_000000``), so the trial folder
+    stays in the label.
+    """
+    path = Path(str(label))
+    if path.name.startswith("checkpoint_") and path.parent.name:
+        return f"{path.parent.name}_{path.name}"
+    return path.name
