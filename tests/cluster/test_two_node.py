@@ -91,10 +91,13 @@ def _logged_iterations(experiment_dir) -> list[int]:
     return rows
 
 
+# Timing-sensitive (a driver killed while a trial runs): on a quiet machine the trial can race
+# the freeze; a rerun starts from scratch, so a real loss of iterations still fails.
+@pytest.mark.flaky(reruns=2)
 def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path):
     ray_cluster.start_node("head", num_cpus=2)
     cache = ray_cluster.run_driver(str(DRIVERS / "common.py"), str(tmp_path), timeout=120)
-    iterations, kill_after = 5, 2
+    iterations, kill_after = 10, 2  # 8 iterations left to run when the freeze comes
     experiment = {
         "name": "killed_driver",
         "algorithm": "PPO",
