@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mixing_env import reward
 from mixing_env.errors import ConfigError
 
 __all__ = [
@@ -152,12 +153,8 @@ def to_simplex(gains: np.ndarray, *, track_mask: np.ndarray) -> np.ndarray:
         float64 [shape=(C, T)], each column summing to 1 over real tracks (dummy rows 0); a column
         of all zeros becomes uniform over real tracks.
     """
-    gains = np.clip(np.asarray(gains, dtype=np.float64), 0.0, None)
-    mask = np.asarray(track_mask, dtype=np.float64)[:, None] > 0
-    gains = np.where(mask, gains, 0.0)
-    total = gains.sum(axis=0, keepdims=True)
-    uniform = mask / max(int(mask.sum()), 1)
-    return np.where(total > 0, gains / np.where(total > 0, total, 1.0), uniform)
+    # reward.to_simplex works on the last axis (per step); here tracks are the first axis.
+    return reward.to_simplex(np.asarray(gains, dtype=np.float64).T, track_mask).T
 
 
 def active_chunks(

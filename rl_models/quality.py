@@ -161,8 +161,8 @@ _PPO_TRAINING = {"lr": 3e-4, "gamma": 0.5, "lambda_": 0.9, "train_batch_size_per
 """PPO settings: the reward is mostly immediate (a chunk's mix), so a short horizon."""
 
 
-def agent_experiments(split: Split, setup: QualitySetup, *, storage: str | Path,
-                      demonstrations: str | Path | None) -> dict[str, Callable[[dict], dict]]:
+def agent_experiments(split: Split, setup: QualitySetup, *,
+                      storage: str | Path) -> dict[str, Callable[[dict], dict]]:
     """Experiment dicts of the agents trained through Ray Tune (all but ``bc``).
 
     ``bc`` is trained in-process by :func:`rl_models.behaviour_cloning.train_behaviour_cloning`
@@ -173,7 +173,6 @@ def agent_experiments(split: Split, setup: QualitySetup, *, storage: str | Path,
         Agent name -> function of the checkpoints trained so far (name -> path) giving the
         experiment dict to run through :func:`rl_models.train.run_experiment`.
     """
-    del demonstrations  # the Tune agents learn from the env; kept for a uniform call
     env = split.env(setup)
     storage = str(Path(storage).resolve())
     model = dict(setup.model)
@@ -238,14 +237,10 @@ def score_policies(policies: dict[str, str], split: Split, setup: QualitySetup,
     rows = evaluate(specs, env_config={"dataset_dir": split.cache_dir,
                                        "songs": list(split.heldout)},
                     out_dir=out_dir, plots=True, progress=False)
+    # evaluate() names a row by its spec (a checkpoint path, or the baseline's name).
     label_of = {spec: label for label, spec in policies.items()}
-    means = []
-    for r in rows:
-        if r["song"] != "MEAN":
-            continue
-        label = next((lab for spec, lab in label_of.items()
-                      if r["policy"] in (spec, Path(spec).name) or r["policy"] == lab), r["policy"])
-        means.append({"label": label, **r})
+    means = [{"label": label_of.get(r["policy"], r["policy"]), **r}
+             for r in rows if r["song"] == "MEAN"]
     return means
 
 
@@ -351,7 +346,7 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
         t = time.time()
         demos = record_oracle_demonstrations(split, setup, out / "demonstrations")
         log(f"oracle demonstrations: {demos} ({time.time() - t:.0f} s)")
-    experiments = agent_experiments(split, setup, storage=out / "runs", demonstrations=demos)
+    experiments = agent_experiments(split, setup, storage=out / "runs")
     checkpoints: dict[str, str] = {}
     wall: dict[str, float] = {}
     curves: dict[str, list[dict]] = {}

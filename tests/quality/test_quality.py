@@ -94,7 +94,7 @@ def test_bc_needs_demonstrations(split):
 
 
 def test_agent_experiments_chain_bc_into_ppo(split, tmp_path):
-    exps = agent_experiments(split, TINY, storage=tmp_path, demonstrations=tmp_path / "d")
+    exps = agent_experiments(split, TINY, storage=tmp_path)
     assert list(exps) == ["bc_ppo", "ppo"]  # bc itself trains in-process
     with pytest.raises(ConfigError, match="train 'bc' first"):
         exps["bc_ppo"]({})
