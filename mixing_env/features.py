@@ -25,8 +25,10 @@ __all__ = [
     "AMIN",
     "TOP_DB",
     "LEVEL_FEATURES",
+    "STEM_LEVEL_FEATURES",
     "ChunkLogMel",
     "ChunkMFCC",
+    "stem_level_features",
     "track_level_features",
 ]
 
@@ -79,6 +81,9 @@ class ChunkLogMel:
             )
         # (n_freq, n_mels) so a batch of spectra (..., n_freq) maps with one matmul.
         self._mel_t = np.ascontiguousarray(self.mel_basis.T)
+        # Each row twice, for a spectrum viewed as interleaved (re, im) floats: the power's
+        # mel projection (re^2 + im^2) @ M becomes one square and one matmul (the env's step).
+        self._mel_t_interleaved = np.repeat(self._mel_t, 2, axis=0)
 
     def mel_power(self, chunks: np.ndarray) -> np.ndarray:
         """Mel power spectrum of each chunk.
@@ -100,8 +105,7 @@ class ChunkLogMel:
     def mel_power_unchecked(self, chunks: np.ndarray) -> np.ndarray:
         """:meth:`mel_power` without argument checks (the env's per-step path)."""
         spectrum = np.fft.rfft(chunks * self.window, axis=-1)
-        power = spectrum.real**2 + spectrum.imag**2
-        return power @ self._mel_t
+        return np.square(spectrum.view(spectrum.real.dtype)) @ self._mel_t_interleaved
 
     def max_db(self, peak: float) -> float:
         """Upper bound of :meth:`log_mel` for audio whose samples satisfy ``|x| <= peak``."""
@@ -159,6 +163,7 @@ class ChunkMFCC:
         # Rows of the orthonormal DCT-II (librosa: scipy.fft.dct(type=2, norm="ortho")).
         dct = scipy.fft.dct(np.eye(self.n_mels), type=2, norm="ortho", axis=0)[: self.n_mfcc]
         self._dct_t = np.ascontiguousarray(dct.T)  # (n_mels, n_mfcc)
+        self._dct_db_t = 10.0 * self._dct_t  # takes log10 of power straight to MFCC (dB)
 
     @property
     def librosa_kwargs(self) -> dict:
@@ -192,9 +197,13 @@ class ChunkMFCC:
         Returns:
             MFCC, float64 [shape=(..., n_mfcc)].
         """
-        db = 10.0 * np.log10(np.maximum(AMIN, mel_power))
-        np.maximum(db, db.max(axis=-1, keepdims=True) - TOP_DB, out=db)
-        return db @ self._dct_t
+        # In bels (log10): the factor 10 to dB sits in the DCT matrix, one call fewer per step.
+        bels = np.maximum(mel_power, AMIN)
+        np.log10(bels, out=bels)
+        floor = np.maximum.reduce(bels, axis=-1, keepdims=True)  # ndarray.max's wrapper costs
+        floor -= TOP_DB / 10.0
+        np.maximum(bels, floor, out=bels)
+        return bels @ self._dct_db_t
 
     def max_abs(self, peak: float) -> np.ndarray:
         """Bound on ``|MFCC|`` per coefficient for audio with ``|x| <= peak``.
@@ -279,3 +288,27 @@ def track_level_features(
     features = [chunk_db, hold(hold_decay_db_per_s), hold(recent_decay_db_per_s),
                 np.maximum(mean_db, floor)]
     return np.stack(features, axis=-1).astype(np.float32)
+
+
+STEM_LEVEL_FEATURES = ("stem_peak_db", "stem_active_mean_db")
+"""Names of the whole-stem level statistics of :func:`stem_level_features`, in order."""
+
+
+def stem_level_features(levels: np.ndarray) -> np.ndarray:
+    """Each stem's peak and mean level while playing over the whole song.
+
+    An engineer mixing a finished multitrack sees every stem whole before setting a fader (and
+    the loudness baseline measures whole stems too); the causal statistics of
+    :func:`track_level_features` only know a stem's recording level once its loudest note has
+    played. The whole-song values are the causal ones at the song's last chunk (trailing
+    silence changes neither), so they come from the same computation.
+
+    Args:
+        levels: :func:`track_level_features` of the whole song [shape=(C, T, 4)].
+
+    Returns:
+        float32 [shape=(C, 2)] in dB, in :data:`STEM_LEVEL_FEATURES` order.
+    """
+    last = levels[:, -1]
+    return np.stack([last[:, LEVEL_FEATURES.index("peak_hold_db")],
+                     last[:, LEVEL_FEATURES.index("active_mean_db")]], axis=-1)

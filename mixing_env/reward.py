@@ -36,6 +36,7 @@ __all__ = [
     "to_simplex",
     "kl_divergence",
     "smoothed_log",
+    "smoothing_affine",
     "mixing_reward",
     "evaluate_gains",
 ]
@@ -166,6 +167,25 @@ def smoothed_log(gains: np.ndarray, *, eps: float = KL_EPS) -> tuple[np.ndarray,
     p = gains + eps
     p /= p.sum(axis=-1, keepdims=True)
     return p, np.log(p)
+
+
+def smoothing_affine(track_mask: np.ndarray, *, eps: float = KL_EPS) -> tuple[float, np.ndarray]:
+    """:func:`smoothed_log`'s ``p`` as one multiply-add over all C slots (the env's step).
+
+    For gains on the simplex over the real tracks, ``gains * scale + offset`` equals
+    :func:`smoothed_log`'s ``p`` on the real tracks (their sum ``1 + n eps`` is known), and is
+    1 on dummy slots, whose ``log p = 0`` then adds nothing to ``sum p (log p - log q)``.
+
+    Args:
+        track_mask: 1 for a real track [shape=(C,)].
+        eps: Smoothing per track.
+
+    Returns:
+        ``(scale, offset)`` with offset [shape=(C,)], float64.
+    """
+    real = np.asarray(track_mask) > 0
+    scale = 1.0 / (1.0 + eps * int(real.sum()))
+    return scale, np.where(real, eps * scale, 1.0)
 
 
 def mixing_reward(

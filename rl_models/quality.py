@@ -7,9 +7,9 @@ songs only) with:
 
 - the baselines: equal gains, loudness-equalized gains, the per-chunk oracle, the static oracle;
 - agents trained on the training songs: behaviour cloning from oracle demonstrations (in RLlib's
-  offline format), then through Ray Tune: BC followed by PPO fine-tuning, PPO from scratch,
-  vanilla policy gradient, and the report-size network (raw chunks, k = r = 100, W = 16) under
-  PPO.
+  offline format), the same with causal level features only (an ablation: no whole-stem
+  levels), then through Ray Tune: BC followed by PPO fine-tuning, PPO from scratch, vanilla
+  policy gradient, and the report-size network (raw chunks, k = r = 100, W = 16) under PPO.
 
 ``gap_closed`` is the share of the distance between the equal-gain baseline and the oracle
 (mean MFCC distance) that a policy closes. The pieces (split, demonstrations, agent
@@ -66,10 +66,11 @@ class QualitySetup:
     demo_episodes_per_song: int = 8
     """Oracle demonstration episodes (random windows) per training song."""
     minutes: dict[str, float] = field(
-        default_factory=lambda: {"bc": 10.0, "bc_ppo": 6.0, "ppo": 8.0, "pg": 4.0, "paper": 3.0}
+        default_factory=lambda: {"bc": 10.0, "bc_causal": 10.0, "bc_ppo": 6.0, "ppo": 8.0,
+                                 "pg": 4.0, "paper": 3.0}
     )
     """Wall-clock budget per agent, minutes (Tune stops each trial at its budget)."""
-    agents: tuple[str, ...] = ("bc", "bc_ppo", "ppo", "pg", "paper")
+    agents: tuple[str, ...] = ("bc", "bc_causal", "bc_ppo", "ppo", "pg", "paper")
     """Which agent rows to train."""
     model: dict[str, Any] = field(
         default_factory=lambda: {
@@ -89,6 +90,8 @@ class QualitySetup:
         unknown = sorted(set(self.agents) - set(AGENTS))
         if unknown:
             raise ConfigError(f"unknown agent(s) {unknown}; expected some of {sorted(AGENTS)}")
+        if "bc_ppo" in self.agents and "bc" not in self.agents:
+            raise ConfigError("agent bc_ppo fine-tunes the bc agent: add 'bc' to the agents")
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,11 @@ class Split:
     heldout: tuple[str, ...]
 
     def env(self, setup: QualitySetup, *, heldout: bool = False, **overrides: Any) -> dict:
-        """The MixingEnv config of one side of the split (logmel + level observations)."""
+        """The MixingEnv config of one side of the split (logmel + level observations).
+
+        Each track carries its causal level statistics and its whole-stem peak and mean
+        level: a finished multitrack is mixed with every stem known from the start.
+        """
         cfg = {
             "dataset_dir": self.cache_dir,
             "songs": list(self.heldout if heldout else self.train),
@@ -108,6 +115,7 @@ class Split:
             "obs_features": "logmel",
             "n_track_features": setup.n_track_features,
             "level_features": True,
+            "stem_level_features": True,
         }
         return {**cfg, **overrides}
 
@@ -133,11 +141,15 @@ def make_split(root: str | Path, setup: QualitySetup, *, progress: bool = False)
                  tuple(names[setup.n_train :]))
 
 
-def record_oracle_demonstrations(split: Split, setup: QualitySetup, out_dir: str | Path) -> Path:
-    """Oracle demonstrations of the training songs, in RLlib's offline episode format."""
+def record_oracle_demonstrations(split: Split, setup: QualitySetup, out_dir: str | Path,
+                                 **env_overrides: Any) -> Path:
+    """Oracle demonstrations of the training songs, in RLlib's offline episode format.
+
+    ``env_overrides`` change the observation recorded (e.g. ``stem_level_features=False``).
+    """
     from rl_models.demonstrations import record_episodes, write_demonstrations
 
-    episodes = record_episodes(split.env(setup), policy="oracle",
+    episodes = record_episodes(split.env(setup, **env_overrides), policy="oracle",
                                episodes_per_song=setup.demo_episodes_per_song, seed=setup.seed)
     return write_demonstrations(episodes, out_dir)
 
@@ -199,7 +211,8 @@ def agent_experiments(split: Split, setup: QualitySetup, *,
         # The report's network (Appendix 2) on raw 500-sample chunks: k = r = 100, l = 5, W = 16.
         paper_model = {"hidden_size": 100, "mix_hidden_size": 5, "attention_dim": 100,
                        "embed_dim": 16, "window": 16, "max_seq_len": 16, "input_norm": "mu_law"}
-        paper_env = split.env(setup, obs_features="raw", level_features=False)
+        paper_env = split.env(setup, obs_features="raw", level_features=False,
+                              stem_level_features=False)
         return _experiment("quality_paper", "PPO", paper_env, paper_model,
                            minutes=minutes["paper"], seed=setup.seed, storage=storage,
                            training={**_PPO_TRAINING, "train_batch_size_per_learner": 256,
@@ -209,11 +222,16 @@ def agent_experiments(split: Split, setup: QualitySetup, *,
     return {name: table[name] for name in setup.agents if name in table}
 
 
-AGENTS = ("bc", "bc_ppo", "ppo", "pg", "paper")
+AGENTS = ("bc", "bc_causal", "bc_ppo", "ppo", "pg", "paper")
 """Agent rows in training order (bc_ppo starts from bc)."""
 
+IN_PROCESS_BC = {"bc": {}, "bc_causal": {"stem_level_features": False}}
+"""Agents trained by the in-process BC trainer -> their env overrides (bc_causal: an ablation
+that sees only the causal level statistics, as an online mixer would)."""
+
 AGENT_LABELS = {
-    "bc": "BC (oracle demos)", "bc_ppo": "BC + PPO fine-tune", "ppo": "PPO from scratch",
+    "bc": "BC (oracle demos)", "bc_causal": "BC, causal levels only",
+    "bc_ppo": "BC + PPO fine-tune", "ppo": "PPO from scratch",
     "pg": "vanilla PG", "paper": "report-size net, PPO",
 }
 
@@ -271,10 +289,10 @@ def plot_curves(curves: dict[str, list[dict]], out: Path) -> Path:
 
     fig, (ax_rl, ax_bc) = plt.subplots(1, 2, figsize=(11, 4))
     for name, rows in curves.items():
-        if name == "bc":
+        if name in IN_PROCESS_BC:
             pts = [(r["iteration"], r["policy_loss"]) for r in rows if r["policy_loss"] is not None]
             if pts:
-                ax_bc.plot(*zip(*pts, strict=True), label=AGENT_LABELS["bc"])
+                ax_bc.plot(*zip(*pts, strict=True), label=AGENT_LABELS[name])
             continue
         pts = [(r["time_s"], r["return_mean"]) for r in rows
                if r["return_mean"] is not None and r["time_s"] is not None]
@@ -341,11 +359,6 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
     split = make_split(out / "data", setup)
     log(f"split: {len(split.train)} training, {len(split.heldout)} held-out songs "
         f"({time.time() - t0:.0f} s)")
-    demos = None
-    if {"bc", "bc_ppo"} & set(setup.agents):
-        t = time.time()
-        demos = record_oracle_demonstrations(split, setup, out / "demonstrations")
-        log(f"oracle demonstrations: {demos} ({time.time() - t:.0f} s)")
     experiments = agent_experiments(split, setup, storage=out / "runs")
     checkpoints: dict[str, str] = {}
     wall: dict[str, float] = {}
@@ -355,10 +368,14 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
             continue
         label = AGENT_LABELS[name]
         t = time.time()
-        if name == "bc":
+        if name in IN_PROCESS_BC:
+            env_config = split.env(setup, **IN_PROCESS_BC[name])
+            demos = record_oracle_demonstrations(split, setup, out / "demonstrations" / name,
+                                                 **IN_PROCESS_BC[name])
+            log(f"oracle demonstrations: {demos} ({time.time() - t:.0f} s)")
             bc = train_behaviour_cloning(
-                demos, env_config=split.env(setup), model=setup.model, out_dir=out / "runs" / "bc",
-                minutes=setup.minutes["bc"], seed=setup.seed, log=log)
+                demos, env_config=env_config, model=setup.model, out_dir=out / "runs" / name,
+                minutes=setup.minutes[name], seed=setup.seed, log=log)
             checkpoints[name] = bc["checkpoint"]
             curves[name] = [{"iteration": u, "time_s": s, "policy_loss": loss,
                              "return_mean": None, "env_steps": None} for u, s, loss in bc["curve"]]

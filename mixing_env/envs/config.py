@@ -43,6 +43,11 @@ class EnvConfig:
     """Append each track's causal level statistics (chunk RMS, song peak so far, recent peak,
     mean level while playing; :func:`mixing_env.features.track_level_features`, 4 values in
     dB) to its ``"logmel"`` features, so a policy sees how loud each stem was recorded."""
+    stem_level_features: bool = False
+    """Append each stem's peak and mean level over the whole song
+    (:func:`mixing_env.features.stem_level_features`, 2 values in dB, the same at every step)
+    to its ``"logmel"`` features. Not causal: it is what an engineer mixing a finished
+    multitrack knows from the start (the loudness baseline uses whole stems too)."""
     n_mfcc: int = N_MFCC
     """MFCC coefficients of the reward and of ``mix_mfcc``."""
     rho: float = RHO
@@ -71,13 +76,15 @@ class EnvConfig:
             raise ConfigError(
                 f"obs_features must be one of {OBS_FEATURES}, got {self.obs_features!r}"
             )
-        if not isinstance(self.level_features, bool):
-            raise ConfigError(f"level_features must be a bool, got {self.level_features!r}")
-        if self.level_features and self.obs_features != "logmel":
-            raise ConfigError(
-                "level_features=True needs obs_features='logmel', "
-                f"got obs_features={self.obs_features!r}"
-            )
+        for name in ("level_features", "stem_level_features"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be a bool, got {value!r}")
+            if value and self.obs_features != "logmel":
+                raise ConfigError(
+                    f"{name}=True needs obs_features='logmel', "
+                    f"got obs_features={self.obs_features!r}"
+                )
         if self.reward_mode not in REWARD_MODES:
             raise ConfigError(
                 f"reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}"

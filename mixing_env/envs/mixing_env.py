@@ -15,8 +15,15 @@ from gymnasium import spaces
 from mixing_env.data.song import Song
 from mixing_env.envs.config import DEFAULT_SYNTHETIC, EnvConfig
 from mixing_env.errors import ActionError, ConfigError, DatasetError, DeepMixingError
-from mixing_env.features import LEVEL_FEATURES, ChunkLogMel, ChunkMFCC, track_level_features
-from mixing_env.reward import level_gain, mixing_reward, smoothed_log
+from mixing_env.features import (
+    LEVEL_FEATURES,
+    STEM_LEVEL_FEATURES,
+    ChunkLogMel,
+    ChunkMFCC,
+    stem_level_features,
+    track_level_features,
+)
+from mixing_env.reward import level_gain, mixing_reward, smoothing_affine
 
 __all__ = ["MixingEnv", "SongFeatures"]
 
@@ -34,13 +41,16 @@ class SongFeatures:
         reference_mfcc: MFCC of each reference chunk, float64 [shape=(T, n_mfcc)].
         reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
         track_features: Absolute log-mel dB per slot and chunk, float32
-            [shape=(C, T, n_track_features (+4 with level_features))], for
+            [shape=(C, T, n_track_features (+4 with level_features, +2 with
+            stem_level_features))], for
             ``obs_features="logmel"``; else None.
         n_valid: Chunks that hold the song (episodes never go past them).
         mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
         mask32: The same, float32 and read-only (the observation's ``track_mask``).
         equal: Equal gains over the real tracks, float64 [shape=(C,)].
         real: Indices of the real tracks [shape=(n_real,)].
+        kl_scale, kl_offset: ``gains * kl_scale + kl_offset`` is the KL's smoothed
+            distribution (:func:`~mixing_env.reward.smoothing_affine`).
     """
 
     song: Song
@@ -53,6 +63,8 @@ class SongFeatures:
     mask32: np.ndarray
     equal: np.ndarray
     real: np.ndarray
+    kl_scale: float
+    kl_offset: np.ndarray
 
 
 class MixingEnv(gym.Env):
@@ -99,7 +111,9 @@ class MixingEnv(gym.Env):
     so far, recent peak, mean level while playing, dBFS; see
     :func:`~mixing_env.features.track_level_features`)
     so ``F = n_track_features + 4``: a stem's recording level, which the gain must undo, is
-    hard to read from one 11 ms chunk. P is the
+    hard to read from one 11 ms chunk. ``stem_level_features=True`` appends two more, each
+    stem's peak and mean level over the whole song (an offline mixer's knowledge, not causal;
+    :func:`~mixing_env.features.stem_level_features`). P is the
     largest |sample| over the env's songs (at least 1), U and B the bounds that P implies for
     the log-mel and MFCC (see :meth:`ChunkLogMel.max_db`, :meth:`ChunkMFCC.max_abs`). Raw
     chunks are read-only views of the song's arrays (no copy per step).
@@ -185,7 +199,9 @@ class MixingEnv(gym.Env):
             chunk_box = spaces.Box(-peak, peak, (C, W, self.chunk_size), np.float32)
         else:
             top = self._logmel.max_db(peak) + 1.0
-            n_features = cfg.n_track_features + (len(LEVEL_FEATURES) if cfg.level_features else 0)
+            n_features = (cfg.n_track_features
+                          + (len(LEVEL_FEATURES) if cfg.level_features else 0)
+                          + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0))
             top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
             chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
         mfcc_bound = (self._mfcc.max_abs(peak) * 1.01 + 1.0).astype(np.float32)
@@ -314,7 +330,9 @@ class MixingEnv(gym.Env):
         diff = scored - feats.reference_mfcc[t]
         distance = math.sqrt(float(np.dot(diff, diff)))
         # KL(a_{t-1} || a_t) as reward.kl_divergence computes it, keeping log a_t for t+1.
-        p_now, log_now = smoothed_log(gains[feats.real])
+        p_now = gains * feats.kl_scale
+        p_now += feats.kl_offset
+        log_now = np.log(p_now)
         kl = 0.0
         if t > self._start:
             kl = float(np.dot(self._prev_p, self._prev_log_p - log_now))
@@ -346,16 +364,20 @@ class MixingEnv(gym.Env):
                 f"action must have shape ({self.n_slots},) (one weight per slot), got shape "
                 f"{a.shape} at step {self._steps} (chunk {self._t})"
             )
-        if not math.isfinite(a.sum()) and not (finite := np.isfinite(a)).all():
+        if not math.isfinite(np.add.reduce(a)) and not (finite := np.isfinite(a)).all():
             i = int(np.flatnonzero(~finite)[0])
             raise ActionError(
                 f"action must be finite, got action[{i}]={a[i]} at step {self._steps} "
                 f"(chunk {self._t})"
             )
-        # Same mapping as reward.to_simplex, inlined on the hot path.
-        w = np.maximum(a, 0.0) * self._current.mask
-        total = w.sum()
-        return w / total if total > 0 else self._current.equal
+        # Same mapping as reward.to_simplex, inlined on the hot path (in place: fewer arrays).
+        w = np.maximum(a, 0.0)
+        w *= self._current.mask
+        total = np.add.reduce(w)  # ndarray.sum's Python wrapper costs a microsecond per step
+        if not total > 0:
+            return self._current.equal
+        w *= 1.0 / total
+        return w
 
     def _observation(self) -> dict[str, np.ndarray]:
         feats = self._current
@@ -411,9 +433,14 @@ class MixingEnv(gym.Env):
             ref_rms[a:b] = np.sqrt(np.mean(ref * ref, axis=-1))
             if feats_arr is not None:
                 feats_arr[:, a:b] = self._logmel.log_mel(stems[:, a:b])
-        if feats_arr is not None and self.config.level_features:
+        cfg = self.config
+        if feats_arr is not None and (cfg.level_features or cfg.stem_level_features):
             levels = track_level_features(stems, sample_rate=self.sample_rate)
-            feats_arr = np.concatenate([feats_arr, levels], axis=-1)
+            parts = [feats_arr, levels] if cfg.level_features else [feats_arr]
+            if cfg.stem_level_features:
+                whole = stem_level_features(levels)[:, None, :]
+                parts.append(np.broadcast_to(whole, (*levels.shape[:2], whole.shape[-1])))
+            feats_arr = np.concatenate(parts, axis=-1)
         # Read-only views: observations slice them without copying and nobody can write back.
         stems = stems.view()
         stems.flags.writeable = False
@@ -422,6 +449,7 @@ class MixingEnv(gym.Env):
         real = np.asarray(song.track_mask) > 0
         mask32 = real.astype(np.float32)
         mask32.flags.writeable = False
+        kl_scale, kl_offset = smoothing_affine(real)
         feats = SongFeatures(
             song=song,
             stems=stems,
@@ -433,6 +461,8 @@ class MixingEnv(gym.Env):
             mask32=mask32,
             equal=real / int(real.sum()),
             real=np.flatnonzero(real),
+            kl_scale=kl_scale,
+            kl_offset=kl_offset,
         )
         self._features[name] = feats
         if len(self._features) > _FEATURE_CACHE_SONGS:

@@ -3,7 +3,7 @@ import pytest
 
 from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.errors import ConfigError
-from mixing_env.features import LEVEL_FEATURES, track_level_features
+from mixing_env.features import LEVEL_FEATURES, STEM_LEVEL_FEATURES, track_level_features
 
 SR = 44100
 
@@ -58,3 +58,40 @@ def test_env_appends_level_features():
 def test_level_features_need_logmel():
     with pytest.raises(ConfigError, match="level_features=True needs obs_features='logmel'"):
         MixingEnv({"obs_features": "raw", "level_features": True})
+
+
+def test_env_appends_whole_stem_levels():
+    cfg = {
+        "synthetic": {"n_songs": 1, "seconds": 1.0, "n_tracks": 3, "seed": 0},
+        "obs_features": "logmel",
+        "n_track_features": 8,
+        "level_features": True,
+        "stem_level_features": True,
+    }
+    env = MixingEnv(cfg)
+    obs, _ = env.reset(seed=0)
+    n_causal = 8 + len(LEVEL_FEATURES)
+    assert obs["chunks"].shape == (env.n_slots, 1, n_causal + len(STEM_LEVEL_FEATURES))
+    stems = np.asarray(env.song.stems, dtype=np.float64)
+    real = np.asarray(env.song.track_mask) > 0
+    # By hand: the stem's peak over the whole song, and its mean energy over playing chunks.
+    peak_db = 20 * np.log10(np.abs(stems).max(axis=(1, 2)))
+    energy = np.mean(stems**2, axis=-1)
+    playing = 10 * np.log10(energy + 1e-10) > -60
+    mean_db = 10 * np.log10((energy * playing).sum(1) / np.maximum(playing.sum(1), 1))
+    for _ in range(3):  # the same at the first step and later: known from the start
+        np.testing.assert_allclose(obs["chunks"][real, -1, n_causal], peak_db[real], atol=1e-3)
+        np.testing.assert_allclose(obs["chunks"][real, -1, n_causal + 1], mean_db[real],
+                                   atol=1e-3)
+        obs, *_ = env.step(env.action_space.sample())
+
+
+def test_stem_levels_alone_and_need_logmel():
+    env = MixingEnv({"synthetic": {"n_songs": 1, "seconds": 1.0, "n_tracks": 3, "seed": 0},
+                     "obs_features": "logmel", "n_track_features": 8,
+                     "stem_level_features": True})
+    obs, _ = env.reset(seed=0)
+    assert obs["chunks"].shape[-1] == 8 + len(STEM_LEVEL_FEATURES)
+    assert env.observation_space.contains(obs)
+    with pytest.raises(ConfigError, match="stem_level_features=True needs obs_features='logmel'"):
+        MixingEnv({"obs_features": "raw", "stem_level_features": True})

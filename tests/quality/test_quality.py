@@ -138,3 +138,23 @@ def test_setup_rejects_bad_values():
         dataclasses.replace(TINY, n_train=0)
     with pytest.raises(ConfigError, match="unknown agent"):
         dataclasses.replace(TINY, agents=("dqn",))
+
+
+def test_every_tune_agent_has_a_valid_experiment(split, tmp_path):
+    from rl_models.train import build_config
+
+    setup = dataclasses.replace(TINY, agents=("bc", "bc_ppo", "ppo", "pg", "paper"))
+    exps = agent_experiments(split, setup, storage=tmp_path)
+    assert list(exps) == ["bc_ppo", "ppo", "pg", "paper"]
+    for name, make in exps.items():
+        exp = make({"bc": "/ckpt/bc"})
+        # Raises ConfigError on any bad env or model value (no checkpoint to load here).
+        build_config({k: v for k, v in exp.items() if k != "init_module_from"})
+        raw = exp["env"]["obs_features"] == "raw"
+        assert raw == (name == "paper"), name
+        assert exp["env"].get("stem_level_features") is (not raw), name
+
+
+def test_bc_ppo_needs_bc():
+    with pytest.raises(ConfigError, match="bc_ppo fine-tunes the bc agent"):
+        dataclasses.replace(TINY, agents=("bc_ppo",))
