@@ -157,8 +157,10 @@ class PadSlots(gym.Wrapper):
         return self._pad(obs), r, term, trunc, info
 
 
-def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int) -> float:
-    """Env steps/s of one SingleAgentEnvRunner; model_config None = RLlib's default LSTM."""
+def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int,
+                     n_envs: int = 1) -> float:
+    """Env steps/s of one SingleAgentEnvRunner stepping ``n_envs`` envs (one batched forward
+    per step of all of them); model_config None = RLlib's default LSTM."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
@@ -173,7 +175,7 @@ def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int) -> fl
         .environment(
             "deepmixing_pad72", env_config=env_config, normalize_actions=False, clip_actions=False
         )
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=n_envs)
     )
     if model_config is None:
         from ray.rllib.connectors.env_to_module import FlattenObservations
@@ -208,6 +210,8 @@ def main() -> None:
         help="training batch sizes in sequences of max_seq_len (32)",
     )
     parser.add_argument("--no-env", action="store_true", help="skip the env-runner comparison")
+    parser.add_argument("--envs-per-runner", type=int, nargs="+", default=[1, 8],
+                        help="num_envs_per_env_runner values of the env-runner comparison")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -230,8 +234,13 @@ def main() -> None:
     print(json.dumps(res, indent=2), flush=True)
     if not args.no_env:
         steps = 300 if args.quick else 1000
-        res["env_steps_per_s_attention_lstm"] = bench_env_runner(model_config, steps, 24)
-        res["env_steps_per_s_default_lstm"] = bench_env_runner(None, steps, 24)
+        for n_envs in args.envs_per_runner:
+            # Both modules on the same machine load, back to back; their ratio is the number.
+            ours = bench_env_runner(model_config, steps, 24, n_envs)
+            default = bench_env_runner(None, steps, 24, n_envs)
+            res[f"env_steps_per_s_attention_lstm_{n_envs}_envs"] = ours
+            res[f"env_steps_per_s_default_lstm_{n_envs}_envs"] = default
+            res[f"env_steps_ratio_attention_vs_default_{n_envs}_envs"] = ours / default
     res["load_average_at_end"] = os.getloadavg()
     print(json.dumps(res, indent=2))
     if args.json:

@@ -102,10 +102,12 @@ class ChunkLogMel:
             )
         return self.mel_power_unchecked(chunks)
 
-    def mel_power_unchecked(self, chunks: np.ndarray) -> np.ndarray:
-        """:meth:`mel_power` without argument checks (the env's per-step path)."""
+    def mel_power_unchecked(self, chunks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`mel_power` without argument checks (the env's per-step path), into ``out``
+        (float64, the result's shape) if given."""
         spectrum = np.fft.rfft(chunks * self.window, axis=-1)
-        return np.square(spectrum.view(spectrum.real.dtype)) @ self._mel_t_interleaved
+        power = np.square(spectrum.view(spectrum.real.dtype))
+        return np.matmul(power, self._mel_t_interleaved, out=out)
 
     def max_db(self, peak: float) -> float:
         """Upper bound of :meth:`log_mel` for audio whose samples satisfy ``|x| <= peak``."""

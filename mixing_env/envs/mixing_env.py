@@ -318,7 +318,7 @@ class MixingEnv(gym.Env):
         gains32 = gains.astype(np.float32)
         mix = gains32 @ feats.stems[:, t, :]  # one BLAS gemv over all slots
         mel = self._mel_buf
-        mel[0] = self._mfcc.mel.mel_power_unchecked(mix)
+        self._mfcc.mel.mel_power_unchecked(mix, out=mel[0])
         if self.config.level_match == "per_chunk":
             # Scaling the mix by g scales its mel power by g^2: one FFT serves both MFCCs.
             mix_rms = math.sqrt(float(np.dot(mix, mix)) / mix.shape[0])
@@ -358,21 +358,24 @@ class MixingEnv(gym.Env):
 
     # ------------------------------------------------------------------ internals
     def _gains(self, action: Any) -> np.ndarray:
-        a = np.asarray(action, dtype=np.float64)
+        a = np.asarray(action)
         if a.shape != (self.n_slots,):
             raise ActionError(
                 f"action must have shape ({self.n_slots},) (one weight per slot), got shape "
                 f"{a.shape} at step {self._steps} (chunk {self._t})"
             )
-        if not math.isfinite(np.add.reduce(a)) and not (finite := np.isfinite(a)).all():
+        # Same mapping as reward.to_simplex, inlined on the hot path (in place: fewer arrays).
+        # NaN or inf in any slot shows in this sum (a dummy slot's inf * 0 is NaN).
+        w = a * self._current.mask  # float64, like the mask
+        if not math.isfinite(np.add.reduce(w)) and not (
+            finite := np.isfinite(a.astype(np.float64))
+        ).all():
             i = int(np.flatnonzero(~finite)[0])
             raise ActionError(
                 f"action must be finite, got action[{i}]={a[i]} at step {self._steps} "
                 f"(chunk {self._t})"
             )
-        # Same mapping as reward.to_simplex, inlined on the hot path (in place: fewer arrays).
-        w = np.maximum(a, 0.0)
-        w *= self._current.mask
+        np.maximum(w, 0.0, out=w)
         total = np.add.reduce(w)  # ndarray.sum's Python wrapper costs a microsecond per step
         if not total > 0:
             return self._current.equal

@@ -58,6 +58,11 @@ class GroupedBiLSTM(nn.Module):
             torch.empty(2, groups, hidden_size, g4).uniform_(-bound, bound)
         )
         self.bias = nn.Parameter(torch.empty(2, groups, 1, g4).uniform_(-bound, bound))
+        # Rows of torch's LSTM weights in its gate order (i, f, g, o), from ours (i, f, o, g).
+        h = hidden_size
+        order = torch.cat([torch.arange(0, 2 * h), torch.arange(3 * h, 4 * h),
+                           torch.arange(2 * h, 3 * h)])
+        self.register_buffer("_torch_gate_order", order, persistent=False)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Runs both directions over each window.
@@ -73,6 +78,39 @@ class GroupedBiLSTM(nn.Module):
             h_is, the concatenated forward and backward outputs [shape=(N, C, W, 2 * hidden)].
             Outputs at invalid positions are meaningless; mask them downstream.
         """
+        if self.weight_hh.shape[1] == 1:
+            # Shared weights: windows whose positions are all seen (every step once W chunks
+            # have played) go through torch's fused LSTM kernel, one call for both directions.
+            full = valid.all(dim=1)
+            if bool(full.all()):
+                return self._fused(x)
+            if bool(full.any()):
+                rows_full, rows_part = full.nonzero().squeeze(1), (~full).nonzero().squeeze(1)
+                out = self._fused(x[rows_full])
+                out = out.new_zeros((x.shape[0], *out.shape[1:])).index_put(
+                    (rows_full,), out)
+                return out.index_put((rows_part,), self._loop(x[rows_part], valid[rows_part]))
+        return self._loop(x, valid)
+
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        """Shared-weight Bi-LSTM over fully valid windows with ``torch.lstm`` (same maths)."""
+        n, c, w, e = x.shape
+        hs = self.hidden_size
+        params = []
+        for d in range(2):
+            params += [
+                self.weight_ih[d, 0].T[self._torch_gate_order],
+                self.weight_hh[d, 0].T[self._torch_gate_order],
+                self.bias[d, 0, 0][self._torch_gate_order],
+                x.new_zeros(4 * hs),  # torch's second bias; ours is one
+            ]
+        h0 = x.new_zeros(2, n * c, hs)
+        out, _, _ = torch.lstm(x.reshape(n * c, w, e), (h0, h0), params, True, 1, 0.0,
+                               self.training, True, True)
+        return out.view(n, c, w, 2 * hs)
+
+    def _loop(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Both directions step by step, all groups in one batched matmul per position."""
         n, c, w, e = x.shape
         hs = self.hidden_size
         # Shared weights (G = 1) fold the tracks into the matmul's rows; per-track weights

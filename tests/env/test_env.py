@@ -121,10 +121,11 @@ def test_mix_mfcc_is_unmatched_mix_in_default_mode(song):
         (np.array([0.5, np.nan, 0.5, 0.0]), r"action\[1\]=nan at step 1"),
         (np.array([0.5, 0.5, np.inf, 0.0]), r"action\[2\]=inf at step 1"),
         (np.array([-np.inf, 0.5, 0.5, 0.0]), r"action\[0\]=-inf at step 1"),
+        (np.array([0.5, 0.5, 0.0, np.inf], np.float32), r"action\[3\]=inf at step 1"),
         (np.ones(3), r"shape \(4,\).*got shape \(3,\) at step 1"),
         (np.ones((1, 4)), r"got shape \(1, 4\) at step 1"),
     ],
-    ids=["nan", "inf", "neg-inf", "short", "batched"],
+    ids=["nan", "inf", "neg-inf", "inf-in-dummy-slot", "short", "batched"],
 )
 def test_bad_actions_raise(song, action, match):
     env = MixingEnv(songs=[song])

@@ -65,6 +65,16 @@ def test_backward_reaches_every_parameter(share):
 
 @pytest.mark.parametrize("t", [3, 11], ids=["shorter-than-window", "longer-than-window"])
 def test_stepwise_matches_forward_train(module, t):
+    assert_stepwise_matches_forward_train(module, t)
+
+
+def test_stepwise_matches_forward_train_with_shared_encoder():
+    # Past the window the shared encoder runs torch's fused LSTM, before it the step loop.
+    torch.manual_seed(0)
+    assert_stepwise_matches_forward_train(make_module(share_encoder=True), 11)
+
+
+def assert_stepwise_matches_forward_train(module, t):
     batch = make_batch(module, b=2, t=t)
     full = module.forward_train(batch)
     state, steps, values = batch[Columns.STATE_IN], [], []
@@ -277,3 +287,21 @@ def test_db_input_norm_keeps_absolute_level():
     torch.testing.assert_close(
         x, torch.tensor([[0.0, (-100.0 - DB_CENTER) / DB_SPREAD, -DB_CENTER / DB_SPREAD]])
     )
+
+
+def test_shared_encoder_fused_path_matches_the_step_loop():
+    # Shared weights run fully seen windows through torch.lstm; mixed batches split by row.
+    torch.manual_seed(4)
+    grouped = GroupedBiLSTM(1, 4, 5)
+    x = torch.randn(4, 3, 6, 4, requires_grad=True)
+    valid = torch.ones(4, 6, dtype=torch.bool)
+    valid[1, :2] = False  # row 1 is a left-padded window, the others are full
+    out = grouped(x, valid)
+    loop = grouped._loop(x, valid)
+    seen = valid[:, None, :, None].expand_as(out)
+    torch.testing.assert_close(out[seen], loop[seen], atol=1e-6, rtol=0)
+    weights = torch.randn_like(out) * seen
+    grads = torch.autograd.grad((out * weights).sum(), [x, *grouped.parameters()])
+    loop_grads = torch.autograd.grad((loop * weights).sum(), [x, *grouped.parameters()])
+    for g, ref in zip(grads, loop_grads, strict=True):
+        torch.testing.assert_close(g, ref, atol=1e-5, rtol=1e-4)
