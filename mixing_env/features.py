@@ -103,8 +103,10 @@ class ChunkLogMel:
         return self.mel_power_unchecked(chunks)
 
     def mel_power_unchecked(self, chunks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`mel_power` without argument checks (the env's per-step path), into ``out``
-        (float64, the result's shape) if given."""
+        """:meth:`mel_power` without argument checks (the env's per-step path).
+
+        ``out``, if given, receives the result (float64, the result's shape).
+        """
         spectrum = np.fft.rfft(chunks * self.window, axis=-1)
         power = np.square(spectrum.view(spectrum.real.dtype))
         return np.matmul(power, self._mel_t_interleaved, out=out)
