@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-heldout", type=int, default=None)
     p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None,
+                   help="dataset and training seed (other songs, other held-out set)")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override model_config values (YAML), e.g. hidden_size=64")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
         overrides["model"] = {**base.model, **{k: yaml.safe_load(v) for k, v in
                                                (kv.split("=", 1) for kv in args.model)}}
-    for name in ("n_train", "n_heldout", "seconds"):
+    for name in ("n_train", "n_heldout", "seconds", "seed"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     setup = dataclasses.replace(base, **overrides)
