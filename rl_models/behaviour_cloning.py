@@ -73,7 +73,7 @@ def train_behaviour_cloning(
     from mixing_env.envs.mixing_env import MixingEnv
     from rl_models.demonstrations import read_demonstrations
     from rl_models.registry import CHECKPOINT_MODULE_SUBDIR, module_spec
-    from rl_models.train import METADATA_FILE
+    from rl_models.train import METADATA_FILE, slot_layout
 
     if not minutes > 0:
         raise ConfigError(f"minutes must be > 0, got {minutes!r}")
@@ -128,13 +128,10 @@ def train_behaviour_cloning(
     out = Path(out_dir)
     ckpt = out / "checkpoint_000000"
     module.save_to_path(str(ckpt / CHECKPOINT_MODULE_SUBDIR))
-    first = next(iter(env.song_names))
-    song = env.song_features(first).song
     meta = {
         "experiment": {"algorithm": "BC", "env": dict(env_config), "model": dict(model),
                        "demonstrations": str(demonstrations)},
-        "slot_names": list(song.slot_names), "chunk_size": int(song.chunk_size),
-        "sample_rate": int(song.sample_rate), "iteration": update,
+        **slot_layout(env.song_features(env.song_names[0]).song), "iteration": update,
     }
     (ckpt / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
     (out / "progress.json").write_text(json.dumps({"curve": curve}, indent=1))

@@ -26,6 +26,7 @@ __all__ = [
     "init_ray",
     "make_tuner",
     "run_experiment",
+    "slot_layout",
     "resume_experiment",
     "trial_config",
 ]
@@ -82,14 +83,21 @@ def build_config(experiment: dict):
     return config
 
 
+def slot_layout(song: Any) -> dict[str, Any]:
+    """The slot layout a checkpoint records for evaluation and mixing.
+
+    Every song of one env shares it, so any of them will do.
+    """
+    return {"slot_names": list(song.slot_names), "chunk_size": int(song.chunk_size),
+            "sample_rate": int(song.sample_rate)}
+
+
 def _slot_layout(env_config: dict) -> dict[str, Any]:
     from mixing_env.envs.mixing_env import MixingEnv
 
     env = MixingEnv(dict(env_config))
     env.reset(seed=0)
-    song = env.song
-    return {"slot_names": list(song.slot_names), "chunk_size": int(song.chunk_size),
-            "sample_rate": int(song.sample_rate)}
+    return slot_layout(env.song)
 
 
 try:

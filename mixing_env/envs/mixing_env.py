@@ -48,7 +48,6 @@ class SongFeatures:
         mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
         mask32: The same, float32 and read-only (the observation's ``track_mask``).
         equal: Equal gains over the real tracks, float64 [shape=(C,)].
-        real: Indices of the real tracks [shape=(n_real,)].
         kl_scale, kl_offset: ``gains * kl_scale + kl_offset`` is the KL's smoothed
             distribution (:func:`~mixing_env.reward.smoothing_affine`).
     """
@@ -62,7 +61,6 @@ class SongFeatures:
     mask: np.ndarray
     mask32: np.ndarray
     equal: np.ndarray
-    real: np.ndarray
     kl_scale: float
     kl_offset: np.ndarray
 
@@ -463,7 +461,6 @@ class MixingEnv(gym.Env):
             mask=real.astype(np.float64),
             mask32=mask32,
             equal=real / int(real.sum()),
-            real=np.flatnonzero(real),
             kl_scale=kl_scale,
             kl_offset=kl_offset,
         )

@@ -39,14 +39,15 @@ def test_level_features_are_causal():
     np.testing.assert_allclose(full[:, :8], prefix, rtol=1e-6)
 
 
+TINY_LOGMEL = {
+    "synthetic": {"n_songs": 1, "seconds": 1.0, "n_tracks": 3, "seed": 0},
+    "obs_features": "logmel",
+    "n_track_features": 8,
+}
+
+
 def test_env_appends_level_features():
-    cfg = {
-        "synthetic": {"n_songs": 1, "seconds": 1.0, "n_tracks": 3, "seed": 0},
-        "obs_features": "logmel",
-        "n_track_features": 8,
-        "level_features": True,
-    }
-    env = MixingEnv(cfg)
+    env = MixingEnv({**TINY_LOGMEL, "level_features": True})
     obs, _ = env.reset(seed=0)
     assert obs["chunks"].shape == (env.n_slots, 1, 8 + len(LEVEL_FEATURES))
     for _ in range(20):
@@ -61,14 +62,7 @@ def test_level_features_need_logmel():
 
 
 def test_env_appends_whole_stem_levels():
-    cfg = {
-        "synthetic": {"n_songs": 1, "seconds": 1.0, "n_tracks": 3, "seed": 0},
-        "obs_features": "logmel",
-        "n_track_features": 8,
-        "level_features": True,
-        "stem_level_features": True,
-    }
-    env = MixingEnv(cfg)
+    env = MixingEnv({**TINY_LOGMEL, "level_features": True, "stem_level_features": True})
     obs, _ = env.reset(seed=0)
     n_causal = 8 + len(LEVEL_FEATURES)
     assert obs["chunks"].shape == (env.n_slots, 1, n_causal + len(STEM_LEVEL_FEATURES))
@@ -87,9 +81,7 @@ def test_env_appends_whole_stem_levels():
 
 
 def test_stem_levels_alone_and_need_logmel():
-    env = MixingEnv({"synthetic": {"n_songs": 1, "seconds": 1.0, "n_tracks": 3, "seed": 0},
-                     "obs_features": "logmel", "n_track_features": 8,
-                     "stem_level_features": True})
+    env = MixingEnv({**TINY_LOGMEL, "stem_level_features": True})
     obs, _ = env.reset(seed=0)
     assert obs["chunks"].shape[-1] == 8 + len(STEM_LEVEL_FEATURES)
     assert env.observation_space.contains(obs)
