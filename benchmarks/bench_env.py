@@ -47,7 +47,7 @@ class NaiveMixingEnv(MixingEnv):
 
     def step(self, action):
         feats, t = self._current, self._t
-        gains = self._gains(action)
+        gains = self._gains(action).copy()  # the env's buffer is reused next step
         mix = gains.astype(np.float32) @ feats.stems[:, t, :]
         g = level_gain(float(np.sqrt(np.mean(mix**2))), feats.reference_rms[t])
         kw = self._mfcc.librosa_kwargs

@@ -82,7 +82,7 @@ class ChunkLogMel:
         # (n_freq, n_mels) so a batch of spectra (..., n_freq) maps with one matmul.
         self._mel_t = np.ascontiguousarray(self.mel_basis.T)
         # Each row twice, for a spectrum viewed as interleaved (re, im) floats: the power's
-        # mel projection (re^2 + im^2) @ M becomes one square and one matmul (the env's step).
+        # mel projection (re^2 + im^2) @ M becomes one square and one matmul.
         self._mel_t_interleaved = np.repeat(self._mel_t, 2, axis=0)
 
     def mel_power(self, chunks: np.ndarray) -> np.ndarray:
@@ -100,16 +100,9 @@ class ChunkLogMel:
                 f"chunks must have last dimension chunk_size={self.chunk_size}, "
                 f"got shape {chunks.shape}"
             )
-        return self.mel_power_unchecked(chunks)
-
-    def mel_power_unchecked(self, chunks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`mel_power` without argument checks (the env's per-step path).
-
-        ``out``, if given, receives the result (float64, the result's shape).
-        """
         spectrum = np.fft.rfft(chunks * self.window, axis=-1)
         power = np.square(spectrum.view(spectrum.real.dtype))
-        return np.matmul(power, self._mel_t_interleaved, out=out)
+        return power @ self._mel_t_interleaved
 
     def max_db(self, peak: float) -> float:
         """Upper bound of :meth:`log_mel` for audio whose samples satisfy ``|x| <= peak``."""
@@ -141,6 +134,10 @@ class ChunkMFCC:
         n_mfcc: Number of coefficients.
         n_mels: Mel bands before the DCT.
 
+    Attributes:
+        dct_db_t: The orthonormal DCT-II rows times 10, transposed [shape=(n_mels, n_mfcc)]:
+            maps a chunk's mel power in bels (log10) to its MFCC.
+
     Example:
         >>> mfcc = ChunkMFCC(44100, 500, 13)
         >>> y = np.random.default_rng(0).standard_normal(500).astype(np.float32)
@@ -167,7 +164,7 @@ class ChunkMFCC:
         # Rows of the orthonormal DCT-II (librosa: scipy.fft.dct(type=2, norm="ortho")).
         dct = scipy.fft.dct(np.eye(self.n_mels), type=2, norm="ortho", axis=0)[: self.n_mfcc]
         self._dct_t = np.ascontiguousarray(dct.T)  # (n_mels, n_mfcc)
-        self._dct_db_t = 10.0 * self._dct_t  # takes log10 of power straight to MFCC (dB)
+        self.dct_db_t = 10.0 * self._dct_t
 
     @property
     def librosa_kwargs(self) -> dict:
@@ -201,13 +198,13 @@ class ChunkMFCC:
         Returns:
             MFCC, float64 [shape=(..., n_mfcc)].
         """
-        # In bels (log10): the factor 10 to dB sits in the DCT matrix, one call fewer per step.
+        # In bels (log10): the factor 10 to dB sits in the DCT matrix.
         bels = np.maximum(mel_power, AMIN)
         np.log10(bels, out=bels)
         floor = np.maximum.reduce(bels, axis=-1, keepdims=True)  # ndarray.max's wrapper costs
         floor -= TOP_DB / 10.0
         np.maximum(bels, floor, out=bels)
-        return bels @ self._dct_db_t
+        return bels @ self.dct_db_t
 
     def max_abs(self, peak: float) -> np.ndarray:
         """Bound on ``|MFCC|`` per coefficient for audio with ``|x| <= peak``.

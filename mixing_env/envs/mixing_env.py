@@ -24,6 +24,7 @@ from mixing_env.features import (
     track_level_features,
 )
 from mixing_env.reward import level_gain, mixing_reward, smoothing_affine
+from mixing_env.step_kernels import ChunkScorer, kl_step, simplex_gains, window_and_rms
 
 __all__ = ["MixingEnv", "SongFeatures"]
 
@@ -218,8 +219,13 @@ class MixingEnv(gym.Env):
         self._start = 0
         self._end = 0
         self._steps = 0
-        self._prev_p = self._prev_log_p = np.zeros(0)
-        self._mel_buf = np.zeros((2, self._mfcc.n_mels))
+        # Per-step work buffers (nothing handed to the caller lives in them).
+        self._scorer = ChunkScorer(self._mfcc)
+        self._gains_buf = np.zeros(C)
+        self._mix = np.zeros(self.chunk_size, np.float32)
+        self._windowed = np.zeros(self.chunk_size)
+        self._kl_prev = (np.zeros(C), np.zeros(C))  # smoothed a_{t-1} and its log
+        self._kl_next = (np.zeros(C), np.zeros(C))
         self._mix_mfcc = np.zeros(cfg.n_mfcc, np.float32)
         self._seeded = False
 
@@ -313,27 +319,22 @@ class MixingEnv(gym.Env):
             raise DeepMixingError("step() called before reset() or after the episode ended")
         t = self._t
         gains = self._gains(action)
-        gains32 = gains.astype(np.float32)
-        mix = gains32 @ feats.stems[:, t, :]  # one BLAS gemv over all slots
-        mel = self._mel_buf
-        self._mfcc.mel.mel_power_unchecked(mix, out=mel[0])
+        gains32 = gains.astype(np.float32)  # a new array: info keeps it
+        np.matmul(gains32, feats.stems[:, t, :], out=self._mix)  # one BLAS gemv over all slots
+        mix_rms = window_and_rms(self._mix, self._scorer.window, self._windowed)
+        power_gain = 1.0
         if self.config.level_match == "per_chunk":
-            # Scaling the mix by g scales its mel power by g^2: one FFT serves both MFCCs.
-            mix_rms = math.sqrt(float(np.dot(mix, mix)) / mix.shape[0])
-            g = level_gain(mix_rms, feats.reference_rms[t])
-            np.multiply(mel[0], g * g, out=mel[1])
-            raw_mfcc, scored = self._mfcc.from_mel_power(mel)
-        else:
-            raw_mfcc = scored = self._mfcc.from_mel_power(mel[0])
-        diff = scored - feats.reference_mfcc[t]
-        distance = math.sqrt(float(np.dot(diff, diff)))
-        # KL(a_{t-1} || a_t) as reward.kl_divergence computes it, keeping log a_t for t+1.
-        p_now = gains * feats.kl_scale
-        p_now += feats.kl_offset
-        log_now = np.log(p_now)
-        kl = 0.0
-        if t > self._start:
-            kl = float(np.dot(self._prev_p, self._prev_log_p - log_now))
+            # Scaling the mix by g scales its power by g^2: one FFT serves both MFCCs.
+            power_gain = level_gain(mix_rms, feats.reference_rms[t]) ** 2
+        mix_mfcc = np.empty(self.config.n_mfcc, np.float32)  # a new array: the observation
+        distance = self._scorer(
+            np.fft.rfft(self._windowed), feats.reference_mfcc[t], power_gain, mix_mfcc
+        )
+        # KL(a_{t-1} || a_t), keeping step t's smoothed distribution and its log for t+1.
+        p_now, log_now = self._kl_next
+        kl = kl_step(gains, feats.kl_scale, feats.kl_offset, *self._kl_prev, t > self._start,
+                     p_now, log_now)
+        self._kl_prev, self._kl_next = self._kl_next, self._kl_prev
         reward = mixing_reward(
             distance,
             kl,
@@ -341,8 +342,7 @@ class MixingEnv(gym.Env):
             reward_mode=self.config.reward_mode,
             mfcc_scale=self.config.mfcc_scale,
         )
-        self._prev_p, self._prev_log_p = p_now, log_now
-        self._mix_mfcc = raw_mfcc.astype(np.float32)
+        self._mix_mfcc = mix_mfcc
         self._t = t + 1
         self._steps += 1
         info = {
@@ -362,23 +362,21 @@ class MixingEnv(gym.Env):
                 f"action must have shape ({self.n_slots},) (one weight per slot), got shape "
                 f"{a.shape} at step {self._steps} (chunk {self._t})"
             )
-        # Same mapping as reward.to_simplex, inlined on the hot path (in place: fewer arrays).
-        # NaN or inf in any slot shows in this sum (a dummy slot's inf * 0 is NaN).
-        w = a * self._current.mask  # float64, like the mask
-        if not math.isfinite(np.add.reduce(w)) and not (
-            finite := np.isfinite(a.astype(np.float64))
-        ).all():
-            i = int(np.flatnonzero(~finite)[0])
+        if a.dtype != np.float32 and a.dtype != np.float64:
+            try:
+                a = a.astype(np.float64)
+            except (TypeError, ValueError) as e:
+                raise ActionError(
+                    f"action must be numeric, got dtype {a.dtype} at step {self._steps} "
+                    f"(chunk {self._t})"
+                ) from e
+        bad = simplex_gains(a, self._current.mask, self._current.equal, self._gains_buf)
+        if bad >= 0:
             raise ActionError(
-                f"action must be finite, got action[{i}]={a[i]} at step {self._steps} "
+                f"action must be finite, got action[{bad}]={a[bad]} at step {self._steps} "
                 f"(chunk {self._t})"
             )
-        np.maximum(w, 0.0, out=w)
-        total = np.add.reduce(w)  # ndarray.sum's Python wrapper costs a microsecond per step
-        if not total > 0:
-            return self._current.equal
-        w *= 1.0 / total
-        return w
+        return self._gains_buf
 
     def _observation(self) -> dict[str, np.ndarray]:
         feats = self._current
