@@ -1,7 +1,8 @@
 """Benchmark of the attention-LSTM policy at the report's size (C=72, chunk 500, k=100, W=16).
 
 Measures in one run: parameter count, recurrent state size, single-step inference latency on
-one CPU core (batch 1, no_grad, median), one training forward+backward (PPO-style loss) on
+one CPU core (batch 1, no_grad, median; 24 real tracks of the 72 slots, and all 72 real: the
+module computes only real tracks), one training forward+backward (PPO-style loss) on
 B x max_seq_len sequences with extrapolation to a 4000-step batch, and env steps sampled per
 second by one RLlib SingleAgentEnvRunner on MixingEnv with this module against RLlib's default
 LSTM module. MixingEnv's synthetic songs have at most 24 tracks; a wrapper pads them to C=72
@@ -28,6 +29,7 @@ from ray.rllib.core.columns import Columns
 from rl_models.registry import module_spec
 
 C, F, N_MFCC = 72, 500, 13
+N_REAL = 24  # real tracks of the C slots, as in the synthetic songs the env runners play
 
 
 def report_spaces(c: int = C, f: int = F) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
@@ -47,10 +49,10 @@ def build(model_config: dict):
     return spec.build()
 
 
-def batch_of(module, b: int, t: int, seed: int = 0) -> dict:
+def batch_of(module, b: int, t: int, seed: int = 0, n_real: int = N_REAL) -> dict:
     g = torch.Generator().manual_seed(seed)
     mask = torch.zeros(b, t, C)
-    mask[..., :24] = 1.0
+    mask[..., :n_real] = 1.0
     obs = {
         "chunks": torch.randn(b, t, C, 1, F, generator=g) * 0.1 * mask[..., None, None],
         "mix_mfcc": torch.randn(b, t, N_MFCC, generator=g),
@@ -63,9 +65,9 @@ def batch_of(module, b: int, t: int, seed: int = 0) -> dict:
     return {Columns.OBS: obs, Columns.STATE_IN: state}
 
 
-def bench_inference(module, steps: int) -> dict:
+def bench_inference(module, steps: int, n_real: int = N_REAL) -> dict:
     torch.set_num_threads(1)
-    batch = batch_of(module, 1, 1)
+    batch = batch_of(module, 1, 1, n_real=n_real)
     dist_cls = module.get_exploration_action_dist_cls()
     fwd, full = [], []
     state = batch[Columns.STATE_IN]
@@ -227,6 +229,9 @@ def main() -> None:
         "load_average_at_start": os.getloadavg(),
     }
     res.update(bench_inference(module, 100 if args.quick else 400))
+    # The module computes only real tracks; a song that fills all C slots is the worst case.
+    res.update({f"{k}_all_{C}_real": v
+                for k, v in bench_inference(module, 100 if args.quick else 400, C).items()})
     for n_seq in args.train_seqs:
         res[f"train_{n_seq}x32"] = bench_train(
             module, n_seq, 32, threads=2, reps=1 if args.quick else 3
@@ -236,8 +241,8 @@ def main() -> None:
         steps = 300 if args.quick else 1000
         for n_envs in args.envs_per_runner:
             # Both modules on the same machine load, back to back; their ratio is the number.
-            ours = bench_env_runner(model_config, steps, 24, n_envs)
-            default = bench_env_runner(None, steps, 24, n_envs)
+            ours = bench_env_runner(model_config, steps, N_REAL, n_envs)
+            default = bench_env_runner(None, steps, N_REAL, n_envs)
             res[f"env_steps_per_s_attention_lstm_{n_envs}_envs"] = ours
             res[f"env_steps_per_s_default_lstm_{n_envs}_envs"] = default
             res[f"env_steps_ratio_attention_vs_default_{n_envs}_envs"] = ours / default

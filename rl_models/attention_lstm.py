@@ -42,13 +42,18 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
     floor / (kappa + floor) of a uniform mix. A value head (tanh MLP) reads
     [sum_i beta_i CV_i, mean over real i of CV_i, b_t].
 
+    Only the tracks real in some row of a batch are computed (embedding, Bi-LSTM, attention):
+    a dummy slot's outputs are masked out of the action and the value, so skipping it is exact,
+    and a song seldom fills all C slots. Dummy slots get alpha = beta = 0 (and, when skipped,
+    zero embeddings in the state window).
+
     Recurrent state (``get_initial_state``; numpy, unbatched):
 
     ===========  ===========  =====================================================
     key          shape        meaning
     ===========  ===========  =====================================================
     ``window``   (C, W, e)    the W most recent chunk embeddings per track, oldest
-                              first (zeros where not seen yet)
+                              first (zeros where not seen yet; never read for a dummy slot)
     ``count``    (1,)         how many window positions hold a seen chunk (<= W)
     ``h``, ``c`` (l,)         the Uni-LSTM state
     ===========  ===========  =====================================================
@@ -148,8 +153,8 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
         """Returns the attention of a forward pass (no grad), for analysis and plots.
 
         Returns:
-            ``beta`` (B, T, C) over tracks, ``alpha`` (B, T, C, W) over window positions,
-            ``concentration`` (B, T, C).
+            ``beta`` (B, T, C) over tracks, ``alpha`` (B, T, C, W) over window positions
+            (zeros for a dummy slot), ``concentration`` (B, T, C).
         """
         with torch.no_grad():
             out = self._run(self._core, batch)

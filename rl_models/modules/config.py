@@ -58,8 +58,8 @@ class AttentionLSTMConfig:
 
     share_encoder: bool = False
     """One chunk embedding + Bi-LSTM for all tracks (H_i, F_i stay per track). Its Bi-LSTM runs
-    on torch's fused LSTM kernel once the window is full: 2.5x faster inference at the report's
-    size on one CPU core (``deepmixing benchmark model --share-encoder``)."""
+    on torch's fused LSTM kernel once the window is full: about 1.7x faster inference and 1.5x
+    faster training at the report's size on CPU (``deepmixing benchmark model --share-encoder``)."""
 
     input_norm: str = "mu_law"
     """Per-track chunk normalization, one of INPUT_NORMS."""

@@ -13,6 +13,7 @@ from torch import nn
 
 from rl_models.modules.config import DB_CENTER, DB_SPREAD, AttentionLSTMConfig
 from rl_models.modules.grouped_lstm import GroupedBiLSTM, GroupedLinear
+from rl_models.modules.track_selection import select_tracks
 
 __all__ = ["AttentionLSTMCore", "masked_softmax"]
 
@@ -38,6 +39,10 @@ class AttentionLSTMCore(nn.Module):
         n_mfcc: Size of the mix MFCC observation.
     """
 
+    skip_dummy_tracks = True
+    """Compute only the tracks real in some row of a batch (exact; False: every slot, the
+    tests' reference)."""
+
     def __init__(
         self, config: AttentionLSTMConfig, *, n_tracks: int, n_features: int, n_mfcc: int
     ) -> None:
@@ -61,6 +66,32 @@ class AttentionLSTMCore(nn.Module):
             self.log_kappa = nn.Parameter(log_kappa)
         else:
             self.register_buffer("log_kappa", log_kappa)
+
+    def _active_tracks(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """Indices of the tracks real in some row of ``mask`` (N, C); None: compute all."""
+        active = mask.any(0)
+        if not self.skip_dummy_tracks or bool(active.all()) or not bool(active.any()):
+            return None
+        return active.nonzero().squeeze(1)
+
+    @staticmethod
+    def _to_slots(x: torch.Tensor, tracks: torch.Tensor | None, c: int) -> torch.Tensor:
+        """Places per-active-track values x (N, A, ...) in their C slots, zeros elsewhere."""
+        if tracks is None:
+            return x
+        return x.new_zeros((x.shape[0], c, *x.shape[2:])).index_copy(1, tracks, x)
+
+    def _mix_lstm(
+        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Uni-LSTM over x (B, T, n_mfcc) from (h, c) (B, l): outputs, last h, last c."""
+        lstm = self.mix_lstm
+        if x.shape[1] == 1:  # one step (inference): the bare cell, a third of nn.LSTM's cost
+            h, c = torch.lstm_cell(x[:, 0], (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0,
+                                   lstm.bias_ih_l0, lstm.bias_hh_l0)
+            return h.unsqueeze(1), h, c
+        out, (h_n, c_n) = lstm(x, (h.unsqueeze(0), c.unsqueeze(0)))
+        return out, h_n.squeeze(0), c_n.squeeze(0)
 
     def chunk_features(self, chunks: torch.Tensor) -> torch.Tensor:
         """Normalizes chunks [shape=(..., F)] and appends the log-RMS feature if configured."""
@@ -100,41 +131,55 @@ class AttentionLSTMCore(nn.Module):
         cfg = self.config
         b, t, c, _ = chunks.shape
         w = cfg.window
-        emb = torch.tanh(self.embed(self.chunk_features(chunks).reshape(b * t, c, -1)))
-        emb = emb.view(b, t, c, -1)
+        n = b * t
+        mask = track_mask.reshape(n, c) > 0.5
+        # Only tracks real in some row are computed: a dummy slot's outputs are masked out
+        # of everything downstream, so skipping it is exact, and a song rarely fills all C
+        # slots. Dummy slots get zeros in the state window, alpha and beta.
+        tracks = self._active_tracks(mask)
+        active = chunks if tracks is None else chunks.index_select(2, tracks)
+        a = active.shape[2]
+        emb = torch.tanh(self.embed(self.chunk_features(active).reshape(n, a, -1), tracks))
+        emb = self._to_slots(emb, tracks, c).view(b, t, c, -1)
         # Window at step j = the last W embeddings of [state window, embeddings 0..j].
         full = torch.cat([state["window"].transpose(1, 2), emb], dim=1)  # (B, W+T, C, e)
-        windows = full.unfold(1, w, 1)[:, 1:]  # (B, T, C, e, W)
-        windows = windows.permute(0, 1, 2, 4, 3).reshape(b * t, c, w, -1)
+        active_full = full if tracks is None else full.index_select(2, tracks)
+        windows = active_full.unfold(1, w, 1)[:, 1:]  # (B, T, A, e, W)
+        windows = windows.permute(0, 1, 2, 4, 3).reshape(n, a, w, -1)
         steps = torch.arange(1, t + 1, device=chunks.device, dtype=state["count"].dtype)
         counts = (state["count"] + steps).clamp(max=w)  # (B, T)
         positions = torch.arange(w, device=chunks.device, dtype=counts.dtype)
-        valid = (positions >= w - counts.unsqueeze(-1)).view(b * t, w)
+        valid = (positions >= w - counts.unsqueeze(-1)).view(n, w)
 
-        hs = self.bilstm(windows, valid)  # (N, C, W, k), N = B*T
-        mix_out, (h_n, c_n) = self.mix_lstm(
-            mix_mfcc * cfg.mfcc_scale, (state["h"].unsqueeze(0), state["c"].unsqueeze(0))
-        )
-        bt = mix_out.reshape(b * t, -1)  # b_t, (N, l)
+        hs = self.bilstm(windows, valid, tracks)  # (N, A, W, k)
+        bt, h_n, c_n = self._mix_lstm(mix_mfcc * cfg.mfcc_scale, state["h"], state["c"])
+        bt = bt.reshape(n, -1)  # b_t, (N, l)
 
+        H, F = self.H, self.F
+        if tracks is not None:
+            H, F = select_tracks(self, H, 1, tracks), select_tracks(self, F, 1, tracks)
+            mask_a = mask[:, tracks]
+        else:
+            mask_a = mask
         # lambda_is = (B1 b_t)^T (H_i h_is), computed as (H_i^T B1 b_t)^T h_is.
-        query = ((bt @ self.B1.T) @ self.H.flatten(1)).view(b * t, c, -1)
+        query = ((bt @ self.B1.T) @ H.flatten(1)).view(n, a, -1)
         lam = torch.einsum("ncwk,nck->ncw", hs, query)
         alpha = masked_softmax(lam, valid.unsqueeze(1))
         cv = torch.einsum("ncw,ncwk->nck", alpha, hs)  # CV_i
         # gamma_i = (B2 b_t)^T (F_i CV_i).
-        key = ((bt @ self.B2.T) @ self.F.flatten(1)).view(b * t, c, -1)
+        key = ((bt @ self.B2.T) @ F.flatten(1)).view(n, a, -1)
         gamma = (key * cv).sum(-1)
-        mask = track_mask.reshape(b * t, c) > 0.5
-        beta = masked_softmax(gamma, mask)
+        beta_a = masked_softmax(gamma, mask_a)
+        beta = self._to_slots(beta_a, tracks, c)
+        alpha = self._to_slots(alpha * mask_a.unsqueeze(-1), tracks, c)
 
         n_real = mask.sum(-1, keepdim=True).to(beta.dtype)
         kappa = self.log_kappa.clamp(_LOG_KAPPA_MIN, _LOG_KAPPA_MAX).exp()
         concentration = kappa * n_real * beta + cfg.concentration_floor
 
-        maskf = mask.to(cv.dtype)
+        maskf = mask_a.to(cv.dtype)
         mean_cv = (cv * maskf.unsqueeze(-1)).sum(1) / n_real.clamp_min(1.0)
-        pooled = (cv * beta.unsqueeze(-1)).sum(1)
+        pooled = (cv * beta_a.unsqueeze(-1)).sum(1)
         features = torch.cat([pooled, mean_cv, bt], dim=-1)
 
         return {
@@ -145,7 +190,7 @@ class AttentionLSTMCore(nn.Module):
             "state_out": {
                 "window": full[:, t:].transpose(1, 2),
                 "count": counts[:, -1:],
-                "h": h_n.squeeze(0),
-                "c": c_n.squeeze(0),
+                "h": h_n,
+                "c": c_n,
             },
         }

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from rl_models.modules.track_selection import select_tracks
+
 __all__ = ["GroupedLinear", "GroupedBiLSTM"]
 
 
@@ -27,11 +29,17 @@ class GroupedLinear(nn.Module):
         )
         self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Maps x [shape=(N, C, in)] to [shape=(N, C, out)] with track c's weights."""
+    def forward(self, x: torch.Tensor, tracks: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps x [shape=(N, A, in)] to [shape=(N, A, out)] with each track's weights.
+
+        ``tracks`` [shape=(A,)] names the tracks x holds (None: all C, in order).
+        """
         if self.weight.shape[0] == 1:  # shared: one plain matmul, no per-track weight copies
             return x @ self.weight[0] + self.bias[0]
-        return torch.matmul(x.transpose(0, 1), self.weight).transpose(0, 1) + self.bias
+        weight, bias = self.weight, self.bias
+        if tracks is not None:
+            weight, bias = (select_tracks(self, p, 0, tracks) for p in (weight, bias))
+        return torch.matmul(x.transpose(0, 1), weight).transpose(0, 1) + bias
 
 
 class GroupedBiLSTM(nn.Module):
@@ -64,18 +72,22 @@ class GroupedBiLSTM(nn.Module):
                            torch.arange(2 * h, 3 * h)])
         self.register_buffer("_torch_gate_order", order, persistent=False)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor, tracks: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Runs both directions over each window.
 
         Args:
-            x: Windows of chunk embeddings [shape=(N, C, W, e)], oldest position first.
+            x: Windows of chunk embeddings [shape=(N, A, W, e)], oldest position first.
             valid: Which positions hold a chunk already seen [shape=(N, W)] bool. Invalid
                 positions must precede valid ones (a left-padded window): the forward
                 direction skips them (its state stays zero), the backward direction reaches
                 them only after every valid position.
+            tracks: Which tracks x holds [shape=(A,)] (per-track weights are picked by it);
+                None: all C, in order.
 
         Returns:
-            h_is, the concatenated forward and backward outputs [shape=(N, C, W, 2 * hidden)].
+            h_is, the concatenated forward and backward outputs [shape=(N, A, W, 2 * hidden)].
             Outputs at invalid positions are meaningless; mask them downstream.
         """
         if self.weight_hh.shape[1] == 1:
@@ -90,7 +102,7 @@ class GroupedBiLSTM(nn.Module):
                 out = out.new_zeros((x.shape[0], *out.shape[1:])).index_put(
                     (rows_full,), out)
                 return out.index_put((rows_part,), self._loop(x[rows_part], valid[rows_part]))
-        return self._loop(x, valid)
+        return self._loop(x, valid, tracks)
 
     def _fused(self, x: torch.Tensor) -> torch.Tensor:
         """Shared-weight Bi-LSTM over fully valid windows with ``torch.lstm`` (same maths)."""
@@ -109,17 +121,23 @@ class GroupedBiLSTM(nn.Module):
                                self.training, True, True)
         return out.view(n, c, w, 2 * hs)
 
-    def _loop(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def _loop(
+        self, x: torch.Tensor, valid: torch.Tensor, tracks: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Both directions step by step, all groups in one batched matmul per position."""
         n, c, w, e = x.shape
         hs = self.hidden_size
+        weight_ih, weight_hh, bias = self.weight_ih, self.weight_hh, self.bias
         # Shared weights (G = 1) fold the tracks into the matmul's rows; per-track weights
         # (G = C) are one batched matmul over the track axis. Never expand the weights.
-        g = self.weight_hh.shape[1]
+        g = weight_hh.shape[1]
         rows = c if g == 1 else 1
+        if g > 1 and tracks is not None:
+            weight_ih, weight_hh, bias = (select_tracks(self, p, 1, tracks)
+                                          for p in (weight_ih, weight_hh, bias))
         # Input projections for every position at once: (2, G, rows*N*W, 4h).
-        xp = torch.matmul(x.transpose(0, 1).reshape(1, c // rows, rows * n * w, e), self.weight_ih)
-        xp = (xp + self.bias).view(2, c, n, w, 4 * hs)
+        xp = torch.matmul(x.transpose(0, 1).reshape(1, c // rows, rows * n * w, e), weight_ih)
+        xp = (xp + bias).view(2, c, n, w, 4 * hs)
         # Time-reverse the backward direction so step j reads position j of both.
         xp = torch.cat([xp[:1], xp[1:].flip(3)], dim=0)
         need_mask = not bool(valid.all())
@@ -129,7 +147,7 @@ class GroupedBiLSTM(nn.Module):
         cell = x.new_zeros(2, c, n, hs)
         outs = []
         for j in range(w):
-            rec = torch.matmul(h.view(2, c // rows, rows * n, hs), self.weight_hh)
+            rec = torch.matmul(h.view(2, c // rows, rows * n, hs), weight_hh)
             gates = xp[:, :, :, j] + rec.view(2, c, n, 4 * hs)
             sig = torch.sigmoid(gates[..., : 3 * hs])
             i, f, o = sig.chunk(3, dim=-1)

@@ -74,8 +74,8 @@ def test_stepwise_matches_forward_train_with_shared_encoder():
     assert_stepwise_matches_forward_train(make_module(share_encoder=True), 11)
 
 
-def assert_stepwise_matches_forward_train(module, t):
-    batch = make_batch(module, b=2, t=t)
+def assert_stepwise_matches_forward_train(module, t, mask=((1, 1, 0), (1, 1, 1))):
+    batch = make_batch(module, b=2, t=t, mask=mask)
     full = module.forward_train(batch)
     state, steps, values = batch[Columns.STATE_IN], [], []
     for j in range(t):
@@ -126,12 +126,14 @@ def test_attention_weights_are_masked_distributions(module):
     beta, alpha = att["beta"], att["alpha"]
     torch.testing.assert_close(beta.sum(-1), torch.ones(2, 6))
     assert torch.all(beta[mask == 0] == 0.0) and torch.all(beta[mask == 1] > 0)
-    torch.testing.assert_close(alpha.sum(-1), torch.ones(2, 6, C))
+    torch.testing.assert_close(alpha.sum(-1), mask)  # 1 over a real track's positions
+    assert torch.all(alpha[mask == 0] == 0.0)  # a dummy track attends nowhere
     # At step j (from an empty window) only the last min(j + 1, W) positions are seen.
     for j in range(6):
         seen = min(j + 1, W)
-        assert torch.all(alpha[:, j, :, : W - seen] == 0.0)
-        assert torch.all(alpha[:, j, :, W - seen :] > 0.0)
+        at_j, real_j = alpha[:, j], mask[:, j] == 1
+        assert torch.all(at_j[..., : W - seen] == 0.0)
+        assert torch.all(at_j[real_j][:, W - seen :] > 0.0)
 
 
 def test_all_dummy_padding_steps_stay_finite(module):
@@ -305,3 +307,41 @@ def test_shared_encoder_fused_path_matches_the_step_loop():
     loop_grads = torch.autograd.grad((loop * weights).sum(), [x, *grouped.parameters()])
     for g, ref in zip(grads, loop_grads, strict=True):
         torch.testing.assert_close(g, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
+def test_skipping_dummy_tracks_is_exact(share):
+    """Slots dummy in every row are not computed; outputs and gradients are unchanged."""
+    torch.manual_seed(5)
+    module = make_module(share_encoder=share)
+    batch = make_batch(module, b=2, t=7, mask=((1, 0, 1), (0, 0, 1)))  # slot 1 never real
+
+    def run():
+        module.zero_grad(set_to_none=True)
+        out = module.forward_train(batch)
+        values = module.compute_values(batch, out[Columns.EMBEDDINGS])
+        (out[Columns.ACTION_DIST_INPUTS].square().sum() + values.sum()).backward()
+        grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        return out, values.detach(), grads
+
+    skipped, skipped_values, skipped_grads = run()
+    module._core.skip_dummy_tracks = False
+    full, full_values, full_grads = run()
+    torch.testing.assert_close(skipped[Columns.ACTION_DIST_INPUTS],
+                               full[Columns.ACTION_DIST_INPUTS], atol=1e-6, rtol=0)
+    torch.testing.assert_close(skipped_values, full_values, atol=1e-6, rtol=0)
+    assert skipped_grads.keys() == full_grads.keys()
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(skipped_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    window_s, window_f = skipped[Columns.STATE_OUT]["window"], full[Columns.STATE_OUT]["window"]
+    torch.testing.assert_close(window_s[:, [0, 2]], window_f[:, [0, 2]].detach())
+    assert torch.all(window_s[:, 1] == 0)  # never computed
+    for key in ("count", "h", "c"):
+        torch.testing.assert_close(skipped[Columns.STATE_OUT][key], full[Columns.STATE_OUT][key])
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
+def test_stepwise_matches_forward_train_with_a_dummy_slot(share):
+    torch.manual_seed(6)
+    assert_stepwise_matches_forward_train(make_module(share_encoder=share), 7,
+                                          mask=((1, 0, 1), (1, 0, 1)))
