@@ -119,7 +119,8 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
         """Floats of recurrent state per env step."""
         return int(sum(v.size for v in self.get_initial_state().values()))
 
-    def _run(self, core: AttentionLSTMCore, batch: dict[str, Any]) -> dict[str, Any]:
+    def _run(self, core: AttentionLSTMCore, batch: dict[str, Any],
+             need_features: bool = True) -> dict[str, Any]:
         """Runs `core` on a (B, T, ...) or (B, ...) batch; returns (B, T, ...) outputs."""
         obs = batch[Columns.OBS]
         chunks, mfcc, mask = obs["chunks"], obs["mix_mfcc"], obs["track_mask"]
@@ -131,13 +132,13 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
                 "AttentionLSTMModule is stateful: the batch needs Columns.STATE_IN "
                 "(batched get_initial_state() at an episode start)"
             )
-        out = core(chunks[..., -1, :], mfcc, mask, state)
+        out = core(chunks[..., -1, :], mfcc, mask, state, need_features)
         out["dist_inputs"] = torch.cat([out["concentration"], mask.to(out["beta"].dtype)], -1)
         return out
 
     @override(TorchRLModule)
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        out = self._run(self._core, batch)
+        out = self._run(self._core, batch, need_features=False)
         return {Columns.ACTION_DIST_INPUTS: out["dist_inputs"], Columns.STATE_OUT: out["state_out"]}
 
     @override(TorchRLModule)
@@ -183,7 +184,8 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
     def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Distribution inputs of the target network, (B, T, 2C)."""
         return {
-            TARGET_NETWORK_ACTION_DIST_INPUTS: self._run(self._target_core, batch)["dist_inputs"]
+            TARGET_NETWORK_ACTION_DIST_INPUTS: self._run(
+                self._target_core, batch, need_features=False)["dist_inputs"]
         }
 
     @override(InferenceOnlyAPI)

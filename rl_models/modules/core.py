@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from rl_models.modules.config import DB_CENTER, DB_SPREAD, AttentionLSTMConfig
+from rl_models.modules.derived_tensors import select_tracks
 from rl_models.modules.grouped_lstm import GroupedBiLSTM, GroupedLinear
-from rl_models.modules.track_selection import select_tracks
 
 __all__ = ["AttentionLSTMCore", "masked_softmax"]
 
@@ -115,6 +115,7 @@ class AttentionLSTMCore(nn.Module):
         mix_mfcc: torch.Tensor,
         track_mask: torch.Tensor,
         state: dict[str, torch.Tensor],
+        need_features: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Runs B sequences of T steps from the given recurrent state.
 
@@ -123,6 +124,8 @@ class AttentionLSTMCore(nn.Module):
             mix_mfcc: Mix MFCC of the previous step [shape=(B, T, n_mfcc)].
             track_mask: 1 real, 0 dummy [shape=(B, T, C)].
             state: ``window`` (B, C, W, e), ``count`` (B, 1), ``h`` and ``c`` (B, l).
+            need_features: Compute the value head's ``features`` (None otherwise: acting
+                needs only the action distribution).
 
         Returns:
             dict with ``concentration`` and ``beta`` (B, T, C), ``alpha`` (B, T, C, W),
@@ -177,16 +180,18 @@ class AttentionLSTMCore(nn.Module):
         kappa = self.log_kappa.clamp(_LOG_KAPPA_MIN, _LOG_KAPPA_MAX).exp()
         concentration = kappa * n_real * beta + cfg.concentration_floor
 
-        maskf = mask_a.to(cv.dtype)
-        mean_cv = (cv * maskf.unsqueeze(-1)).sum(1) / n_real.clamp_min(1.0)
-        pooled = (cv * beta_a.unsqueeze(-1)).sum(1)
-        features = torch.cat([pooled, mean_cv, bt], dim=-1)
+        features = None
+        if need_features:
+            maskf = mask_a.to(cv.dtype)
+            mean_cv = (cv * maskf.unsqueeze(-1)).sum(1) / n_real.clamp_min(1.0)
+            pooled = (cv * beta_a.unsqueeze(-1)).sum(1)
+            features = torch.cat([pooled, mean_cv, bt], dim=-1).view(b, t, -1)
 
         return {
             "concentration": concentration.view(b, t, c),
             "beta": beta.view(b, t, c),
             "alpha": alpha.view(b, t, c, w),
-            "features": features.view(b, t, -1),
+            "features": features,
             "state_out": {
                 "window": full[:, t:].transpose(1, 2),
                 "count": counts[:, -1:],

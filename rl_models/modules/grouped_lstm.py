@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from rl_models.modules.track_selection import select_tracks
+from rl_models.modules.derived_tensors import derived, select_tracks
 
 __all__ = ["GroupedLinear", "GroupedBiLSTM"]
 
@@ -108,18 +108,24 @@ class GroupedBiLSTM(nn.Module):
         """Shared-weight Bi-LSTM over fully valid windows with ``torch.lstm`` (same maths)."""
         n, c, w, e = x.shape
         hs = self.hidden_size
+        params = derived(self, "torch_lstm_weights", (self.weight_ih, self.weight_hh, self.bias),
+                         self._torch_lstm_weights)
+        h0 = x.new_zeros(2, n * c, hs)
+        out, _, _ = torch.lstm(x.reshape(n * c, w, e), (h0, h0), params, True, 1, 0.0,
+                               self.training, True, True)
+        return out.view(n, c, w, 2 * hs)
+
+    def _torch_lstm_weights(self) -> list[torch.Tensor]:
+        """The shared weights in ``torch.lstm``'s layout and gate order, both directions."""
         params = []
         for d in range(2):
             params += [
                 self.weight_ih[d, 0].T[self._torch_gate_order],
                 self.weight_hh[d, 0].T[self._torch_gate_order],
                 self.bias[d, 0, 0][self._torch_gate_order],
-                x.new_zeros(4 * hs),  # torch's second bias; ours is one
+                self.bias.new_zeros(4 * self.hidden_size),  # torch's second bias; ours is one
             ]
-        h0 = x.new_zeros(2, n * c, hs)
-        out, _, _ = torch.lstm(x.reshape(n * c, w, e), (h0, h0), params, True, 1, 0.0,
-                               self.training, True, True)
-        return out.view(n, c, w, 2 * hs)
+        return params
 
     def _loop(
         self, x: torch.Tensor, valid: torch.Tensor, tracks: torch.Tensor | None = None
