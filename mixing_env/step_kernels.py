@@ -24,7 +24,19 @@ from mixing_env.features import AMIN, TOP_DB, ChunkMFCC
 __all__ = ["ChunkScorer", "kl_step", "simplex_gains", "window_and_rms"]
 
 
-@numba.njit(cache=True)
+def _compiled(function):
+    """``numba.njit``, with an on-disk cache where numba finds a writable place.
+
+    That is next to this file or in the user's cache folder; a read-only install without
+    either compiles once per process instead of failing at import.
+    """
+    try:
+        return numba.njit(cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(function)
+
+
+@_compiled
 def simplex_gains(action: np.ndarray, mask: np.ndarray, equal: np.ndarray,
                   gains: np.ndarray) -> int:
     """:func:`~mixing_env.reward.to_simplex` of one action, written into ``gains``.
@@ -56,7 +68,7 @@ def simplex_gains(action: np.ndarray, mask: np.ndarray, equal: np.ndarray,
     return -1
 
 
-@numba.njit(cache=True)
+@_compiled
 def window_and_rms(mix: np.ndarray, window: np.ndarray, windowed: np.ndarray) -> float:
     """Window one mix chunk for its FFT and return the chunk's RMS (before the window).
 
@@ -73,7 +85,7 @@ def window_and_rms(mix: np.ndarray, window: np.ndarray, windowed: np.ndarray) ->
     return math.sqrt(energy / mix.shape[0])
 
 
-@numba.njit(cache=True)
+@_compiled
 def _score_spectrum(spectrum, mel_starts, mel_bins, mel_weights, dct_db, reference_mfcc,
                     power_gain, top_bels, mfcc_out):
     """MFCC of the chunk (into ``mfcc_out``) and the L2 distance of the level-matched one.
@@ -106,7 +118,7 @@ def _score_spectrum(spectrum, mel_starts, mel_bins, mel_weights, dct_db, referen
     return math.sqrt(distance2)
 
 
-@numba.njit(cache=True)
+@_compiled
 def kl_step(gains, kl_scale, kl_offset, prev_p, prev_log_p, has_prev, p_out, log_p_out):
     """``KL(a_{t-1} || a_t)`` as :func:`~mixing_env.reward.kl_divergence` computes it.
 

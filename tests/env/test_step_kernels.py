@@ -122,3 +122,21 @@ def test_non_numeric_action_raises():
     env.reset(seed=0)
     with pytest.raises(ActionError, match=r"numeric, got dtype <U1 at step 0"):
         env.step(np.array(["a", "b", "c", "d"]))
+
+
+def test_kernels_compile_where_no_cache_can_be_written(monkeypatch):
+    from mixing_env import step_kernels
+
+    real_njit = step_kernels.numba.njit
+
+    def njit(*args, **kwargs):
+        if kwargs.get("cache"):  # what numba raises for a read-only install
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return real_njit(*args, **kwargs)
+
+    monkeypatch.setattr(step_kernels.numba, "njit", njit)
+
+    def add_one(x):
+        return x + 1
+
+    assert step_kernels._compiled(add_one)(41) == 42
