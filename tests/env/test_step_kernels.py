@@ -107,12 +107,16 @@ def test_step_level_match_uses_the_reference_rms():
     np.testing.assert_allclose(info["mfcc_distance"], expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("action", [[1, 0, 2, 0], [True, False, True, False]],
-                         ids=["int", "bool"])
-def test_integer_actions_are_weights(action):
+@pytest.mark.parametrize(
+    "action",
+    [np.array([1, 0, 2, 0]), np.array([True, False, True, False]),
+     np.arange(8, dtype=np.float32)[::2], np.array([1.0, 2.0, 3.0, 4.0], ">f4")],
+    ids=["int", "bool", "strided", "big-endian"],
+)
+def test_any_numeric_action_layout_is_weights(action):
     env = MixingEnv(songs=[make_song(n_real=3, n_dummy=1, n_chunks=8)])
     env.reset(seed=0)
-    _, _, _, _, info = env.step(np.asarray(action))
+    _, _, _, _, info = env.step(action)
     np.testing.assert_allclose(info["gains"], to_simplex(np.asarray(action, float), [1, 1, 1, 0]),
                                rtol=1e-6)
 
