@@ -3,7 +3,7 @@
 A step maps the action onto the simplex, mixes one chunk of every track, takes its MFCC twice
 (as is and level-matched), scores it against the reference and computes the KL. Written with
 NumPy that is about 25 calls of 1-2 us each on 13- to 72-element arrays: the step's cost was
-call overhead, not arithmetic. Here everything but the BLAS mix and the FFT is three compiled
+call overhead, not arithmetic. Here everything but the BLAS mix and the FFT is four compiled
 calls. Each kernel computes what the bulk NumPy code computes (:func:`~mixing_env.reward.
 to_simplex`, :class:`~mixing_env.features.ChunkMFCC`, :func:`~mixing_env.reward.
 kl_divergence`); the env tests compare them.
