@@ -152,7 +152,6 @@ class ChunkScorer:
         basis = mfcc.mel.mel_basis
         bands, bins = np.nonzero(basis)  # row-major: bands in order
         self.window = mfcc.mel.window
-        self.n_mfcc = mfcc.n_mfcc
         self._mel_starts = np.searchsorted(bands, np.arange(basis.shape[0] + 1)).astype(np.int64)
         self._mel_bins = bins.astype(np.int64)
         self._mel_weights = basis[bands, bins].astype(np.float64)

@@ -138,7 +138,7 @@ class AttentionLSTMCore(nn.Module):
         mask = track_mask.reshape(n, c) > 0.5
         # Only tracks real in some row are computed: a dummy slot's outputs are masked out
         # of everything downstream, so skipping it is exact, and a song rarely fills all C
-        # slots. Dummy slots get zeros in the state window, alpha and beta.
+        # slots. Skipped slots get zeros in alpha, beta and the state window.
         tracks = self._active_tracks(mask)
         active = chunks if tracks is None else chunks.index_select(2, tracks)
         a = active.shape[2]
