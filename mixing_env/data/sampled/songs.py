@@ -1,0 +1,224 @@
+"""Songs played by sampled instruments and mixed by a model of real practice.
+
+Each song draws a band (:mod:`.parts`), an arrangement with humanised notes
+(:mod:`.arrangement`), renders every part through a General MIDI soundfont
+(:mod:`.renderer`), records each stem at its own raw level, and mixes them with the fader
+moves of :mod:`.mixing_model`; with probability ``master_bus`` the reference then goes
+through a master bus (:mod:`.master_bus`). Before the bus, chunk by chunk::
+
+    reference[t] = sum_i true_gains_i[t] * stem_i[t]
+
+Everything is deterministic from ``(seed, song index)``: song k is the same whatever
+``n_songs`` is, and turning the master bus on changes the reference only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import butter, sosfilt
+
+from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
+from mixing_env.data.audio_io import write_audio
+from mixing_env.data.layouts import TRUTH_FILE
+from mixing_env.data.sampled.arrangement import Arrangement
+from mixing_env.data.sampled.master_bus import apply_master_bus, draw_master_bus
+from mixing_env.data.sampled.mixing_model import mix_gains_db
+from mixing_env.data.sampled.parts import PARTS, choose_parts
+from mixing_env.data.sampled.renderer import DEFAULT_SOUNDFONT, render_part
+from mixing_env.data.synthetic import SyntheticSong
+from mixing_env.errors import ConfigError
+
+__all__ = ["MAX_STEMS", "MIN_STEMS", "generate_sampled_song", "make_sampled_dataset"]
+
+MIN_STEMS, MAX_STEMS = 4, len(PARTS) + 1
+RECORDING_PEAK_DB = (-10.0, 4.0, -24.0, -2.0)
+"""Raw stems' peak level in dBFS: (mean, standard deviation, lowest, highest). Tracking
+engineers leave 6-20 dB of headroom and no two tracks alike, so stems are not pre-balanced."""
+_MIX_PEAK_DB = -1.0
+_OVERHEAD_HIGHPASS_HZ = 250.0  # overheads are usually high-passed: the kick mic has the lows
+
+
+def _check(seconds, n_tracks, master_bus) -> tuple[int, int, float]:
+    if not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigError(f"seconds must be > 0, got {seconds!r}")
+    lo, hi = (n_tracks, n_tracks) if isinstance(n_tracks, int | np.integer) else tuple(n_tracks)
+    if not (MIN_STEMS <= int(lo) <= int(hi) <= MAX_STEMS):
+        raise ConfigError(
+            f"n_tracks must be an int or (lo, hi) with {MIN_STEMS} <= lo <= hi <= {MAX_STEMS} "
+            f"for sampled songs, got {n_tracks!r}"
+        )
+    p = float(master_bus)
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"master_bus must be a probability in [0, 1], got {master_bus!r}")
+    return int(lo), int(hi), p
+
+
+def generate_sampled_song(
+    index: int,
+    *,
+    seconds: float = 20.0,
+    n_tracks: int | tuple[int, int] = (6, 11),
+    seed: int,
+    master_bus: bool | float = False,
+    chunk_size: int = CHUNK_SIZE,
+    sample_rate: int = SAMPLE_RATE,
+    soundfont: str | os.PathLike | None = None,
+) -> SyntheticSong:
+    """Render song ``index`` of the sampled dataset with this ``seed``.
+
+    Args:
+        index: Song number (0-based); with ``seed`` it fixes every random choice.
+        seconds: Length in seconds (> 0).
+        n_tracks: Stems per song, or a ``(lo, hi)`` range drawn per song; 4..18.
+        seed: Dataset seed.
+        master_bus: Chance (0..1, or a bool) that the reference goes through a master bus.
+        chunk_size: Samples per chunk the gains hold for.
+        sample_rate: Hz.
+        soundfont: A General MIDI ``.sf2``; None takes ``pretty_midi``'s TimGM6mb.
+
+    Returns:
+        The song, in the same form as the procedural generator's.
+
+    Raises:
+        ConfigError: An argument is out of range, or the soundfont cannot be read.
+    """
+    lo, hi, p_bus = _check(seconds, n_tracks, master_bus)
+    rng = np.random.default_rng([int(seed), int(index)])
+    n = int(round(seconds * sample_rate))
+    T = math.ceil(n / chunk_size)
+    arrangement = Arrangement(rng, seconds)
+    parts = choose_parts(rng, int(rng.integers(lo, hi + 1)))
+
+    stems, files, parts_meta = [], [], {}
+    highpass = butter(2, _OVERHEAD_HIGHPASS_HZ, btype="highpass", fs=sample_rate, output="sos")
+    for number, part in enumerate(parts, start=1):
+        notes = arrangement.notes(part, arrangement.active_bars(part))
+        program = int(rng.choice(part.programs)) if part.programs else 0
+        y = render_part(notes, program=program, drum=part.drum, seconds=seconds,
+                        sample_rate=sample_rate, soundfont=soundfont)
+        if part.style == "overheads":
+            y = sosfilt(highpass, y).astype(np.float32)
+        mean, sd, low, high = RECORDING_PEAK_DB
+        level_db = float(np.clip(rng.normal(mean, sd), low, high))
+        peak = float(np.max(np.abs(y)))
+        stems.append(y * np.float32(10 ** (level_db / 20) / peak) if peak > 0 else y)
+        fname = f"{number:02d}_{part.name}.wav"
+        files.append(fname)
+        parts_meta[fname] = {"role": part.role, "program": program, "drum": part.drum,
+                             "notes": int(len(notes)), "recording_peak_db": level_db}
+
+    stems_arr = np.stack(stems)
+    chunk_start_s = np.arange(T) * chunk_size / sample_rate
+    bar = np.minimum((chunk_start_s / arrangement.bar).astype(np.int64), arrangement.n_bars - 1)
+    chunk_sections = arrangement.bar_section[bar].astype(str)
+    gains_db, decisions = mix_gains_db(
+        stems_arr, roles=[p.role for p in parts], chunk_sections=chunk_sections, rng=rng,
+        sample_rate=sample_rate, chunk_size=chunk_size,
+    )
+    gains = 10 ** (gains_db / 20)
+    padded = np.zeros((len(parts), T * chunk_size), dtype=np.float64)
+    padded[:, :n] = stems_arr
+    mix = np.einsum("it,itk->tk", gains, padded.reshape(len(parts), T, chunk_size)).ravel()[:n]
+    scale = 10 ** (_MIX_PEAK_DB / 20) / max(float(np.max(np.abs(mix))), 1e-12)
+    reference = (mix * scale).astype(np.float32)
+    bus = draw_master_bus(rng) if rng.random() < p_bus else None
+    if bus is not None:
+        reference = apply_master_bus(reference, bus, rng=rng, sample_rate=sample_rate)
+
+    meta = {
+        "generator": "sampled",
+        "seed": int(seed),
+        "index": int(index),
+        "soundfont": Path(soundfont or DEFAULT_SOUNDFONT).name,
+        **arrangement.meta(),
+        "parts": parts_meta,
+        "mixing": {
+            "target_lu_vs_lead": dict(zip(files, decisions.target_db, strict=True)),
+            "section_scale": decisions.section_scale,
+            "duck_db": dict(zip(files, decisions.duck_db, strict=True)),
+            "ride_strength": decisions.ride_strength,
+            "ride_range_db": list(decisions.ride_range_db),
+        },
+        "mix_scale": scale,
+        "master_bus": bus.as_dict() if bus is not None else None,
+    }
+    return SyntheticSong(
+        name=f"SampledSong{index + 1:03d}",
+        stem_files=files,
+        stems=stems_arr,
+        reference=reference,
+        true_gains=(gains * scale).astype(np.float32),
+        sample_rate=sample_rate,
+        chunk_size=chunk_size,
+        meta=meta,
+    )
+
+
+def _write_song_folder(folder: Path, song: SyntheticSong) -> Path:
+    """Stems, ``<name>_Mix.wav``, ``true_gains.npz`` and ``sampled.json`` in ``folder``.
+
+    The same files as the procedural generator writes (32-bit float WAV, so the truth
+    holds to float precision).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    sr = song.sample_rate
+    for fname, y in zip(song.stem_files, song.stems, strict=True):
+        write_audio(folder / fname, y, sample_rate=sr, subtype="FLOAT")
+    write_audio(folder / f"{song.name}_Mix.wav", song.reference, sample_rate=sr, subtype="FLOAT")
+    truth = dict(zip(song.stem_files, song.true_gains, strict=True))
+    tmp = folder / f".{TRUTH_FILE}.tmp.npz"
+    np.savez(tmp, __chunk_size__=np.int64(song.chunk_size), __sample_rate__=np.int64(sr),
+             **truth)
+    os.replace(tmp, folder / TRUTH_FILE)
+    (folder / "sampled.json").write_text(json.dumps(song.meta, indent=1))
+    return folder
+
+
+def make_sampled_dataset(
+    out_dir: str | os.PathLike,
+    *,
+    n_songs: int,
+    seconds: float = 20.0,
+    n_tracks: int | tuple[int, int] = (6, 11),
+    seed: int,
+    master_bus: bool | float = False,
+    sample_rate: int = SAMPLE_RATE,
+    chunk_size: int = CHUNK_SIZE,
+    soundfont: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Write sampled songs as Cambridge-MT-style folders ``<out_dir>/SampledSongNNN/``.
+
+    Args:
+        out_dir: Dataset folder (created).
+        n_songs: Number of songs (>= 1).
+        seconds: Length of each song in seconds.
+        n_tracks: Stems per song, or a ``(lo, hi)`` range drawn per song; 4..18.
+        seed: Seed; the same arguments give the same files.
+        master_bus: Chance (0..1, or a bool) that a song's reference is bus-processed.
+        sample_rate: Hz.
+        chunk_size: Samples per chunk of the gain automation.
+        soundfont: A General MIDI ``.sf2``; None takes ``pretty_midi``'s TimGM6mb.
+
+    Returns:
+        The song folders.
+    """
+    if not isinstance(n_songs, int) or n_songs < 1:
+        raise ConfigError(f"n_songs must be an int >= 1, got {n_songs!r}")
+    _check(seconds, n_tracks, master_bus)
+    out = Path(out_dir)
+    return [
+        _write_song_folder(
+            out / f"SampledSong{i + 1:03d}",
+            generate_sampled_song(
+                i, seconds=seconds, n_tracks=n_tracks, seed=seed, master_bus=master_bus,
+                chunk_size=chunk_size, sample_rate=sample_rate, soundfont=soundfont,
+            ),
+        )
+        for i in range(n_songs)
+    ]
+
