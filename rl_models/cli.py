@@ -27,11 +27,14 @@ _BENCHMARKS = {"env": "bench_env.py", "model": "bench_model.py", "prepare": "ben
 # Commands
 # --------------------------------------------------------------------------------------------
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from mixing_env.data.sampled import make_sampled_dataset
     from mixing_env.data.synthetic import make_synthetic_dataset
 
     tracks = args.tracks if args.tracks_max is None else (args.tracks, args.tracks_max)
-    paths = make_synthetic_dataset(args.out, n_songs=args.n_songs, seconds=args.seconds,
-                                   n_tracks=tracks, seed=args.seed, sample_rate=args.sample_rate)
+    extra = {"master_bus": args.master_bus} if args.kind == "sampled" else {}
+    make = make_sampled_dataset if args.kind == "sampled" else make_synthetic_dataset
+    paths = make(args.out, n_songs=args.n_songs, seconds=args.seconds, n_tracks=tracks,
+                 seed=args.seed, sample_rate=args.sample_rate, **extra)
     print(f"wrote {len(paths)} synthetic song(s) to {args.out}")
     for p in paths:
         print(f"  {p}")
@@ -286,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="if set, each song gets between --tracks and this many tracks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--kind", choices=("procedural", "sampled"), default="procedural",
+                   help="procedural: fast wavetable songs; sampled: General MIDI soundfont "
+                        "instruments mixed by a model of practice (docs/mixing_model.md)")
+    p.add_argument("--master-bus", type=float, default=0.0, metavar="P",
+                   help="sampled: chance that a song's reference goes through a master bus")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("prepare", help="turn a multitrack dataset into a chunked cache",

@@ -97,7 +97,10 @@ def generate_sampled_song(
     stems, files, parts_meta = [], [], {}
     highpass = butter(2, _OVERHEAD_HIGHPASS_HZ, btype="highpass", fs=sample_rate, output="sos")
     for number, part in enumerate(parts, start=1):
-        notes = arrangement.notes(part, arrangement.active_bars(part))
+        active = arrangement.active_bars(part)
+        notes = arrangement.notes(part, active)
+        if not np.any(notes[:, 1] < seconds - 0.05):  # a short song ends before its sections
+            notes = arrangement.notes(part, np.ones_like(active))
         program = int(rng.choice(part.programs)) if part.programs else 0
         y = render_part(notes, program=program, drum=part.drum, seconds=seconds,
                         sample_rate=sample_rate, soundfont=soundfont)
