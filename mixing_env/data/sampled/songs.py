@@ -33,7 +33,13 @@ from mixing_env.data.sampled.renderer import DEFAULT_SOUNDFONT, render_part
 from mixing_env.data.synthetic import SyntheticSong
 from mixing_env.errors import ConfigError
 
-__all__ = ["MAX_STEMS", "MIN_STEMS", "generate_sampled_song", "make_sampled_dataset"]
+__all__ = [
+    "MAX_STEMS",
+    "MIN_STEMS",
+    "generate_sampled_song",
+    "make_sampled_dataset",
+    "write_song_folder",
+]
 
 MIN_STEMS, MAX_STEMS = 4, len(PARTS) + 1
 RECORDING_PEAK_DB = (-10.0, 4.0, -24.0, -2.0)
@@ -162,7 +168,7 @@ def generate_sampled_song(
     )
 
 
-def _write_song_folder(folder: Path, song: SyntheticSong) -> Path:
+def write_song_folder(folder: Path, song: SyntheticSong) -> Path:
     """Stems, ``<name>_Mix.wav``, ``true_gains.npz`` and ``sampled.json`` in ``folder``.
 
     The same files as the procedural generator writes (32-bit float WAV, so the truth
@@ -215,7 +221,7 @@ def make_sampled_dataset(
     _check(seconds, n_tracks, master_bus)
     out = Path(out_dir)
     return [
-        _write_song_folder(
+        write_song_folder(
             out / f"SampledSong{i + 1:03d}",
             generate_sampled_song(
                 i, seconds=seconds, n_tracks=n_tracks, seed=seed, master_bus=master_bus,
