@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mixing_env.data.sampled.songs import write_song_folder, generate_sampled_song
+from mixing_env.data.sampled.songs import generate_sampled_song, write_song_folder
 from mixing_env.data.synthetic import generate_song
 
 

@@ -31,6 +31,7 @@ _DYNAMICS = {"intro": -8.0, "verse": -6.0, "chorus": 8.0, "bridge": 0.0, "outro"
 """Velocity offset per section: the band plays harder in choruses."""
 _KIT = {"kick": 36, "snare": 38, "hat": 42, "open_hat": 46, "crash": 49, "ride": 51}
 _TOMS = (50, 48, 47, 45, 43, 41)
+_FLIP = 0.06  # chance that a part plays in a section it usually sits out, or the reverse
 _TIMING_SD = {True: 0.004, False: 0.010}  # seconds: drummers sit tighter than the band
 
 
@@ -74,8 +75,13 @@ class Arrangement:
 
     # -- helpers --------------------------------------------------------------------------
     def active_bars(self, part: Part) -> np.ndarray:
-        """Bars the part plays in: its usual sections, each flipped with chance 0.1."""
-        flips = self.rng.random(len(SECTIONS)) < 0.1
+        """Bars the part plays in: its usual sections, each flipped with chance 0.06.
+
+        The core (kick, snare, bass) and the lead keep their sections: a verse without a
+        snare or a chorus without its singer is rare.
+        """
+        core = part.weight >= 1.0 or part.role == "lead"
+        flips = self.rng.random(len(SECTIONS)) < (0.0 if core else _FLIP)
         on = {s for s, f in zip(SECTIONS, flips, strict=True) if (s in part.sections) != f}
         active = np.isin(self.bar_section.astype(str), sorted(on))
         if not active.any():

@@ -81,8 +81,8 @@ DUCKED_ROLES = frozenset({"guitar", "keys", "pad", "strings", "brass", "backing"
 
 _RAMP_S = 0.12  # section moves: a fader pushed over about a tenth of a second
 _DUCK_ATTACK_S, _DUCK_RELEASE_S = 0.05, 0.35
-_RIDE_WINDOW_S = 0.4  # short-term level window the engineer listens over
-_RIDE_SMOOTH_S = 0.15  # how fast a hand moves the fader
+_RIDE_WINDOW_S = 0.6  # short-term level window the engineer listens over
+_RIDE_SMOOTH_S = 0.3  # how fast a hand moves the fader
 _RIDE_LIMIT_DB = 6.0
 _RIDE_RANGE_DB = 20.0  # the fader follows the voice only within 20 dB of its loudest
 _ACTIVE_BELOW_PEAK_DB = 30.0  # a chunk within 30 dB of the stem's loudest is "playing"
