@@ -11,6 +11,7 @@ from mixing_env.data.sampled.arrangement import Arrangement
 from mixing_env.data.sampled.mixing_model import ROLE_LEVEL_DB, mix_gains_db
 from mixing_env.data.sampled.parts import LEADS, PARTS, choose_parts
 from mixing_env.data.sampled.renderer import render_part
+from mixing_env.data.sampled.songs import MAX_STEMS
 from mixing_env.data.synthetic import generate_song
 from mixing_env.data.taxonomy import Taxonomy
 from mixing_env.errors import ConfigError
@@ -69,6 +70,20 @@ def test_renderer_sounds_at_each_note_and_is_silent_before(drum, program, pitch)
         assert np.max(np.abs(window)) > 0.1 * peak
 
 
+def test_vibrato_moves_the_pitch_of_a_sung_note():
+    import librosa
+
+    notes = np.array([[69, 0.1, 1.9, 100]])
+    sd = []
+    for cents in (0.0, 30.0):
+        y = render_part(notes, program=53, drum=False, seconds=2.0, sample_rate=SR,
+                        vibrato_cents=cents)
+        f0 = librosa.yin(y[SR // 10 : int(1.8 * SR)].astype(np.float64), fmin=300, fmax=600,
+                         sr=SR, frame_length=2048, hop_length=256)
+        sd.append(np.std(1200 * np.log2(f0 / 440)))
+    assert sd[0] < 8 and sd[1] > 12, sd
+
+
 def test_bad_soundfont_and_arguments_are_named(tmp_path):
     bad = tmp_path / "not_a_font.sf2"
     bad.write_bytes(b"hello")
@@ -100,7 +115,7 @@ def test_every_part_name_lands_in_its_slot():
 
 def test_a_band_always_has_kick_snare_bass_and_one_lead():
     rng = np.random.default_rng(0)
-    for k in (4, 8, 18):
+    for k in (4, 8, MAX_STEMS):
         parts = choose_parts(rng, k)
         assert len(parts) == k
         names = [p.name for p in parts]

@@ -87,6 +87,8 @@ PARTS: tuple[Part, ...] = (
     Part("Organ", "keys", "sustain", (16, 17, 18), _s("chorus", "bridge"), 0.3, "Keys/Organ"),
     Part("SynthPad", "pad", "sustain", (88, 89, 90), _s("intro", "chorus", "bridge", "outro"),
          0.35, "Keys/Synth"),
+    Part("SynthArp", "keys", "arpeggio", (81, 87), _s("intro", "chorus", "bridge"), 0.25,
+         "Keys/Synth"),
     Part("Strings", "strings", "sustain_high", (48, 49), _s("chorus", "bridge", "outro"), 0.4,
          "Strings/Extra"),
     Part("Brass", "brass", "stabs", (61, 62), _s("chorus", "bridge"), 0.3, None),
@@ -109,7 +111,12 @@ LEADS: tuple[Part, ...] = (
 )
 """The one lead each song has: a voice most of the time, else an instrument."""
 
-_ORDER = [p.name for p in PARTS[:15]] + [p.name for p in LEADS] + [p.name for p in PARTS[15:]]
+_ORDER = (
+    [p.name for p in PARTS if p.role != "backing"]
+    + [p.name for p in LEADS]
+    + [p.name for p in PARTS if p.role == "backing"]
+)
+_BY_NAME = {p.name: p for p in PARTS}
 
 
 def choose_parts(rng: np.random.Generator, n_parts: int) -> list[Part]:
@@ -133,5 +140,5 @@ def choose_parts(rng: np.random.Generator, n_parts: int) -> list[Part]:
     chosen = always + [lead] + [pool[int(i)] for i in picked]
     names = {p.name for p in chosen}
     if "BackingVox2" in names and "BackingVox1" not in names:  # one voice is always "1"
-        chosen = [p if p.name != "BackingVox2" else PARTS[-2] for p in chosen]
+        chosen = [p if p.name != "BackingVox2" else _BY_NAME["BackingVox1"] for p in chosen]
     return sorted(chosen, key=lambda p: _ORDER.index(p.name))

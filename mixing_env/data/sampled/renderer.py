@@ -29,6 +29,7 @@ DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).with_name("TimGM6mb.sf2")
 """The General MIDI soundfont ``pretty_midi`` installs."""
 
 _DRY = ((91, 0), (93, 0), (10, 64), (7, 127))  # reverb send, chorus send, pan centre, volume
+_VIBRATO_HZ, _BEND_STEP_S = 5.5, 0.02
 
 
 @lru_cache(maxsize=2)
@@ -42,10 +43,17 @@ def _soundfont_bytes(path: str) -> bytes:
     return data
 
 
-def _midi_bytes(notes: np.ndarray, *, program: int, drum: bool, seconds: float) -> bytes:
+def _midi_bytes(
+    notes: np.ndarray, *, program: int, drum: bool, seconds: float, vibrato_cents: float = 0.0
+) -> bytes:
     pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     inst = pretty_midi.Instrument(program=program, is_drum=drum)
     inst.control_changes = [pretty_midi.ControlChange(c, v, 0.0) for c, v in _DRY]
+    if vibrato_cents:  # a singer's vibrato: pitch bend (range +-200 cents) at 5.5 Hz
+        t = np.arange(0.0, seconds, _BEND_STEP_S)
+        bend = np.round(vibrato_cents / 200 * 8191 * np.sin(2 * np.pi * _VIBRATO_HZ * t))
+        inst.pitch_bends = [pretty_midi.PitchBend(int(b), float(x)) for b, x in zip(bend, t,
+                                                                                     strict=True)]
     # A last event past the end keeps the synthesizer running through every release tail.
     inst.control_changes.append(pretty_midi.ControlChange(7, 127, seconds + 0.5))
     inst.notes = [
@@ -66,6 +74,7 @@ def render_part(
     seconds: float,
     sample_rate: int,
     soundfont: str | os.PathLike | None = None,
+    vibrato_cents: float = 0.0,
 ) -> np.ndarray:
     """Play notes on one General MIDI instrument; the dry mono stem.
 
@@ -76,6 +85,7 @@ def render_part(
         seconds: Stem length; later sound is cut.
         sample_rate: Output rate in Hz.
         soundfont: A ``.sf2`` file; None takes :data:`DEFAULT_SOUNDFONT`.
+        vibrato_cents: Depth of a 5.5 Hz vibrato (pitch bend), 0 for none.
 
     Returns:
         float32 [shape=(round(seconds * sample_rate),)], the synthesizer's own level
@@ -85,7 +95,8 @@ def render_part(
         ConfigError: The soundfont is missing or not a SoundFont 2 file.
     """
     data = _soundfont_bytes(str(soundfont or DEFAULT_SOUNDFONT))
-    midi = _midi_bytes(np.asarray(notes), program=program, drum=drum, seconds=seconds)
+    midi = _midi_bytes(np.asarray(notes), program=program, drum=drum, seconds=seconds,
+                       vibrato_cents=vibrato_cents)
     y, rate = sf.read(io.BytesIO(midirenderer.render_wave_from(data, midi)), dtype="float32")
     y = y.mean(axis=1) if y.ndim == 2 else y
     if rate != sample_rate:

@@ -80,7 +80,7 @@ def generate_sampled_song(
     Args:
         index: Song number (0-based); with ``seed`` it fixes every random choice.
         seconds: Length in seconds (> 0).
-        n_tracks: Stems per song, or a ``(lo, hi)`` range drawn per song; 4..18.
+        n_tracks: Stems per song, or a ``(lo, hi)`` range drawn per song; 4..19.
         seed: Dataset seed.
         master_bus: Chance (0..1, or a bool) that the reference goes through a master bus.
         chunk_size: Samples per chunk the gains hold for.
@@ -108,8 +108,10 @@ def generate_sampled_song(
         if not np.any(notes[:, 1] < seconds - 0.05):  # a short song ends before its sections
             notes = arrangement.notes(part, np.ones_like(active))
         program = int(rng.choice(part.programs)) if part.programs else 0
+        sung = part.role == "backing" or part.name == "LeadVox"
         y = render_part(notes, program=program, drum=part.drum, seconds=seconds,
-                        sample_rate=sample_rate, soundfont=soundfont)
+                        sample_rate=sample_rate, soundfont=soundfont,
+                        vibrato_cents=float(rng.uniform(15, 35)) if sung else 0.0)
         if part.style == "overheads":
             y = sosfilt(highpass, y).astype(np.float32)
         mean, sd, low, high = RECORDING_PEAK_DB
@@ -206,7 +208,7 @@ def make_sampled_dataset(
         out_dir: Dataset folder (created).
         n_songs: Number of songs (>= 1).
         seconds: Length of each song in seconds.
-        n_tracks: Stems per song, or a ``(lo, hi)`` range drawn per song; 4..18.
+        n_tracks: Stems per song, or a ``(lo, hi)`` range drawn per song; 4..19.
         seed: Seed; the same arguments give the same files.
         master_bus: Chance (0..1, or a bool) that a song's reference is bus-processed.
         sample_rate: Hz.
