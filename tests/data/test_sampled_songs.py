@@ -8,6 +8,7 @@ import pytest
 from mixing_env.data.prepare import prepare_dataset
 from mixing_env.data.sampled import generate_sampled_song, make_sampled_dataset
 from mixing_env.data.sampled.arrangement import Arrangement
+from mixing_env.data.sampled.master_bus import MasterBus, apply_master_bus
 from mixing_env.data.sampled.mixing_model import ROLE_LEVEL_DB, mix_gains_db
 from mixing_env.data.sampled.parts import LEADS, PARTS, choose_parts
 from mixing_env.data.sampled.renderer import render_part
@@ -38,6 +39,7 @@ def test_same_seed_same_song_and_bus_changes_only_the_reference(song):
     assert song.meta["master_bus"] is None and again.meta["master_bus"] is not None
     assert not np.allclose(again.reference, song.reference, atol=1e-3)
     assert np.all(np.isfinite(again.reference)) and np.max(np.abs(again.reference)) < 1.0
+    assert 0.6 < np.corrcoef(again.reference, song.reference)[0, 1] < 0.995  # processed, same song
     other = generate_sampled_song(1, seconds=8.0, n_tracks=(10, 11), seed=5)
     assert other.stems.shape != song.stems.shape or not np.allclose(other.stems, song.stems)
 
@@ -82,6 +84,20 @@ def test_vibrato_moves_the_pitch_of_a_sung_note():
                          sr=SR, frame_length=2048, hop_length=256)
         sd.append(np.std(1200 * np.log2(f0 / 440)))
     assert sd[0] < 8 and sd[1] > 12, sd
+
+
+def test_master_bus_compresses_loud_passages_and_leaves_a_reverb_tail():
+    bus = MasterBus(low_shelf_db=0.0, high_shelf_db=0.0, threshold_db=0.0, ratio=4.0,
+                    attack_s=0.005, release_s=0.1, reverb_rt60_s=1.0, reverb_wet_db=-12.0,
+                    predelay_s=0.01)
+    t = np.arange(SR) / SR
+    tone = np.sin(2 * np.pi * 330 * t)
+    y = np.concatenate([0.05 * tone, 0.5 * tone, np.zeros(SR)])
+    out = apply_master_bus(y, bus, rng=np.random.default_rng(0), sample_rate=SR).astype(float)
+    rms = [np.sqrt(np.mean(out[a : a + SR // 2] ** 2)) for a in (SR // 2, 3 * SR // 2)]
+    assert 20 * np.log10(rms[1] / rms[0]) < 20 - 3  # the 20 dB jump is squeezed
+    assert np.max(np.abs(out)) == pytest.approx(0.5, rel=1e-4)
+    assert np.sqrt(np.mean(out[2 * SR : 2 * SR + SR // 4] ** 2)) > 1e-3 * rms[1]  # reverb tail
 
 
 def test_bad_soundfont_and_arguments_are_named(tmp_path):
