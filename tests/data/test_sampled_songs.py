@@ -87,7 +87,7 @@ def test_vibrato_moves_the_pitch_of_a_sung_note():
 
 
 def test_master_bus_compresses_loud_passages_and_leaves_a_reverb_tail():
-    bus = MasterBus(low_shelf_db=0.0, high_shelf_db=0.0, threshold_db=0.0, ratio=4.0,
+    bus = MasterBus(low_shelf_db=0.0, high_shelf_db=0.0, threshold_db=-6.0, ratio=4.0,
                     attack_s=0.005, release_s=0.1, reverb_rt60_s=1.0, reverb_wet_db=-12.0,
                     predelay_s=0.01)
     t = np.arange(SR) / SR
