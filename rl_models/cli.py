@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "song found under SOURCE.")
     p.add_argument("source", type=Path, help="dataset or song folder")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
-    p.add_argument("--mix-pattern", default="*Mix*")
+    p.add_argument("--mix-pattern", default="*Mix*", help="glob of the mix file")
     p.set_defaults(func=_cmd_taxonomy)
 
     for name, sweep in (("train", False), ("tune", True)):
@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt,
                        description="Run benchmarks/bench_<which>.py; arguments after the name "
                                    "are passed through (e.g. deepmixing benchmark env -- -h).")
-    p.add_argument("which", choices=sorted(_BENCHMARKS))
+    p.add_argument("which", choices=sorted(_BENCHMARKS), help="which benchmark")
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script")
     p.set_defaults(func=_cmd_benchmark)
 
@@ -432,14 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Synthetic songs -> prepare -> quickstart training -> "
                                    "evaluation against the baselines -> a mixed WAV.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    p.add_argument("--n-songs", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--tracks", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-songs", type=int, default=8, help="synthetic songs to make")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of each song")
+    p.add_argument("--tracks", type=int, default=4, help="tracks per song")
+    p.add_argument("--seed", type=int, default=0, help="seed of the songs")
     p.add_argument("--iterations", type=int, default=10, help="training iterations")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override a quickstart value (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     _add_ray_args(p)
     p.set_defaults(func=_cmd_demo)
     return parser
