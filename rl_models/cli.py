@@ -221,7 +221,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     make_synthetic_dataset(out / "songs", n_songs=args.n_songs, seconds=args.seconds,
                            n_tracks=args.tracks, seed=args.seed)
     print(f"[2/5] prepare -> {out / 'cache'}")
-    ds = prepare_dataset(out / "songs", out / "cache", progress=not args.no_progress)
+    ds = prepare_dataset(out / "songs", out / "cache", progress=not args.no_progress,
+                         rebuild=True)  # the cache of the songs just written, whatever was there
     names = list(ds.names)
     held_out = names[-max(1, len(names) // 4):]
     train_songs = [n for n in names if n not in held_out] or names
