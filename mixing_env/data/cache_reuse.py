@@ -82,7 +82,7 @@ def check_replace(
         CacheError: Without ``rebuild``, the cache holds songs prepared with other options,
             from another dataset or in another format, or its manifest is unreadable.
     """
-    hint = "pass --rebuild (rebuild=True) to replace them, or give another cache folder"
+    hint = "pass --rebuild to replace them, or give another cache folder"
     if previous is None:
         if (Path(cache_dir) / MANIFEST).is_file() and not rebuild:
             raise CacheError(f"cache {cache_dir} has an unreadable {MANIFEST}; {hint}")
@@ -93,8 +93,8 @@ def check_replace(
     differences = _differences(previous, options, source_dir)
     if differences and not rebuild:
         raise CacheError(
-            f"cache {cache_dir} holds {len(songs)} song(s) prepared with another "
-            f"{'; '.join(differences)}; {hint}"
+            f"cache {cache_dir} holds {len(songs)} song(s) prepared with other settings: "
+            f"{', '.join(differences)}; {hint}"
         )
     return songs if rebuild else []
 
