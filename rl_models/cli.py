@@ -22,8 +22,7 @@ __all__ = ["main", "build_parser"]
 _REPO = Path(__file__).resolve().parents[1]
 _BENCHMARKS = {"env": "bench_env.py", "model": "bench_model.py", "prepare": "bench_prepare.py",
                "quality": "bench_quality.py"}
-_TRUST = ("Loading a checkpoint runs code stored in it: load only checkpoints you trust "
-          "(your own training runs).")
+_TRUST = "A checkpoint can hold code: load only checkpoints you trust."
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,13 +75,14 @@ def _cmd_taxonomy(args: argparse.Namespace) -> int:
     for folder, err in (errors.items() if songs or errors else [(args.source, None)]):
         try:
             found.append(find_stems(folder, mix_pattern=args.mix_pattern))
-            print(f"note: {err} (prepare skips it; its stems are shown)", file=sys.stderr)
+            print(f"deepmixing: note: {err} (prepare skips it; its stems are shown)",
+                  file=sys.stderr)
         except DatasetError as e:
             unusable.append(err or e)
     if not found:
         raise unusable[0]
     for err in unusable:
-        print(f"note: {err}; skipped", file=sys.stderr)
+        print(f"deepmixing: note: {err}; skipped", file=sys.stderr)
     rows = [("song", "stem file", "section/instrument", "slot")]
     for name, files in sorted(found):
         slots = tax.assign_slots([f.stem for f in files])
