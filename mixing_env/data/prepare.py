@@ -507,4 +507,3 @@ def prepare_dataset(
     write_manifest(cache_dir, manifest)
     remove_songs(cache_dir, [n for n in replaced if n not in manifest["songs"]])
     return PreparedDataset(cache_dir)
-
