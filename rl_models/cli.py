@@ -12,15 +12,17 @@ import argparse
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from mixing_env.errors import ConfigError, DeepMixingError
+from mixing_env.errors import ConfigError, DatasetError, DeepMixingError
 
 __all__ = ["main", "build_parser"]
 
 _REPO = Path(__file__).resolve().parents[1]
 _BENCHMARKS = {"env": "bench_env.py", "model": "bench_model.py", "prepare": "bench_prepare.py",
                "quality": "bench_quality.py"}
+_TRUST = "A checkpoint can hold code: load only checkpoints you trust."
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,7 +47,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from mixing_env.data.prepare import prepare_dataset
 
     kwargs = dict(sample_rate=args.sample_rate, chunk_size=args.chunk_size, mono=not args.stereo,
-                  n_chunks=args.n_chunks, strict=args.strict, progress=not args.no_progress)
+                  n_chunks=args.n_chunks, strict=args.strict, progress=not args.no_progress,
+                  rebuild=args.rebuild)
     if args.taxonomy:
         from mixing_env.data.taxonomy import Taxonomy
 
@@ -53,23 +56,42 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     if args.mix_pattern:
         kwargs["mix_pattern"] = args.mix_pattern
     ds = prepare_dataset(args.source, args.cache, **kwargs)
-    print(f"prepared {len(ds)} song(s) into {args.cache}: C={ds.n_slots} slots, "
-          f"T={ds.n_chunks} chunks of {ds.chunk_size} samples at {ds.sample_rate} Hz")
+    skipped = ds.failed
+    print(f"prepared {len(ds)} song(s) into {args.cache}, skipped {len(skipped)}: "
+          f"C={ds.n_slots} slots, T={ds.n_chunks} chunks of {ds.chunk_size} samples at "
+          f"{ds.sample_rate} Hz")
+    for name, reason in skipped.items():
+        print(f"  skipped {name}: {reason}")
     return 0
 
 
 def _cmd_taxonomy(args: argparse.Namespace) -> int:
-    from mixing_env.data.layouts import discover_songs
+    from mixing_env.data.layouts import scan_songs
     from mixing_env.data.taxonomy import Taxonomy
+    from rl_models.mix import find_stems
 
     tax = Taxonomy.load(args.taxonomy)
-    songs = discover_songs(args.source, mix_pattern=args.mix_pattern)
+    songs, errors = scan_songs(args.source, mix_pattern=args.mix_pattern)
+    found = [(s.name, [Path(st.path) for st in s.stems]) for s in songs]
+    # A folder without a mix is a valid mix input (prepare skips it): show its stems too.
+    unusable = []
+    for folder, err in (errors.items() if songs or errors else [(args.source, None)]):
+        try:
+            found.append(find_stems(folder, mix_pattern=args.mix_pattern))
+            print(f"deepmixing: note: {err} (prepare skips it; its stems are shown)",
+                  file=sys.stderr)
+        except DatasetError as e:
+            unusable.append(err or e)
+    if not found:
+        raise unusable[0]
+    for err in unusable:
+        print(f"deepmixing: note: {err}; skipped", file=sys.stderr)
     rows = [("song", "stem file", "section/instrument", "slot")]
-    for song in songs:
-        slots = tax.assign_slots([s.name for s in song.stems])
-        for stem, slot in zip(song.stems, slots, strict=True):
-            section, instrument = tax.classify(stem.name)
-            rows.append((song.name, Path(stem.path).name, f"{section}/{instrument}", slot))
+    for name, files in sorted(found):
+        slots = tax.assign_slots([f.stem for f in files])
+        for file, slot in zip(files, slots, strict=True):
+            section, instrument = tax.classify(file.stem)
+            rows.append((name, file.name, f"{section}/{instrument}", slot))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
@@ -172,7 +194,8 @@ def _cmd_mix(args: argparse.Namespace) -> int:
                       target_lufs=None if args.peak_only else args.target_lufs,
                       peak_dbfs=args.peak_dbfs, mix_pattern=args.mix_pattern,
                       taxonomy=args.taxonomy, progress=not args.no_progress)
-    print(f"mixed WAV:       {result['wav']}  (make-up gain {result['makeup_gain']:.4f})")
+    print(f"mixed WAV:       {result['wav']}  (make-up gain {result['makeup_gain']:.4f}, "
+          f"{result['loudness_lufs']:.1f} LUFS)")
     print(f"automation CSV:  {result['csv']}")
     print(f"automation JSON: {result['json']}")
     print(f"automation PNG:  {result['png']}")
@@ -201,7 +224,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     make_synthetic_dataset(out / "songs", n_songs=args.n_songs, seconds=args.seconds,
                            n_tracks=args.tracks, seed=args.seed)
     print(f"[2/5] prepare -> {out / 'cache'}")
-    ds = prepare_dataset(out / "songs", out / "cache", progress=not args.no_progress)
+    ds = prepare_dataset(out / "songs", out / "cache", progress=not args.no_progress,
+                         rebuild=True)  # the cache of the songs just written, whatever was there
     names = list(ds.names)
     held_out = names[-max(1, len(names) // 4):]
     train_songs = [n for n in names if n not in held_out] or names
@@ -274,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
@@ -282,13 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write Cambridge-MT-style song folders (stems, a reference "
                                    "mix, true_gains) made from known gain automation.")
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--n-songs", type=int, default=4)
+    p.add_argument("--n-songs", type=int, default=4, help="songs to write")
     p.add_argument("--seconds", type=float, default=4.0, help="length of each song")
     p.add_argument("--tracks", type=int, default=6, help="tracks per song (or the minimum)")
     p.add_argument("--tracks-max", type=int, default=None,
                    help="if set, each song gets between --tracks and this many tracks")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--seed", type=int, default=0, help="seed: the same seed writes the same songs")
+    p.add_argument("--sample-rate", type=int, default=44100, help="sample rate of the WAVs (Hz)")
     p.add_argument("--kind", choices=("procedural", "sampled"), default="procedural",
                    help="procedural: fast wavetable songs; sampled: General MIDI soundfont "
                         "instruments mixed by a model of practice (docs/mixing_model.md)")
@@ -303,15 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write a memory-mappable cache. Resumable.")
     p.add_argument("source", type=Path, help="dataset folder")
     p.add_argument("cache", type=Path, help="cache folder to write")
-    p.add_argument("--sample-rate", type=int, default=44100)
-    p.add_argument("--chunk-size", type=int, default=500)
+    p.add_argument("--sample-rate", type=int, default=44100,
+                   help="rate every song is resampled to (Hz)")
+    p.add_argument("--chunk-size", type=int, default=500,
+                   help="samples per chunk (one agent step)")
     p.add_argument("--stereo", action="store_true", help="keep stereo instead of a mono downmix")
     p.add_argument("--n-chunks", type=int, default=None,
                    help="pad/trim every song to this many chunks (None: the longest)")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
     p.add_argument("--mix-pattern", default=None, help="glob of the mix file (None: *Mix*)")
     p.add_argument("--strict", action="store_true", help="fail on a bad song instead of skipping")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--rebuild", action="store_true",
+                   help="replace a cache prepared with other options or from another dataset "
+                        "(without it, prepare refuses)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("taxonomy", help="show how each stem of a dataset is classified",
@@ -320,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "song found under SOURCE.")
     p.add_argument("source", type=Path, help="dataset or song folder")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
-    p.add_argument("--mix-pattern", default="*Mix*")
+    p.add_argument("--mix-pattern", default="*Mix*", help="glob of the mix file")
     p.set_defaults(func=_cmd_taxonomy)
 
     for name, sweep in (("train", False), ("tune", True)):
@@ -355,10 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment file or name (its env section is used)")
     p.add_argument("--out", type=Path, default=Path("runs/demos"), help="output folder")
     p.add_argument("--policy", default="oracle",
-                   choices=("oracle", "static_oracle", "equal", "loudness"))
+                   choices=("oracle", "static_oracle", "equal", "loudness"),
+                   help="the baseline whose episodes are recorded")
     p.add_argument("--episodes-per-song", type=int, default=4,
                    help="episodes (random windows when env.episode_chunks is set) per song")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' windows")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override any value of the experiment (repeatable)")
     p.add_argument("--name", default=None, help=argparse.SUPPRESS)
@@ -368,37 +399,40 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt,
                        description="Run each policy (a checkpoint, or a baseline: equal, "
                                    "loudness, oracle, static_oracle) over every song and write "
-                                   "evaluation.json, evaluation.csv and PNG plots.")
+                                   "evaluation.json, evaluation.csv and PNG plots.",
+                       epilog=_TRUST)
     p.add_argument("policies", nargs="+", help="checkpoint folders and/or baseline names")
     p.add_argument("--out", type=Path, default=Path("runs/evaluation"), help="output folder")
     _add_dataset_args(p)
     p.add_argument("--means-only", action="store_true", help="print only the mean rows")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write the tables only, no PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("mix", help="mix a multitrack folder with a trained checkpoint",
                        formatter_class=fmt,
                        description="Write the mixed WAV at the source sample rate, the gain "
-                                   "automation as CSV and JSON, and a PNG of it.")
+                                   "automation as CSV and JSON, and a PNG of it.",
+                       epilog=_TRUST)
     p.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
     p.add_argument("folder", type=Path, help="the song's multitrack folder")
     p.add_argument("--out", type=Path, default=Path("runs/mix"), help="output folder")
     p.add_argument("--target-lufs", type=float, default=-14.0,
-                   help="loudness of the output (one overall make-up gain)")
+                   help="loudness of the output, -70..0 (one overall make-up gain)")
     p.add_argument("--peak-only", action="store_true",
                    help="normalize the peak only, no loudness target")
-    p.add_argument("--peak-dbfs", type=float, default=-1.0, help="largest output peak")
+    p.add_argument("--peak-dbfs", type=float, default=-1.0,
+                   help="largest output peak, -70..0 (may keep the target out of reach)")
     p.add_argument("--mix-pattern", default="*Mix*", help="glob of a mix file to leave out")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_mix)
 
     p = sub.add_parser("benchmark", help="run a benchmark script (env, model, prepare, quality)",
                        formatter_class=fmt,
                        description="Run benchmarks/bench_<which>.py; arguments after the name "
                                    "are passed through (e.g. deepmixing benchmark env -- -h).")
-    p.add_argument("which", choices=sorted(_BENCHMARKS))
+    p.add_argument("which", choices=sorted(_BENCHMARKS), help="which benchmark")
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script")
     p.set_defaults(func=_cmd_benchmark)
 
@@ -407,17 +441,31 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Synthetic songs -> prepare -> quickstart training -> "
                                    "evaluation against the baselines -> a mixed WAV.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    p.add_argument("--n-songs", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--tracks", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-songs", type=int, default=8, help="synthetic songs to make")
+    p.add_argument("--seconds", type=float, default=3.0, help="length of each song")
+    p.add_argument("--tracks", type=int, default=4, help="tracks per song")
+    p.add_argument("--seed", type=int, default=0, help="seed of the songs")
     p.add_argument("--iterations", type=int, default=10, help="training iterations")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override a quickstart value (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     _add_ray_args(p)
     p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deepmixing")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # The default format adds the warning's source line, which means nothing to a user.
+    print(f"deepmixing: warning: {message}", file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -425,8 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (DeepMixingError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+        with warnings.catch_warnings():
+            if not args.debug:
+                warnings.showwarning = _one_line_warning
+            return int(args.func(args) or 0)
+    except (DeepMixingError, FileNotFoundError, FileExistsError, NotADirectoryError,
+            IsADirectoryError, PermissionError) as e:
         if args.debug:
             raise
         print(f"deepmixing: error: {e}", file=sys.stderr)

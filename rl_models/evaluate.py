@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mixing_env.errors import CheckpointError, ConfigError
+from mixing_env.paths import check_output_folder
 from rl_models.registry import CHECKPOINT_MODULE_SUBDIR as _MODULE_SUBDIR
 
 __all__ = [
@@ -322,7 +323,7 @@ def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: st
 
     env_config = dict(env_config or {})
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out_dir, what="--out folder")  # made only when there is a table
     loaded = [(spec, *_policy_for(spec)) for spec in policies]
     rows: list[dict] = []
     by_policy: dict[str, list[EpisodeRecord]] = {}
@@ -339,6 +340,8 @@ def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: st
         for name in tqdm(names, desc=f"evaluate {Path(label).name}", disable=not progress):
             rec = run_episode(cfg, name, policy)
             _check_layout(rec, meta)
+            if _silent_reference(rec.song):
+                continue
             recs.append(rec)
             rows.append({"policy": label, "song": name, **score_episode(rec)})
         by_policy[label] = recs
@@ -347,6 +350,7 @@ def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: st
                 for c in METRIC_COLUMNS}
         rows.append({"policy": label, "song": "MEAN", **mean})
     _add_gap_closed(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_table(rows, out_dir)
     if plots:
         from rl_models.plots import plot_evaluation
@@ -361,6 +365,19 @@ def _check_layout(rec: EpisodeRecord, meta: dict | None) -> None:
             f"checkpoint {meta['checkpoint']} was trained on slots {meta['slot_names']}, "
             f"but song {rec.song.name!r} has slots {list(rec.song.slot_names)}"
         )
+
+
+def _silent_reference(song: Any) -> bool:
+    """True (with a warning) when the song's reference is silent: every mix would score perfect."""
+    import warnings
+
+    from mixing_env.data.prepare import SILENCE_PEAK
+
+    if float(np.max(np.abs(song.reference))) > SILENCE_PEAK:
+        return False
+    warnings.warn(f"song {song.name!r}: its reference mix is silent; left out of the scores",
+                  stacklevel=3)
+    return True
 
 
 def _add_gap_closed(rows: list[dict]) -> None:

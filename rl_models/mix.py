@@ -13,7 +13,8 @@ multiplied sample by sample by its gain of the chunk the sample falls in (chunk 
 gains are on the simplex, which sets only the balance, so the sum is then scaled by one overall
 make-up gain: to ``target_lufs`` integrated loudness (pyloudnorm), lowered if needed so the peak
 stays at or below ``peak_dbfs``. The make-up gain is written to the JSON, so
-``wav == makeup_gain * sum_i gain_i(t) * stem_i``.
+``wav == makeup_gain * sum_i gain_i(t) * stem_i``, with the loudness the WAV really has
+(``loudness_lufs``); a target the peak limit keeps out of reach is reported in a warning.
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mixing_env.errors import DatasetError
+from mixing_env.errors import ConfigError, DatasetError
+from mixing_env.paths import check_output_folder
 
-__all__ = ["MixResult", "find_stems", "mix_song", "render_at_source_rate", "makeup_gain"]
+__all__ = ["MixResult", "check_mix_options", "find_stems", "mix_song", "render_at_source_rate",
+           "makeup_gain"]
 
 _AUDIO = (".wav", ".flac", ".aif", ".aiff")
+LEVEL_RANGE_DB = (-70.0, 0.0)
+"""Accepted ``target_lufs`` and ``peak_dbfs``: quieter is near-silence, louder clips."""
+_MISSED_BY_LU = 0.1  # a reached loudness further below the target than this is reported
 
 
 class MixResult(dict):
@@ -69,6 +75,23 @@ def find_stems(folder: str | Path, *, mix_pattern: str = "*Mix*") -> tuple[str, 
         raise DatasetError(f"no stems found in {folder}: expected audio files "
                            f"({', '.join(_AUDIO)}) in the folder or in <Song>_Full/")
     return folder.name, files
+
+
+def check_mix_options(*, out_dir: str | Path, target_lufs: float | None,
+                      peak_dbfs: float) -> None:
+    """Refuses levels outside :data:`LEVEL_RANGE_DB` and an ``out_dir`` that cannot be a folder.
+
+    Called before the checkpoint is loaded, so a mistake costs no mixing time.
+
+    Raises:
+        ConfigError: A level is NaN, infinite or out of range, or ``out_dir`` (or a folder
+            above it) is a file.
+    """
+    lo, hi = LEVEL_RANGE_DB
+    for option, value in (("--target-lufs", target_lufs), ("--peak-dbfs", peak_dbfs)):
+        if value is not None and not lo <= value <= hi:  # False for NaN too
+            raise ConfigError(f"{option} must be a number from {lo:g} to {hi:g}, got {value}")
+    check_output_folder(out_dir, what="--out folder")
 
 
 def makeup_gain(mix: np.ndarray, *, sample_rate: int, target_lufs: float | None = -14.0,
@@ -142,6 +165,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     Raises:
         DatasetError: No stems, or none of them fits the checkpoint's slots.
         CheckpointError: The checkpoint cannot be loaded.
+        ConfigError: A level is out of range, or ``out_dir`` is a file (checked first).
     """
     from tqdm import tqdm
 
@@ -151,6 +175,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     from rl_models.evaluate import ModulePolicy, load_checkpoint, run_episode
     from rl_models.plots import plot_automation
 
+    check_mix_options(out_dir=out_dir, target_lufs=target_lufs, peak_dbfs=peak_dbfs)
     module, meta = load_checkpoint(checkpoint)
     slot_names: list[str] = list(meta["slot_names"])
     env_rate, chunk = int(meta["sample_rate"]), int(meta["chunk_size"])
@@ -165,7 +190,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
         raise DatasetError(f"none of the stems in {folder} fits the checkpoint's slots "
                            f"{slot_names}")
 
-    bar = tqdm(total=2 * len(placed), desc=f"mix {name}", disable=not progress)
+    bar = tqdm(total=2 * len(placed), desc=f"mix {name}", disable=not progress)  # + chunks
     env_stems = []
     for path, _ in placed:
         env_stems.append(read_audio(path, sample_rate=env_rate, mono=True)[0])
@@ -184,7 +209,8 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
                 stem_files={s: str(p) for p, s in placed})
     env_config = {k: v for k, v in meta["experiment"]["env"].items()
                   if k not in ("dataset_dir", "songs", "synthetic")}
-    record = run_episode(env_config, name, ModulePolicy(module), songs=[song])
+    bar.total += n_chunks
+    record = run_episode(env_config, name, _Ticking(ModulePolicy(module), bar), songs=[song])
     gains = record.gains[rows]  # (n placed, T)
 
     source = []
@@ -201,6 +227,8 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
                                 env_rate=env_rate, chunk_size=chunk)
     gain = makeup_gain(raw, sample_rate=source_rate, target_lufs=target_lufs,
                        peak_dbfs=peak_dbfs)
+    reached = _reached_loudness(raw * gain, sample_rate=source_rate, target_lufs=target_lufs,
+                                peak_dbfs=peak_dbfs)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -227,17 +255,45 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
         "makeup_gain": gain,
         "makeup_gain_db": _db(gain),
         "target_lufs": target_lufs,
+        "loudness_lufs": reached if np.isfinite(reached) else None,
         "peak_dbfs": peak_dbfs,
         "time_s": times.tolist(),
         "tracks": [{"track": track, "file": str(p), "slot": slot,
                     "gain": gains[i].tolist(), "gain_db": [_db(g) for g in gains[i]]}
                    for i, (track, (p, slot)) in enumerate(zip(tracks, placed, strict=True))],
         "unplaced_stems": unplaced,
-    }, indent=1))
+    }, indent=1, allow_nan=False))
     png = plot_automation(out_dir / f"{name}_automation.png", times_s=times, gains=gains,
                           names=tracks, title=f"{name}: gain automation")
     return MixResult(wav=wav, csv=csv_path, json=json_path, png=png, makeup_gain=gain,
-                     slots={str(p): s for p, s in placed}, unplaced=unplaced)
+                     loudness_lufs=reached, slots={str(p): s for p, s in placed}, unplaced=unplaced)
+
+
+class _Ticking:
+    """A policy that moves a progress bar one step per chunk it plays."""
+
+    def __init__(self, policy, bar):
+        self.policy, self.bar = policy, bar
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def act(self, obs: dict, env=None) -> np.ndarray:
+        self.bar.update()
+        return self.policy.act(obs, env)
+
+
+def _reached_loudness(wav: np.ndarray, *, sample_rate: int, target_lufs: float | None,
+                      peak_dbfs: float) -> float:
+    """The WAV's integrated loudness; warns when it falls short of ``target_lufs``."""
+    from mixing_env.metrics import integrated_loudness
+
+    reached = integrated_loudness(wav.mean(axis=0), sample_rate=sample_rate)
+    if target_lufs is not None and not reached >= target_lufs - _MISSED_BY_LU:
+        why = (f"the peak limit {peak_dbfs:g} dBFS holds it at {reached:.1f} LUFS"
+               if np.isfinite(reached) else "the stems are silent")
+        warnings.warn(f"loudness target {target_lufs:g} LUFS not reached: {why}", stacklevel=3)
+    return reached
 
 
 def _db(g: float) -> float:

@@ -133,7 +133,8 @@ def make_split(root: str | Path, setup: QualitySetup, *, progress: bool = False)
     n = setup.n_train + setup.n_heldout
     make_synthetic_dataset(root / "songs", n_songs=n, seconds=setup.seconds,
                            n_tracks=tuple(setup.n_tracks), seed=setup.seed)
-    dataset = prepare_dataset(root / "songs", root / "cache", progress=progress)
+    # rebuild: the cache holds the songs just written, whatever an earlier setup left there.
+    dataset = prepare_dataset(root / "songs", root / "cache", progress=progress, rebuild=True)
     names = sorted(dataset.names)
     if len(names) != n:
         raise ConfigError(f"expected {n} prepared songs in {root / 'cache'}, got {len(names)}")

@@ -165,7 +165,8 @@ def init_ray(*, num_cpus: int | None = None, num_gpus: int | None = None,
     Args:
         num_cpus: CPUs for a local Ray (default: all local cores). Ignored with ``address``.
         num_gpus: GPUs for a local Ray (default: Ray's detection).
-        address: A running cluster (``auto`` or ``host:port``); None starts a local Ray.
+        address: A running cluster (``auto`` or ``host:port``); None starts a local Ray whose
+            processes listen on 127.0.0.1 only.
     """
     import ray
 
@@ -173,9 +174,19 @@ def init_ray(*, num_cpus: int | None = None, num_gpus: int | None = None,
         return
     if address:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    else:
+        return
+    # A local Ray listens on the node's address. Ray maps a 127.0.0.1 node address back to the
+    # external one unless it runs single-machine, as it does on macOS and Windows: run it so for
+    # the start, and every Ray process listens on loopback only. Token auth stays as Ray sets it.
+    from ray._private import ray_constants
+
+    multi_node = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
         ray.init(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus,
                  include_dashboard=False, log_to_driver=False)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = multi_node
 
 
 def trial_config(experiment: dict, *, sweep: bool) -> dict:

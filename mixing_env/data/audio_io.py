@@ -1,12 +1,14 @@
 """Reading and writing audio files: soundfile for I/O, soxr for resampling.
 
-Every failure names the file: a missing file, one soundfile cannot open or decode, and
-samples that are NaN or infinite all raise :class:`~mixing_env.errors.AudioFileError`.
+Every failure names the file: a missing file, one soundfile cannot open or decode, a WAV or
+AIFF cut short of the length its header declares, and samples that are NaN or infinite all
+raise :class:`~mixing_env.errors.AudioFileError`.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,45 @@ def _check_exists(path: Path) -> None:
         raise AudioFileError(f"audio file not found: {path}")
 
 
+def _declared_frames(path: Path) -> int | None:
+    """Frames a WAV ``data`` or AIFF ``COMM`` header declares; None for other or open-ended files.
+
+    libsndfile counts the frames the file really holds, so a file cut mid-data reads as a
+    shorter, valid one; comparing with this number tells the two apart.
+    """
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12:
+            return None
+        riff, aiff = head[:4] == b"RIFF" and head[8:] == b"WAVE", head[:4] == b"FORM"
+        if not (riff or (aiff and head[8:] in (b"AIFF", b"AIFC"))):
+            return None
+        endian, block_align = ("<" if riff else ">"), 0
+        while len(chunk := f.read(8)) == 8:
+            cid, size = chunk[:4], struct.unpack(endian + "I", chunk[4:])[0]
+            if riff and cid == b"fmt " and size >= 14:
+                block_align = struct.unpack("<H", f.read(14)[12:14])[0]
+                size -= 14
+            elif riff and cid == b"data":
+                # 0 and 0xFFFFFFFF mark a stream written without a final length.
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            elif aiff and cid == b"COMM" and size >= 6:
+                return struct.unpack(">hI", f.read(6))[1]
+            f.seek(size + (size & 1), os.SEEK_CUR)
+    return None
+
+
+def _check_complete(path: Path, frames: int) -> None:
+    declared = _declared_frames(path)
+    if declared is not None and declared > frames:
+        raise AudioFileError(
+            f"audio file {path} is truncated: its header declares {declared} frames, "
+            f"the file holds {frames}"
+        )
+
+
 def audio_info(path: str | os.PathLike) -> AudioInfo:
     """Read an audio file's header (no samples are decoded).
 
@@ -75,7 +116,8 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         The header as an :class:`AudioInfo`.
 
     Raises:
-        AudioFileError: The file is missing or soundfile cannot parse it.
+        AudioFileError: The file is missing, soundfile cannot parse it, or a WAV/AIFF holds
+            fewer frames than its header declares (a truncated copy or download).
     """
     path = Path(path)
     _check_exists(path)
@@ -88,6 +130,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
             f"audio file {path} is empty or has a broken header: frames={info.frames}, "
             f"sample_rate={info.samplerate}, channels={info.channels}"
         )
+    _check_complete(path, int(info.frames))
     return AudioInfo(path, int(info.samplerate), int(info.frames), int(info.channels), info.subtype)
 
 
@@ -113,7 +156,8 @@ def read_audio(
         np.ndarray [shape=(channels, n)], float32; ``channels`` is 1 when ``mono``.
 
     Raises:
-        AudioFileError: The file is missing, unreadable or corrupt, or holds NaN/inf.
+        AudioFileError: The file is missing, unreadable, corrupt or truncated, or holds
+            NaN/inf.
     """
     path = Path(path)
     _check_exists(path)
@@ -123,6 +167,7 @@ def read_audio(
         raise AudioFileError(f"cannot decode audio file {path}: {e}") from e
     if y.shape[0] == 0:
         raise AudioFileError(f"audio file {path} holds no samples")
+    _check_complete(path, y.shape[0])
     # A float64 sum is finite exactly when every float32 sample is: one cheap pass.
     if not np.isfinite(np.add.reduce(y, axis=None, dtype=np.float64)):
         bad = ~np.isfinite(y)
@@ -163,7 +208,7 @@ def write_audio(
             None takes the format's default.
 
     Returns:
-        The written path.
+        The written path, readable by all (mode 0666 less the umask, as ``open`` makes).
     """
     path = Path(path)
     y = np.asarray(y)
@@ -180,7 +225,10 @@ def write_audio(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0o022)  # mkstemp makes 0600; read the umask to give the usual mode
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)
         sf.write(tmp, data, int(sample_rate), subtype=subtype, format=fmt)
         os.replace(tmp, path)
     except BaseException:

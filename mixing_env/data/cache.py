@@ -32,6 +32,7 @@ from mixing_env.errors import CacheError
 
 __all__ = [
     "MANIFEST",
+    "REQUIRED_FILES",
     "SONGS_DIR",
     "PreparedDataset",
     "read_manifest",
@@ -41,7 +42,8 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 SONGS_DIR = "songs"
-_REQUIRED = ("stems.npy", "reference.npy", "track_mask.npy")
+REQUIRED_FILES = ("stems.npy", "reference.npy", "track_mask.npy")
+"""The arrays every prepared song has (synthetic ones also ``true_gains.npy``)."""
 
 
 def song_dir(cache_dir: str | os.PathLike, name: str) -> Path:
@@ -107,7 +109,7 @@ class PreparedDataset:
         if not manifest.get("complete", False):
             raise CacheError(
                 f"prepared dataset {self.cache_dir} is incomplete (its preparation was "
-                "interrupted); run prepare_dataset again to finish it"
+                "interrupted); run deepmixing prepare again to finish it"
             )
         self.manifest: dict[str, Any] = manifest
 
@@ -163,7 +165,9 @@ class PreparedDataset:
         try:
             arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise CacheError(f"cannot open cached array {path}: {e}") from e
+            raise CacheError(
+                f"cannot open cached array {path} ({e}); run deepmixing prepare again to rebuild it"
+            ) from e
         if shape is not None and tuple(arr.shape) != shape:
             raise CacheError(f"cached array {path} has shape {arr.shape}, expected {shape}")
         return arr
@@ -188,7 +192,7 @@ class PreparedDataset:
                 f"known: {self.names[:10]}{'...' if len(self) > 10 else ''}"
             )
         folder = song_dir(self.cache_dir, name)
-        missing = [f for f in _REQUIRED if not (folder / f).is_file()]
+        missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
         if missing:
             raise CacheError(f"prepared song {folder} is missing {missing}; prepare again")
         C, T, K = self.n_slots, self.n_chunks, self.chunk_size

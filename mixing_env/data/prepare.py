@@ -9,7 +9,9 @@ stays near one song's float32 size however large the dataset.
 Each song is written into a temporary folder and moved into place with ``os.replace``; the
 manifest, replaced atomically after every song, is the only record of what is finished. A
 run that dies mid-song leaves at most a temporary folder that the next run deletes; a rerun
-skips songs whose sources (size and modification time) and options are unchanged.
+skips songs whose sources (size and modification time) and options are unchanged and whose
+arrays are intact; it refuses a cache prepared with other options or from another dataset
+unless asked to rebuild it (see :mod:`mixing_env.data.cache_reuse`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ from mixing_env.data.cache import (
     read_manifest,
     song_dir,
     write_manifest,
+)
+from mixing_env.data.cache_reuse import (
+    check_cache_folder,
+    check_replace,
+    remove_songs,
+    song_arrays_intact,
 )
 from mixing_env.data.layouts import SongSource, scan_songs
 from mixing_env.data.taxonomy import Taxonomy, parse_slot
@@ -148,6 +156,11 @@ def _write_song(
     tmp.mkdir(parents=True)
     try:
         mix = read_audio(source.mix_path, sample_rate=sample_rate, mono=mono)
+        if max(float(mix.max()), -float(mix.min())) <= SILENCE_PEAK:
+            raise DatasetError(
+                f"song {source.name}: its reference mix {source.mix_path} is silent "
+                f"(peak <= {SILENCE_PEAK:g}); no mix can be scored against it"
+            )
         if not mono:
             mix = _to_channels(mix, channels, source.mix_path)
         n_mix = mix.shape[1]
@@ -318,6 +331,7 @@ def prepare_dataset(
     strict: bool = False,
     progress: bool = True,
     mix_pattern: str = "*Mix*",
+    rebuild: bool = False,
 ) -> PreparedDataset:
     """Prepare a multitrack dataset into a memory-mappable cache (report 3.2).
 
@@ -339,6 +353,8 @@ def prepare_dataset(
         strict: Raise on the first bad song instead of recording it and going on.
         progress: Show a progress bar.
         mix_pattern: Case-insensitive glob for the mix of Cambridge-MT folders.
+        rebuild: Replace a cache prepared with other options, from another dataset or in
+            another format (its songs that this run does not prepare are deleted).
 
     Returns:
         The prepared dataset.
@@ -348,11 +364,14 @@ def prepare_dataset(
             (or, with ``strict``, any song folder is unusable).
         AudioFileError: With ``strict``, a file is missing, corrupt, or holds NaN/inf.
         ConfigError: An option is out of range.
+        CacheError: ``cache_dir`` is a file, or (without ``rebuild``) holds songs prepared
+            with other options or from another dataset.
     """
     _check_options(sample_rate, chunk_size, n_chunks)
     if not isinstance(taxonomy, Taxonomy):
         taxonomy = Taxonomy.load(taxonomy)
     cache_dir = Path(cache_dir)
+    check_cache_folder(cache_dir)
     sources, scan_errors = scan_songs(source_dir, mix_pattern=mix_pattern)
     failed: dict[str, str] = {}
     for folder, err in scan_errors.items():
@@ -383,7 +402,8 @@ def prepare_dataset(
         "taxonomy": taxonomy.fingerprint,
         "mix_pattern": mix_pattern,
     }
-    old = read_manifest(cache_dir)
+    previous = read_manifest(cache_dir)
+    old = None if rebuild else previous
     if not (
         old
         and old.get("format_version") == CACHE_FORMAT_VERSION
@@ -410,6 +430,9 @@ def prepare_dataset(
         layout = taxonomy.slot_layout(song_slots)
     T = n_chunks or max(math.ceil(n / chunk_size) for n in lengths)
     options = dict(base_options, n_chunks=T, slots=layout)
+    source = str(Path(source_dir).resolve())
+    replaced = check_replace(cache_dir, previous, options=options, source_dir=source,
+                             rebuild=rebuild)
     reusable: dict[str, dict] = {}
     if old is not None and old.get("options") == options:
         reusable = old.get("songs", {})
@@ -421,7 +444,7 @@ def prepare_dataset(
         "n_chunks": T,
         "channels": None if mono else 2,
         "slots": layout,
-        "source_dir": str(Path(source_dir).resolve()),
+        "source_dir": source,
         "taxonomy_source": taxonomy.source,
         "options": options,
         "songs": {},
@@ -436,6 +459,7 @@ def prepare_dataset(
             rec is not None
             and rec.get("sources") == _signature(src.files)
             and song_dir(cache_dir, src.name).is_dir()
+            and song_arrays_intact(cache_dir, src.name, rec)
         ):
             manifest["songs"][src.name] = rec
         else:
@@ -481,4 +505,5 @@ def prepare_dataset(
     manifest["songs"] = dict(sorted(manifest["songs"].items()))
     manifest["complete"] = True
     write_manifest(cache_dir, manifest)
+    remove_songs(cache_dir, [n for n in replaced if n not in manifest["songs"]])
     return PreparedDataset(cache_dir)

@@ -201,7 +201,9 @@ def test_rerun_skips_and_touched_source_is_redone(tiny_dataset, tmp_path):
 def test_changed_options_redo_everything(tiny_dataset, tmp_path):
     cache = tmp_path / "cache"
     first = prep(tiny_dataset, cache).manifest["songs"]
-    again = prep(tiny_dataset, cache, chunk_size=250)
+    with pytest.raises(CacheError, match=r"chunk_size=500 \(now 250\).*--rebuild"):
+        prep(tiny_dataset, cache, chunk_size=250)
+    again = prep(tiny_dataset, cache, chunk_size=250, rebuild=True)
     assert again.chunk_size == 250 and again.load("SongA").stems.shape[2] == 250
     assert all(again.manifest["songs"][k]["prepared_at"] > first[k]["prepared_at"] for k in first)
 
@@ -211,7 +213,7 @@ def test_user_taxonomy_changes_slots_and_redoes(tiny_dataset, tmp_path):
     prep(tiny_dataset, cache)
     user = tmp_path / "mine.yaml"
     user.write_text("rules:\n  - {match: 'gtr', slot: Strings/Acoustic}\n")
-    ds = prep(tiny_dataset, cache, taxonomy=user)
+    ds = prep(tiny_dataset, cache, taxonomy=user, rebuild=True)
     assert "Strings/Acoustic#2" in ds.slot_names and "Strings/Electric#1" not in ds.slot_names
     assert ds.manifest["taxonomy_source"] == str(user)
 
