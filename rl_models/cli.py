@@ -38,11 +38,22 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout_arg(path: Path | None) -> str | None:
+    """``--layout``: a layout file, or a checkpoint folder read through its metadata JSON."""
+    if path is None or not Path(path).is_dir():
+        return None if path is None else str(path)
+    from rl_models.evaluate import find_checkpoint
+    from rl_models.train import METADATA_FILE
+
+    return str(find_checkpoint(path) / METADATA_FILE)
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from mixing_env.data.prepare import prepare_dataset
 
     kwargs = dict(sample_rate=args.sample_rate, chunk_size=args.chunk_size, mono=not args.stereo,
-                  n_chunks=args.n_chunks, strict=args.strict, progress=not args.no_progress)
+                  n_chunks=args.n_chunks, strict=args.strict, progress=not args.no_progress,
+                  layout=_layout_arg(args.layout))
     if args.taxonomy:
         from mixing_env.data.taxonomy import Taxonomy
 
@@ -52,24 +63,36 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     ds = prepare_dataset(args.source, args.cache, **kwargs)
     print(f"prepared {len(ds)} song(s) into {args.cache}: C={ds.n_slots} slots, "
           f"T={ds.n_chunks} chunks of {ds.chunk_size} samples at {ds.sample_rate} Hz")
+    for song, record in ds.manifest["songs"].items():
+        for note in record.get("placement", []):
+            print(f"  {song}: {note}")
     return 0
 
 
 def _cmd_taxonomy(args: argparse.Namespace) -> int:
     from mixing_env.data.layouts import discover_songs
+    from mixing_env.data.slots import place_stems, resolve_layout
     from mixing_env.data.taxonomy import Taxonomy
 
     tax = Taxonomy.load(args.taxonomy)
     songs = discover_songs(args.source, mix_pattern=args.mix_pattern)
-    rows = [("song", "stem file", "section/instrument", "slot")]
-    for song in songs:
-        slots = tax.assign_slots([s.name for s in song.stems])
-        for stem, slot in zip(song.stems, slots, strict=True):
+    names = [[s.name for s in song.stems] for song in songs]
+    layout, source = resolve_layout(_layout_arg(args.layout), taxonomy=tax, songs=names)
+    rows = [("song", "stem file", "section/instrument", f"slot ({source} layout, C={len(layout)})")]
+    notes = []
+    for song, stem_names in zip(songs, names, strict=True):
+        placement = place_stems(stem_names, layout, tax,
+                                labels=[f"{song.name}/{Path(s.path).name}" for s in song.stems])
+        notes += placement.notes
+        for stem, slot in zip(song.stems, placement.slots, strict=True):
             section, instrument = tax.classify(stem.name)
-            rows.append((song.name, Path(stem.path).name, f"{section}/{instrument}", slot))
+            rows.append((song.name, Path(stem.path).name, f"{section}/{instrument}",
+                         slot or "(left out)"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    for note in notes:
+        print(note)
     return 0
 
 
@@ -297,10 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cache", type=Path, help="cache folder to write")
     p.add_argument("--sample-rate", type=int, default=44100)
     p.add_argument("--chunk-size", type=int, default=500)
-    p.add_argument("--stereo", action="store_true", help="keep stereo instead of a mono downmix")
+    p.add_argument("--stereo", action="store_true",
+                   help="refused with a clear error: the env, evaluate and mix read mono caches")
     p.add_argument("--n-chunks", type=int, default=None,
                    help="pad/trim every song to this many chunks (None: the longest)")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
+    p.add_argument("--layout", type=Path, default=None,
+                   help="slot layout: a layout file (YAML/JSON) or a checkpoint folder "
+                        "or compact (derived from the dataset); None: the fixed C = 72 layout")
     p.add_argument("--mix-pattern", default=None, help="glob of the mix file (None: *Mix*)")
     p.add_argument("--strict", action="store_true", help="fail on a bad song instead of skipping")
     p.add_argument("--no-progress", action="store_true")
@@ -312,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "song found under SOURCE.")
     p.add_argument("source", type=Path, help="dataset or song folder")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
+    p.add_argument("--layout", type=Path, default=None,
+                   help="slot layout file or checkpoint folder (None: the fixed C = 72 layout)")
     p.add_argument("--mix-pattern", default="*Mix*")
     p.set_defaults(func=_cmd_taxonomy)
 
