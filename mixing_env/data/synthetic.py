@@ -16,6 +16,10 @@ factor that puts the mix's peak at -1 dBFS. Gains are constant within each chunk
 
 Everything is vectorised NumPy and deterministic from ``(seed, song index)``: song k is the
 same whatever ``n_songs`` is.
+
+This module holds the instruments and the gain truth; the notes and drum hits come from
+:mod:`mixing_env.data.procedural_music`, song folders are written by
+:mod:`mixing_env.data.song_folder`, and slots are given by :mod:`mixing_env.data.slots`.
 """
 
 from __future__ import annotations

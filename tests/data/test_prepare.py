@@ -331,6 +331,9 @@ def test_cache_errors(tiny_dataset, tmp_path):
     (cache / "songs" / "SongA" / "reference.npy").unlink()
     with pytest.raises(CacheError, match=r"SongA is missing \['reference\.npy'\]"):
         PreparedDataset(cache).load("SongA")
+    (cache / "manifest.json").write_text(json.dumps(dict(manifest, channels=2)))
+    with pytest.raises(CacheError, match=r"is a stereo cache.*without --stereo"):
+        PreparedDataset(cache)
     manifest["format_version"] = CACHE_FORMAT_VERSION + 1
     (cache / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CacheError, match=rf"format version {CACHE_FORMAT_VERSION + 1}"):
