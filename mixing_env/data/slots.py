@@ -248,6 +248,7 @@ def place_stems(
     for row, slot in enumerate(layout):
         section, instrument, _ = parse_slot(slot)
         free.setdefault((section, instrument), []).append(row)
+    has = set(free)
     slots: list[str | None] = []
     rows: list[int | None] = []
     notes: list[str] = []
@@ -266,14 +267,14 @@ def place_stems(
         rows.append(row)
         slots.append(None if row is None else layout[row])
         what = "/".join(wanted)
+        why = f"the layout's {what} slots are full" if wanted in has else (
+            f"the layout has no {what} slot")
         if row is None:
-            notes.append(f"stem {labels[i]}: no free slot for {what} or its section's Extra in "
-                         f"the layout; left out")
+            notes.append(f"stem {labels[i]}: {why}, and no Extra slot is free; left out")
         elif matched is None:
             notes.append(f"stem {labels[i]}: no name rule matches; placed in {layout[row]}")
         elif not layout[row].startswith(what + "#"):
-            notes.append(f"stem {labels[i]}: the layout's {what} slots are full; placed in "
-                         f"{layout[row]}")
+            notes.append(f"stem {labels[i]}: {why}; placed in {layout[row]}")
     return Placement(tuple(slots), tuple(rows), tuple(notes), tuple(unknown))
 
 

@@ -218,8 +218,8 @@ def test_forced_slot_layout(tiny_dataset, tmp_path):
     with pytest.warns(DataWarning) as rec:
         ds = prep(tiny_dataset, tmp_path / "cache", slots=layout)
     messages = " | ".join(str(w.message) for w in rec)
-    assert "06_ElecGtr2.wav: no free slot for Strings/Electric or its section's Extra" in messages
-    assert "02_Bass.wav: no free slot for Strings/Bass" in messages
+    assert "06_ElecGtr2.wav: the layout's Strings/Electric slots are full, and no Extra" in messages
+    assert "02_Bass.wav: the layout has no Strings/Bass slot, and no Extra slot is free" in messages
     assert any("left out" in n for n in ds.manifest["songs"]["SongA"]["placement"])
     assert ds.slot_names == layout
     np.testing.assert_array_equal(ds.load("SongB").track_mask, [1, 0, 1, 1])

@@ -79,7 +79,9 @@ def test_full_instrument_overflows_to_its_section_extra():
     assert p.slots == ("Drums/Tom#1", "Drums/Tom#2", "Drums/Tom#3", "Drums/Tom#4",
                        "Drums/Extra#1", None)
     assert "Drums/Tom slots are full; placed in Drums/Extra#1" in p.notes[0]
-    assert "05_Tom5" in p.notes[0] and "06_Tom6" in p.notes[1] and "left out" in p.notes[1]
+    assert "05_Tom5" in p.notes[0] and "06_Tom6" in p.notes[1]
+    assert p.notes[1].endswith("the layout's Drums/Tom slots are full, and no Extra slot is "
+                               "free; left out")
     assert p.left_out == [5]
     trumpets = place_stems([f"Trumpet{k}" for k in range(1, 5)], default_layout(), tax)
     assert trumpets.slots[3] == "Extra/Extra#1"  # Brass has no Extra of its own
@@ -118,8 +120,8 @@ def test_prepare_with_a_layout_file_and_compact(two_datasets, tmp_path):
     band, other = two_datasets
     small = write_layout(tmp_path / "small.yaml", ["Drums/Kick#1", "Drums/Extra#1",
                                                    "Vocals/Lead#1", "Extra/Unknown#1"])
-    with pytest.warns(DataWarning, match=r"02_Snare\.wav: the layout's Drums/Snare slots are "
-                                         r"full; placed in Drums/Extra#1"):
+    with pytest.warns(DataWarning, match=r"02_Snare\.wav: the layout has no Drums/Snare slot; "
+                                         r"placed in Drums/Extra#1"):
         ds = prepare_dataset(band, tmp_path / "c1", progress=False, layout=small)
     assert ds.slot_names == read_layout(small) and ds.manifest["layout_source"] == str(small)
     compact = prepare_dataset(other, tmp_path / "c2", progress=False, layout="compact")
@@ -135,7 +137,9 @@ def test_cli_prepare_layout_from_a_checkpoint_metadata_and_stereo_refused(
     assert main(["prepare", str(band), str(tmp_path / "c"), "--no-progress",
                  "--layout", str(meta)]) == 0
     out = capsys.readouterr().out
-    assert "C=2 slots" in out and "05_LeadVox.wav: no free slot for Vocals/Lead" in out
+    assert "C=2 slots" in out
+    assert "05_LeadVox.wav: the layout has no Vocals/Lead slot, and no Extra slot is free; " \
+           "left out" in out
     assert main(["prepare", str(band), str(tmp_path / "s"), "--stereo"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("deepmixing: error: stereo caches are not")
