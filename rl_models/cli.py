@@ -71,27 +71,15 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _cmd_taxonomy(args: argparse.Namespace) -> int:
     from mixing_env.data.layouts import discover_songs
-    from mixing_env.data.slots import place_stems, resolve_layout
+    from mixing_env.data.slots import placement_table
     from mixing_env.data.taxonomy import Taxonomy
 
-    tax = Taxonomy.load(args.taxonomy)
     songs = discover_songs(args.source, mix_pattern=args.mix_pattern)
-    names = [[s.name for s in song.stems] for song in songs]
-    layout, source = resolve_layout(_layout_arg(args.layout), taxonomy=tax, songs=names)
-    rows = [("song", "stem file", "section/instrument", f"slot ({source} layout, C={len(layout)})")]
-    notes = []
-    for song, stem_names in zip(songs, names, strict=True):
-        placement = place_stems(stem_names, layout, tax,
-                                labels=[f"{song.name}/{Path(s.path).name}" for s in song.stems])
-        notes += placement.notes
-        for stem, slot in zip(song.stems, placement.slots, strict=True):
-            section, instrument = tax.classify(stem.name)
-            rows.append((song.name, Path(stem.path).name, f"{section}/{instrument}",
-                         slot or "(left out)"))
+    rows, notes = placement_table(songs, Taxonomy.load(args.taxonomy), _layout_arg(args.layout))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    for note in notes:
+    for note in notes:  # stems in an Extra slot or in none
         print(note)
     return 0
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
@@ -26,6 +27,9 @@ import yaml
 from mixing_env.data.song import Song
 from mixing_env.data.taxonomy import Taxonomy, parse_slot, slot_name
 from mixing_env.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mixing_env.data.layouts import SongSource
 
 __all__ = [
     "COMPACT",
@@ -40,6 +44,7 @@ __all__ = [
     "hold_gains",
     "layout_mismatch",
     "place_stems",
+    "placement_table",
     "read_layout",
     "resolve_layout",
     "write_layout",
@@ -276,6 +281,29 @@ def place_stems(
         elif not layout[row].startswith(what + "#"):
             notes.append(f"stem {labels[i]}: {why}; placed in {layout[row]}")
     return Placement(tuple(slots), tuple(rows), tuple(notes), tuple(unknown))
+
+
+def placement_table(
+    songs: Sequence[SongSource], taxonomy: Taxonomy, layout: LayoutSpec = None
+) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """What ``deepmixing taxonomy`` prints: each stem's instrument and slot, and the notes.
+
+    Returns:
+        ``(rows, notes)``: a header row then one row per stem (song, stem file,
+        section/instrument, slot or ``"(left out)"``); the placement notes of every song.
+    """
+    names = [[s.name for s in song.stems] for song in songs]
+    slots, source = resolve_layout(layout, taxonomy=taxonomy, songs=names)
+    rows = [("song", "stem file", "section/instrument", f"slot ({source} layout, C={len(slots)})")]
+    notes: list[str] = []
+    for song, stem_names in zip(songs, names, strict=True):
+        files = [Path(s.path).name for s in song.stems]
+        placement = place_stems(stem_names, slots, taxonomy,
+                                labels=[f"{song.name}/{f}" for f in files])
+        notes += placement.notes
+        for name, file, slot in zip(stem_names, files, placement.slots, strict=True):
+            rows.append((song.name, file, "/".join(taxonomy.classify(name)), slot or "(left out)"))
+    return rows, notes
 
 
 def hold_gains(g: np.ndarray, n_chunks: int) -> np.ndarray:
