@@ -172,7 +172,16 @@ def resolve_layout(
         ``(slots, source)``, source e.g. ``"default"``, ``"compact"``, the file's path.
     """
     if layout is None or (isinstance(layout, str) and layout == "default"):
-        return default_layout(), "default"
+        slots = default_layout()
+        have = {slot.split("#")[0] for slot in slots}
+        lacking = [f"{s}/{i}" for s, i in taxonomy.instruments if f"{s}/{i}" not in have]
+        if lacking:  # a user taxonomy with sections of its own
+            raise ConfigError(
+                f"taxonomy {taxonomy.source} has instruments the default layout lacks "
+                f"({', '.join(lacking[:6])}{' ...' if len(lacking) > 6 else ''}); give "
+                f"layout='compact' (--layout compact) or a layout file of your own"
+            )
+        return slots, "default"
     if isinstance(layout, str) and layout == COMPACT:
         return compact_layout(taxonomy, songs), COMPACT
     if isinstance(layout, str | os.PathLike):

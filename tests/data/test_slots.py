@@ -191,6 +191,16 @@ def test_synthetic_memory_route_equals_prepare_in_either_layout(tmp_path, layout
             np.testing.assert_array_equal(getattr(disk, attr), getattr(song, attr), err_msg=attr)
 
 
+def test_default_layout_refuses_a_taxonomy_with_other_instruments(tmp_path):
+    user = tmp_path / "mine.yaml"
+    user.write_text("mode: replace\nsections:\n  - {name: Rhythm, instruments: [Drums, Bass]}\n")
+    tax = Taxonomy.load(user)
+    with pytest.raises(ConfigError, match=r"mine\.yaml has instruments the default layout lacks "
+                                          r"\(Rhythm/Drums, Rhythm/Bass\); give layout='compact'"):
+        resolve_layout(None, taxonomy=tax)
+    assert resolve_layout("compact", taxonomy=tax, songs=[["kick"]])[0] == ["Rhythm/Bass#1"]
+
+
 def test_layout_mismatch_names_the_slots():
     a = ["Drums/Kick#1", "Vocals/Lead#1"]
     assert layout_mismatch(a, a) is None
