@@ -43,12 +43,22 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout_arg(path: Path | None) -> str | None:
+    """``--layout``: a layout file, or a checkpoint folder read through its metadata JSON."""
+    if path is None or not Path(path).is_dir():
+        return None if path is None else str(path)
+    from rl_models.evaluate import find_checkpoint
+    from rl_models.train import METADATA_FILE
+
+    return str(find_checkpoint(path) / METADATA_FILE)
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from mixing_env.data.prepare import prepare_dataset
 
     kwargs = dict(sample_rate=args.sample_rate, chunk_size=args.chunk_size, mono=not args.stereo,
                   n_chunks=args.n_chunks, strict=args.strict, progress=not args.no_progress,
-                  rebuild=args.rebuild)
+                  rebuild=args.rebuild, layout=_layout_arg(args.layout))
     if args.taxonomy:
         from mixing_env.data.taxonomy import Taxonomy
 
@@ -62,39 +72,43 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
           f"{ds.sample_rate} Hz")
     for name, reason in skipped.items():
         print(f"  skipped {name}: {reason}")
+    for song, record in ds.manifest["songs"].items():
+        for note in record.get("placement", []):
+            print(f"  {song}: {note}")
     return 0
 
 
 def _cmd_taxonomy(args: argparse.Namespace) -> int:
-    from mixing_env.data.layouts import scan_songs
+    from mixing_env.data.layouts import SongSource, StemSource, scan_songs
+    from mixing_env.data.slots import placement_table
     from mixing_env.data.taxonomy import Taxonomy
     from rl_models.mix import find_stems
 
-    tax = Taxonomy.load(args.taxonomy)
     songs, errors = scan_songs(args.source, mix_pattern=args.mix_pattern)
-    found = [(s.name, [Path(st.path) for st in s.stems]) for s in songs]
     # A folder without a mix is a valid mix input (prepare skips it): show its stems too.
     unusable = []
     for folder, err in (errors.items() if songs or errors else [(args.source, None)]):
         try:
-            found.append(find_stems(folder, mix_pattern=args.mix_pattern))
-            print(f"deepmixing: note: {err} (prepare skips it; its stems are shown)",
-                  file=sys.stderr)
+            name, files = find_stems(folder, mix_pattern=args.mix_pattern)
         except DatasetError as e:
             unusable.append(err or e)
-    if not found:
+            continue
+        songs.append(SongSource(name=name, layout="stems only", mix_path=None,
+                                stems=[StemSource(f, f.stem) for f in files]))
+        if err is not None:
+            print(f"deepmixing: note: {err} (prepare skips it; its stems are shown)",
+                  file=sys.stderr)
+    if not songs:
         raise unusable[0]
     for err in unusable:
         print(f"deepmixing: note: {err}; skipped", file=sys.stderr)
-    rows = [("song", "stem file", "section/instrument", "slot")]
-    for name, files in sorted(found):
-        slots = tax.assign_slots([f.stem for f in files])
-        for file, slot in zip(files, slots, strict=True):
-            section, instrument = tax.classify(file.stem)
-            rows.append((name, file.name, f"{section}/{instrument}", slot))
+    songs.sort(key=lambda song: song.name)
+    rows, notes = placement_table(songs, Taxonomy.load(args.taxonomy), _layout_arg(args.layout))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    for note in notes:  # stems in an Extra slot or in none
+        print(note)
     return 0
 
 
@@ -332,10 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rate every song is resampled to (Hz)")
     p.add_argument("--chunk-size", type=int, default=500,
                    help="samples per chunk (one agent step)")
-    p.add_argument("--stereo", action="store_true", help="keep stereo instead of a mono downmix")
+    p.add_argument("--stereo", action="store_true",
+                   help="refused with a clear error: the env, evaluate and mix read mono caches")
     p.add_argument("--n-chunks", type=int, default=None,
                    help="pad/trim every song to this many chunks (None: the longest)")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
+    p.add_argument("--layout", type=Path, default=None,
+                   help="slot layout: a layout file (YAML/JSON) or a checkpoint folder "
+                        "or compact (derived from the dataset); None: the fixed C = 72 layout")
     p.add_argument("--mix-pattern", default=None, help="glob of the mix file (None: *Mix*)")
     p.add_argument("--strict", action="store_true", help="fail on a bad song instead of skipping")
     p.add_argument("--rebuild", action="store_true",
@@ -350,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "song found under SOURCE.")
     p.add_argument("source", type=Path, help="dataset or song folder")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
+    p.add_argument("--layout", type=Path, default=None,
+                   help="slot layout file or checkpoint folder (None: the fixed C = 72 layout)")
     p.add_argument("--mix-pattern", default="*Mix*", help="glob of the mix file")
     p.set_defaults(func=_cmd_taxonomy)
 

@@ -1,11 +1,12 @@
 """Mix a new multitrack folder with a trained checkpoint: WAV, gain automation (CSV/JSON), PNG.
 
 How the agent is driven: the song's stems are loaded at the env's sample rate, put in the
-checkpoint's slot layout with the taxonomy, and played through a :class:`MixingEnv` built on
-that one in-memory song, so the observations come from exactly the code the agent was trained
-with. The env needs a reference for its reward; here the reference is a placeholder (the plain
-sum of the stems) and the rewards are ignored: the agent's observations (its stems and its own
-mix's MFCC) do not depend on the reference.
+checkpoint's slot layout (``mixing_env.data.slots.place_stems``: a stem whose instrument's
+slots are full goes to its section's Extra, with a warning), and played through a
+:class:`MixingEnv` built on that one in-memory song, so the observations come from exactly the
+code the agent was trained with. The env needs a reference for its reward; here the reference
+is a placeholder (the plain sum of the stems) and the rewards are ignored: the agent's
+observations (its stems and its own mix's MFCC) do not depend on the reference.
 
 How the WAV is made: every stem is read again at its source sample rate and channel count,
 multiplied sample by sample by its gain of the chunk the sample falls in (chunk ``t`` covers
@@ -170,7 +171,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     from tqdm import tqdm
 
     from mixing_env.data.audio_io import read_audio, write_audio
-    from mixing_env.data.song import Song
+    from mixing_env.data.slots import build_song, place_stems
     from mixing_env.data.taxonomy import Taxonomy
     from rl_models.evaluate import ModulePolicy, load_checkpoint, run_episode
     from rl_models.plots import plot_automation
@@ -180,36 +181,29 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     slot_names: list[str] = list(meta["slot_names"])
     env_rate, chunk = int(meta["sample_rate"]), int(meta["chunk_size"])
     name, files = find_stems(folder, mix_pattern=mix_pattern)
-    slots = Taxonomy.load(taxonomy).assign_slots([p.stem for p in files])
-    placed = [(p, s) for p, s in zip(files, slots, strict=True) if s in slot_names]
-    unplaced = [str(p) for p, s in zip(files, slots, strict=True) if s not in slot_names]
-    if unplaced:
-        warnings.warn(f"{len(unplaced)} stem(s) have no slot in the checkpoint's layout and are "
-                      f"left out of the mix: {unplaced}", stacklevel=2)
+    placement = place_stems([p.stem for p in files], slot_names, Taxonomy.load(taxonomy),
+                            labels=[str(p) for p in files])
+    for note in placement.notes:  # Extra slots and stems with no slot are never silent
+        warnings.warn(note, stacklevel=2)
+    placed = [(files[i], placement.slots[i]) for i, _ in placement.placed]
+    unplaced = [str(files[i]) for i in placement.left_out]
     if not placed:
         raise DatasetError(f"none of the stems in {folder} fits the checkpoint's slots "
                            f"{slot_names}")
 
     bar = tqdm(total=2 * len(placed), desc=f"mix {name}", disable=not progress)  # + chunks
-    env_stems = []
-    for path, _ in placed:
-        env_stems.append(read_audio(path, sample_rate=env_rate, mono=True)[0])
+    env_stems = {}
+    for i, _ in placement.placed:
+        env_stems[i] = read_audio(files[i], sample_rate=env_rate, mono=True)[0]
         bar.update()
-    n = max(len(s) for s in env_stems)
-    n_chunks = -(-n // chunk)
-    stems = np.zeros((len(slot_names), n_chunks * chunk), np.float32)
-    mask = np.zeros(len(slot_names), np.float32)
-    rows = [slot_names.index(s) for _, s in placed]
-    for row, y in zip(rows, env_stems, strict=True):
-        stems[row, : len(y)] = y
-        mask[row] = 1.0
-    stems = stems.reshape(len(slot_names), n_chunks, chunk)
-    song = Song(name=name, stems=stems, reference=stems.sum(axis=0), track_mask=mask,
-                slot_names=slot_names, sample_rate=env_rate, n_valid_chunks=n_chunks,
-                stem_files={s: str(p) for p, s in placed})
+    song = build_song(name, placement, [env_stems.get(i, np.zeros(0, np.float32))
+                                        for i in range(len(files))],
+                      layout=slot_names, sample_rate=env_rate, chunk_size=chunk,
+                      stem_files=[str(p) for p in files])
+    rows = [row for _, row in placement.placed]
     env_config = {k: v for k, v in meta["experiment"]["env"].items()
                   if k not in ("dataset_dir", "songs", "synthetic")}
-    bar.total += n_chunks
+    bar.total += song.stems.shape[1]
     record = run_episode(env_config, name, _Ticking(ModulePolicy(module), bar), songs=[song])
     gains = record.gains[rows]  # (n placed, T)
 

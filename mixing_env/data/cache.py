@@ -8,8 +8,8 @@ Layout::
     <cache>/songs/<name>/track_mask.npy   float32 (C,)            1 real, 0 dummy
     <cache>/songs/<name>/true_gains.npy   float32 (C, T)          synthetic songs only
 
-With ``mono=False`` the stems are (C, channels, T, chunk) and the reference
-(channels, T, chunk).
+Caches are mono: ``prepare_dataset`` refuses stereo, and a stereo cache written by an older
+version is refused here with a line that says to prepare it again.
 
 The manifest is the only record of what is good: a song folder counts only once the
 manifest lists it, and the manifest is replaced atomically after each finished song.
@@ -111,6 +111,11 @@ class PreparedDataset:
                 f"prepared dataset {self.cache_dir} is incomplete (its preparation was "
                 "interrupted); run deepmixing prepare again to finish it"
             )
+        if manifest.get("channels"):
+            raise CacheError(
+                f"prepared dataset {self.cache_dir} is a stereo cache, which the environment, "
+                "evaluation and mixing cannot read; prepare it again without --stereo"
+            )
         self.manifest: dict[str, Any] = manifest
 
     @property
@@ -196,13 +201,8 @@ class PreparedDataset:
         if missing:
             raise CacheError(f"prepared song {folder} is missing {missing}; prepare again")
         C, T, K = self.n_slots, self.n_chunks, self.chunk_size
-        channels = self.manifest.get("channels")
-        if channels:
-            stems_shape, ref_shape = (C, channels, T, K), (channels, T, K)
-        else:
-            stems_shape, ref_shape = (C, T, K), (T, K)
-        stems = self._open(folder / "stems.npy", mmap, stems_shape)
-        reference = self._open(folder / "reference.npy", mmap, ref_shape)
+        stems = self._open(folder / "stems.npy", mmap, (C, T, K))
+        reference = self._open(folder / "reference.npy", mmap, (T, K))
         mask = np.asarray(self._open(folder / "track_mask.npy", False, (C,)), dtype=np.float32)
         gains = None
         if record.get("has_true_gains"):

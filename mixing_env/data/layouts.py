@@ -2,7 +2,8 @@
 
 - **Cambridge-MT** ("Mixing Secrets" library): numbered stems named for the instrument
   (``01_Kick.wav``, ``07_ElecGtr2.wav``), flat in the song folder or in ``<Song>_Full/``; the
-  reference mix in the song folder, found by a glob pattern (default ``*Mix*``).
+  reference mix in the song folder, found by a glob pattern (default ``*Mix*``) that must
+  match exactly one file there.
 - **MedleyDB**: ``<Song>_METADATA.yaml`` gives ``mix_filename``, ``stem_dir`` and ``stems``
   (each with ``filename`` and ``instrument``). Stems are used, not the ``raw`` files: the
   stems are what the mix was summed from.
@@ -159,8 +160,13 @@ def _cambridge(folder: Path, files: list[Path], mix_pattern: str) -> SongSource 
         )
     if not stem_files:
         raise DatasetError(f"song folder {folder} has a mix ({mixes[0].name}) but no stems")
-    # Several matches (e.g. "Song_Mix.wav", "Song_Mix_Alt.wav"): the shortest name is the main.
-    mix = min(mixes, key=lambda p: (len(p.name), p.name))
+    if len(mixes) > 1:  # e.g. "Song_Mix.wav" and "Song_MixFX.wav": never guess
+        raise DatasetError(
+            f"{len(mixes)} files in {folder} match the mix pattern {mix_pattern!r}: "
+            f"{', '.join(p.name for p in mixes)}; give a pattern that matches one "
+            f"(e.g. --mix-pattern '*_Mix.wav')"
+        )
+    mix = mixes[0]
     stems = [StemSource(p, p.stem) for p in stem_files]
     return SongSource(folder.name, "cambridge", stems, mix, _truth(folder), folder)
 

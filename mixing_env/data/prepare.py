@@ -1,10 +1,10 @@
 """Preprocessing (report 3.2) of a multitrack dataset into an on-disk, memory-mappable cache.
 
-Two passes. The first reads only file headers (``soundfile.info``): it finds each stem's
-slot, each song's length, the dataset's slot layout and its length T. The second streams
-one song at a time: the mix and then each stem is read, resampled to the target rate,
-downmixed, padded and written straight into a memory-mapped ``stems.npy``, so peak memory
-stays near one song's float32 size however large the dataset.
+Two passes. The first reads only file headers (``soundfile.info``): each song's length, the
+slot layout and the length T. The second streams one song at a time: the mix and then each
+stem is read, resampled, downmixed, put in its slot (:mod:`mixing_env.data.slots`), padded
+and written straight into a memory-mapped ``stems.npy``, so peak memory stays near one
+song's float32 size however large the dataset.
 
 Each song is written into a temporary folder and moved into place with ``os.replace``; the
 manifest, replaced atomically after every song, is the only record of what is finished. A
@@ -45,15 +45,31 @@ from mixing_env.data.cache_reuse import (
     song_arrays_intact,
 )
 from mixing_env.data.layouts import SongSource, scan_songs
-from mixing_env.data.taxonomy import Taxonomy, parse_slot
+from mixing_env.data.slots import (
+    LayoutSpec,
+    Placement,
+    fill_gains,
+    fill_slots,
+    place_stems,
+    resolve_layout,
+)
+from mixing_env.data.song_folder import load_true_gains
+from mixing_env.data.taxonomy import Taxonomy
 from mixing_env.errors import AudioFileError, ConfigError, DatasetError
 
-__all__ = ["SILENCE_PEAK", "load_true_gains", "prepare_dataset"]
+__all__ = ["SILENCE_PEAK", "STEREO_REFUSED", "prepare_dataset"]
 
 logger = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1e-8
 """A stem whose absolute peak is at most this (about -160 dBFS) is marked silent."""
+
+STEREO_REFUSED = (
+    "stereo caches are not supported: the environment, evaluation and mixing read mono "
+    "caches only; prepare without --stereo (mono=True); `deepmixing mix` still renders its "
+    "output from the stereo source files"
+)
+"""The one line ``prepare_dataset(mono=False)`` raises."""
 
 _TMP_PREFIX = ".tmp-"
 _OLD_PREFIX = ".old-"
@@ -72,52 +88,14 @@ def _warn(record: dict, message: str) -> None:
     warnings.warn(message, DataWarning, stacklevel=3)
 
 
-def load_true_gains(
-    path: str | os.PathLike, stem_files: Sequence[str], *, chunk_size: int, sample_rate: int
-) -> dict[str, np.ndarray] | None:
-    """Read a synthetic song's ``true_gains.npz``.
-
-    Args:
-        path: The ``true_gains.npz`` file.
-        stem_files: Stem file names to look up (e.g. ``"01_Kick.wav"``).
-        chunk_size: Chunk size the gains must have been made for.
-        sample_rate: Sample rate the gains must have been made for.
-
-    Returns:
-        ``{stem file name: gains [shape=(T_song,)]}``, or None when the file was made for
-        another chunk size or rate (per-chunk gains then mean nothing).
-    """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if (
-                int(data["__chunk_size__"]) != chunk_size
-                or int(data["__sample_rate__"]) != sample_rate
-            ):
-                return None
-            return {f: np.asarray(data[f], dtype=np.float32) for f in stem_files if f in data.files}
-    except (OSError, KeyError, ValueError) as e:
-        raise DatasetError(f"cannot read true gains {path}: {e}") from e
-
-
-def _fit(y: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad the last axis to n samples."""
-    if y.shape[-1] >= n:
-        return y[..., :n]
-    out = np.zeros(y.shape[:-1] + (n,), dtype=y.dtype)
-    out[..., : y.shape[-1]] = y
-    return out
-
-
-def _plan_song(source: SongSource, taxonomy: Taxonomy, sample_rate: int) -> dict[str, Any]:
-    """Header pass for one song: lengths, rates, slots. Raises AudioFileError."""
+def _plan_song(source: SongSource, sample_rate: int) -> dict[str, Any]:
+    """Header pass for one song: lengths and rates. Raises AudioFileError."""
     mix = audio_info(source.mix_path)
     stems = [audio_info(s.path) for s in source.stems]
-    slots = taxonomy.assign_slots([s.name for s in source.stems])
     return {
         "source": source,
         "mix_info": mix,
         "stem_infos": stems,
-        "slots": slots,
         "n_samples": resampled_length(mix.frames, orig_sr=mix.sample_rate, target_sr=sample_rate),
     }
 
@@ -127,17 +105,16 @@ def _write_song(
     cache_dir: Path,
     *,
     slots: list[str],
+    taxonomy: Taxonomy,
     n_chunks: int,
     chunk_size: int,
     sample_rate: int,
-    mono: bool,
 ) -> dict[str, Any]:
     """Stream one song into ``songs/<name>``; returns its manifest record."""
     source: SongSource = plan["source"]
     mix_info = plan["mix_info"]
     C, T, K = len(slots), n_chunks, chunk_size
     n_total = T * K
-    channels = None if mono else 2
     record: dict[str, Any] = {
         "layout": source.layout,
         "folder": str(source.folder) if source.folder else None,
@@ -146,24 +123,29 @@ def _write_song(
         "stems": [],
         "stem_to_slot": {},
         "silent": [],
+        "placement": [],
         "warnings": [],
         "has_true_gains": False,
         "sources": _signature(source.files),
     }
+    placement = place_stems(
+        [s.name for s in source.stems], slots, taxonomy, labels=[str(s.path) for s in source.stems]
+    )
+    for note in placement.notes:
+        record["placement"].append(note)
+        _warn(record, note)
     tmp = cache_dir / SONGS_DIR / f"{_TMP_PREFIX}{source.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        mix = read_audio(source.mix_path, sample_rate=sample_rate, mono=mono)
+        mix = read_audio(source.mix_path, sample_rate=sample_rate, mono=True)[0]
         if max(float(mix.max()), -float(mix.min())) <= SILENCE_PEAK:
             raise DatasetError(
                 f"song {source.name}: its reference mix {source.mix_path} is silent "
                 f"(peak <= {SILENCE_PEAK:g}); no mix can be scored against it"
             )
-        if not mono:
-            mix = _to_channels(mix, channels, source.mix_path)
-        n_mix = mix.shape[1]
+        n_mix = mix.shape[0]
         if n_mix > n_total:
             _warn(
                 record,
@@ -171,21 +153,16 @@ def _write_song(
                 f"n_chunks * chunk_size = {n_total}; trimmed",
             )
         n_keep = min(n_mix, n_total)
-        ref = _fit(mix, n_total)
+        ref = np.zeros(n_total, dtype=np.float32)
+        ref[:n_keep] = mix[:n_keep]
         del mix
-        ref = ref[0].reshape(T, K) if mono else ref.reshape(channels, T, K)
-        np.save(tmp / "reference.npy", ref, allow_pickle=False)
+        np.save(tmp / "reference.npy", ref.reshape(T, K), allow_pickle=False)
         del ref
 
-        shape = (C, T, K) if mono else (C, channels, T, K)
-        stems = np.lib.format.open_memmap(
-            tmp / "stems.npy", mode="w+", dtype=np.float32, shape=shape
-        )
-        mask = np.zeros(C, dtype=np.float32)
-        index = {s: i for i, s in enumerate(slots)}
-        mix_seconds = mix_info.frames / mix_info.sample_rate
-        for stem, info, slot in zip(source.stems, plan["stem_infos"], plan["slots"], strict=True):
-            entry = {
+        for stem, info, slot in zip(
+            source.stems, plan["stem_infos"], placement.slots, strict=True
+        ):
+            record["stems"].append({
                 "path": str(stem.path),
                 "name": stem.name,
                 "slot": slot,
@@ -193,56 +170,26 @@ def _write_song(
                 "channels": info.channels,
                 "frames": info.frames,
                 "silent": False,
-            }
-            record["stems"].append(entry)
-            if slot not in index:
-                entry["slot"] = None
-                _warn(
-                    record,
-                    f"stem {stem.path} goes to slot {slot}, which the given slot "
-                    f"layout lacks; left out",
-                )
-                continue
-            c = index[slot]
-            y = read_audio(stem.path, sample_rate=sample_rate, mono=mono)
-            if not mono:
-                y = _to_channels(y, channels, stem.path)
-            if info.sample_rate != mix_info.sample_rate:
-                _warn(
-                    record,
-                    f"stem {stem.path} is at {info.sample_rate} Hz but the mix "
-                    f"{source.mix_path.name} at {mix_info.sample_rate} Hz; resampled",
-                )
-            stem_seconds = info.frames / info.sample_rate
-            if abs(stem_seconds - mix_seconds) > 1.5 / min(info.sample_rate, mix_info.sample_rate):
-                what = "shorter" if stem_seconds < mix_seconds else "longer"
-                _warn(
-                    record,
-                    f"stem {stem.path} is {what} than the mix {source.mix_path.name} "
-                    f"({stem_seconds:.3f} s vs {mix_seconds:.3f} s); "
-                    f"{'zero-padded' if what == 'shorter' else 'trimmed'} to the mix",
-                )
-            n = min(y.shape[-1], n_keep)
-            if mono:
-                stems[c].reshape(-1)[:n] = y[0, :n]
-            else:
-                stems[c].reshape(channels, -1)[:, :n] = y[:, :n]
-            mask[c] = 1.0
-            record["stem_to_slot"][stem.path.name] = slot
-            if n == 0 or max(float(y[..., :n].max()), -float(y[..., :n].min())) <= SILENCE_PEAK:
-                entry["silent"] = True
-                record["silent"].append(slot)
-                _warn(
-                    record,
-                    f"stem {stem.path} is silent (peak <= {SILENCE_PEAK:g}); kept, marked silent",
-                )
-            del y
+            })
+
+        def load(i: int) -> np.ndarray:
+            stem, info, entry = source.stems[i], plan["stem_infos"][i], record["stems"][i]
+            y = read_audio(stem.path, sample_rate=sample_rate, mono=True)[0]
+            _check_stem(record, entry, y[:n_keep], info, mix_info, source.mix_path)
+            record["stem_to_slot"][stem.path.name] = entry["slot"]
+            return y
+
+        stems = np.lib.format.open_memmap(
+            tmp / "stems.npy", mode="w+", dtype=np.float32, shape=(C, T, K)
+        )
+        mask = fill_slots(stems, placement, load, n_samples=n_keep)
         stems.flush()
         del stems
         np.save(tmp / "track_mask.npy", mask, allow_pickle=False)
 
         if source.truth_path is not None:
-            truth = _truth_rows(source, slots, record, T=T, chunk_size=K, sample_rate=sample_rate)
+            truth = _truth_rows(source, placement, record, n_slots=C, T=T, chunk_size=K,
+                                sample_rate=sample_rate)
             if truth is not None:
                 np.save(tmp / "true_gains.npy", truth, allow_pickle=False)
                 record["has_true_gains"] = True
@@ -256,16 +203,36 @@ def _write_song(
     return record
 
 
-def _to_channels(y: np.ndarray, channels: int, path: Path) -> np.ndarray:
-    if y.shape[0] == channels:
-        return y
-    if y.shape[0] == 1:
-        return np.repeat(y, channels, axis=0)
-    raise AudioFileError(f"audio file {path} has {y.shape[0]} channels; expected 1 or {channels}")
+def _check_stem(record: dict, entry: dict, y: np.ndarray, info, mix_info, mix_path: Path) -> None:
+    """Warn about a stem's rate, length and silence (``y``: the part that is kept)."""
+    if info.sample_rate != mix_info.sample_rate:
+        _warn(
+            record,
+            f"stem {entry['path']} is at {info.sample_rate} Hz but the mix "
+            f"{mix_path.name} at {mix_info.sample_rate} Hz; resampled",
+        )
+    stem_seconds = info.frames / info.sample_rate
+    mix_seconds = mix_info.frames / mix_info.sample_rate
+    if abs(stem_seconds - mix_seconds) > 1.5 / min(info.sample_rate, mix_info.sample_rate):
+        what = "shorter" if stem_seconds < mix_seconds else "longer"
+        _warn(
+            record,
+            f"stem {entry['path']} is {what} than the mix {mix_path.name} "
+            f"({stem_seconds:.3f} s vs {mix_seconds:.3f} s); "
+            f"{'zero-padded' if what == 'shorter' else 'trimmed'} to the mix",
+        )
+    if y.size == 0 or max(float(y.max()), -float(y.min())) <= SILENCE_PEAK:
+        entry["silent"] = True
+        record["silent"].append(entry["slot"])
+        _warn(
+            record,
+            f"stem {entry['path']} is silent (peak <= {SILENCE_PEAK:g}); kept, marked silent",
+        )
 
 
 def _truth_rows(
-    source: SongSource, slots: list[str], record: dict, *, T: int, chunk_size: int, sample_rate: int
+    source: SongSource, placement: Placement, record: dict, *, n_slots: int, T: int,
+    chunk_size: int, sample_rate: int,
 ) -> np.ndarray | None:
     files = [s.path.name for s in source.stems]
     found = load_true_gains(
@@ -278,15 +245,8 @@ def _truth_rows(
             f"sample rate; left out",
         )
         return None
-    index = {s: i for i, s in enumerate(slots)}
-    out = np.zeros((len(slots), T), dtype=np.float32)
-    for name, slot in record["stem_to_slot"].items():
-        g = found.get(name)
-        if g is None or g.size == 0:
-            continue
-        # Past the song's end the stems are zero: hold the last gain there.
-        out[index[slot]] = g[:T] if g.size >= T else np.pad(g, (0, T - g.size), mode="edge")
-    return out
+    # Past the song's end the stems are zero: the gains hold their last value there.
+    return fill_gains(placement, lambda i: found.get(files[i]), n_slots=n_slots, n_chunks=T)
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:
@@ -327,6 +287,7 @@ def prepare_dataset(
     mono: bool = True,
     n_chunks: int | None = None,
     slots: Sequence[str] | None = None,
+    layout: LayoutSpec = None,
     taxonomy: Taxonomy | str | os.PathLike | None = None,
     strict: bool = False,
     progress: bool = True,
@@ -336,19 +297,24 @@ def prepare_dataset(
     """Prepare a multitrack dataset into a memory-mappable cache (report 3.2).
 
     Every song is read at ``sample_rate`` (soxr resampling), downmixed to mono, its stems
-    put in their taxonomy slots (dummy zero slots for missing ones), padded to the longest
-    song (or ``n_chunks``) and cut into T chunks of ``chunk_size`` samples.
+    put in the slots of one layout (by default the fixed C = 72 layout; dummy zero slots for
+    missing ones), padded to the longest song (or ``n_chunks``) and cut into T chunks of
+    ``chunk_size`` samples. Stems that go to an Extra slot (a name no rule matches, an
+    instrument whose slots are full) or to no slot are reported: a :class:`DataWarning`
+    each, and the song's manifest record lists them under ``placement``.
 
     Args:
         source_dir: Dataset folder (Cambridge-MT, MedleyDB or MUSDB18 layout) or one song.
         cache_dir: Output folder; reused across runs (finished songs are skipped).
         sample_rate: Target sample rate in Hz.
         chunk_size: Samples per chunk.
-        mono: Downmix to mono (stems (C, T, chunk)); False keeps two channels (stems
-            (C, 2, T, chunk), reference (2, T, chunk)).
+        mono: Must be True: stems are downmixed to mono (C, T, chunk). False is refused
+            (:data:`STEREO_REFUSED`): nothing downstream reads a stereo cache.
         n_chunks: T; None pads to the longest song. Longer songs are trimmed, with a warning.
-        slots: Force this slot layout (e.g. a training cache's ``slot_names`` for a held-out
-            set); stems whose slot is not in it are left out, with a warning.
+        slots: Slot names to force (e.g. a training cache's); same as ``layout=slots``.
+        layout: None (the fixed C = 72 layout of ``layout.yaml``), ``"compact"`` (per
+            instrument, the most stems any song has), a layout file (see
+            :func:`~mixing_env.data.slots.read_layout`) or a list of slot names.
         taxonomy: A :class:`Taxonomy`, a user taxonomy YAML file, or None for the default.
         strict: Raise on the first bad song instead of recording it and going on.
         progress: Show a progress bar.
@@ -368,6 +334,10 @@ def prepare_dataset(
             with other options or from another dataset.
     """
     _check_options(sample_rate, chunk_size, n_chunks)
+    if not mono:
+        raise ConfigError(STEREO_REFUSED)
+    if slots is not None:  # the older spelling of layout=[...]
+        layout = list(slots)
     if not isinstance(taxonomy, Taxonomy):
         taxonomy = Taxonomy.load(taxonomy)
     cache_dir = Path(cache_dir)
@@ -383,7 +353,7 @@ def prepare_dataset(
     plans = []
     for source in sources:
         try:
-            plans.append(_plan_song(source, taxonomy, sample_rate))
+            plans.append(_plan_song(source, sample_rate))
         except AudioFileError as e:
             if strict:
                 raise
@@ -398,7 +368,7 @@ def prepare_dataset(
     base_options = {
         "sample_rate": sample_rate,
         "chunk_size": chunk_size,
-        "mono": mono,
+        "mono": True,
         "taxonomy": taxonomy.fingerprint,
         "mix_pattern": mix_pattern,
     }
@@ -417,17 +387,10 @@ def prepare_dataset(
         for n, r in (old or {}).get("songs", {}).items()
         if n in failed and song_dir(cache_dir, n).is_dir()
     }
-    song_slots = [p["slots"] for p in plans]
-    song_slots += [[e["slot"] for e in r["stems"] if e.get("slot")] for r in kept_old.values()]
+    song_names = [[s.name for s in p["source"].stems] for p in plans]
+    song_names += [[e["name"] for e in r["stems"]] for r in kept_old.values()]
     lengths = [p["n_samples"] for p in plans] + [r["n_samples"] for r in kept_old.values()]
-    if slots is not None:
-        layout = [str(s) for s in slots]
-        for s in layout:
-            parse_slot(s)
-        if len(set(layout)) != len(layout):
-            raise ConfigError(f"slots has repeated names: {layout}")
-    else:
-        layout = taxonomy.slot_layout(song_slots)
+    layout, layout_source = resolve_layout(layout, taxonomy=taxonomy, songs=song_names)
     T = n_chunks or max(math.ceil(n / chunk_size) for n in lengths)
     options = dict(base_options, n_chunks=T, slots=layout)
     source = str(Path(source_dir).resolve())
@@ -442,8 +405,9 @@ def prepare_dataset(
         "sample_rate": sample_rate,
         "chunk_size": chunk_size,
         "n_chunks": T,
-        "channels": None if mono else 2,
+        "channels": None,
         "slots": layout,
+        "layout_source": layout_source,
         "source_dir": source,
         "taxonomy_source": taxonomy.source,
         "options": options,
@@ -480,10 +444,10 @@ def prepare_dataset(
                     plan,
                     cache_dir,
                     slots=layout,
+                    taxonomy=taxonomy,
                     n_chunks=T,
                     chunk_size=chunk_size,
                     sample_rate=sample_rate,
-                    mono=mono,
                 )
             except (AudioFileError, DatasetError) as e:
                 if strict:

@@ -2,9 +2,9 @@
 
 A *slot* is one row of the combined raw-track array. Slots are ordered section by section and
 instrument by instrument as in the report, and numbered within an instrument:
-``"Drums/Kick#1"``, ``"Drums/Kick#2"``, ``"Vocals/Lead#1"``. The dataset's layout has, for
-every instrument, as many slots as the song with most such stems; songs with fewer get dummy
-(all-zero) slots.
+``"Drums/Kick#1"``, ``"Drums/Kick#2"``, ``"Vocals/Lead#1"``. Which slots a dataset has is
+its slot layout (:mod:`mixing_env.data.slots`): by default the fixed C = 72 layout shared by
+every song; songs with fewer stems get dummy (all-zero) slots.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from mixing_env.errors import ConfigError
 
 __all__ = [
     "DEFAULT_TAXONOMY_PATH",
+    "EXTRA",
+    "UNKNOWN",
     "Rule",
     "Taxonomy",
     "normalize_stem_name",
@@ -34,6 +36,10 @@ __all__ = [
 
 DEFAULT_TAXONOMY_PATH = Path(__file__).with_name("taxonomy.yaml")
 """The shipped taxonomy file."""
+
+EXTRA, UNKNOWN = "Extra", "Unknown"
+"""The name of the global leftovers section (and of each section's overflow instrument), and
+of the instrument that takes stem names no rule matches."""
 
 _LEADING_NUMBER = re.compile(r"^\s*\d+\s*[-_. ]*\s*")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
@@ -210,12 +216,37 @@ class Taxonomy:
 
     @property
     def fallback(self) -> tuple[str, str]:
-        """Where unmatched names go: the global Extra, else the last instrument."""
+        """Where unmatched names go.
+
+        ``Extra/Unknown``, else the global Extra section's first instrument, else the last
+        instrument.
+        """
         for s, insts in self.sections:
-            if s == "Extra":
-                return s, insts[0]
+            if s == EXTRA:
+                return s, UNKNOWN if UNKNOWN in insts else insts[0]
         s, insts = self.sections[-1]
         return s, insts[-1]
+
+    def overflow(self, section: str) -> tuple[str, str] | None:
+        """Where a stem goes when its instrument's slots are full.
+
+        The section's own ``Extra`` instrument, else the global ``Extra/Extra``; None when the
+        taxonomy has neither.
+        """
+        instruments = dict(self.sections)
+        if EXTRA in instruments.get(section, ()):
+            return section, EXTRA
+        if EXTRA in instruments.get(EXTRA, ()):
+            return EXTRA, EXTRA
+        return None
+
+    def match(self, stem_name: str) -> tuple[str, str] | None:
+        """The (section, instrument) of the first rule that matches, or None."""
+        text = normalize_stem_name(stem_name)
+        for rule in self.rules:
+            if rule.pattern.search(text):
+                return rule.section, rule.instrument
+        return None
 
     def classify(self, stem_name: str) -> tuple[str, str]:
         """Map a stem name (file name or label) to its (section, instrument).
@@ -228,11 +259,7 @@ class Taxonomy:
             ``(section, instrument)``, e.g. ``("Strings", "Electric")``; names no rule
             matches give :attr:`fallback`.
         """
-        text = normalize_stem_name(stem_name)
-        for rule in self.rules:
-            if rule.pattern.search(text):
-                return rule.section, rule.instrument
-        return self.fallback
+        return self.match(stem_name) or self.fallback
 
     def assign_slots(self, stem_names: Sequence[str]) -> list[str]:
         """Slot of each stem of one song, numbering repeats in the order given.

@@ -26,7 +26,9 @@ LAYOUT = [
 
 
 def prep(src, cache, **kw):
+    """prepare_dataset, quiet, in the compact layout (these tests check padding and slots)."""
     kw.setdefault("progress", False)
+    kw.setdefault("layout", "compact")
     return prepare_dataset(src, cache, **kw)
 
 
@@ -79,15 +81,10 @@ def test_set_length_pads_shorter_songs(tiny_dataset, tmp_path):
     assert ds.manifest["songs"]["SongA"]["warnings"] == []
 
 
-def test_stereo_keeps_two_channels(tiny_dataset, tmp_path):
-    ds = prep(tiny_dataset, tmp_path / "cache", mono=False)
-    song = ds.load("SongA")
-    assert song.stems.shape == (5, 2, ds.n_chunks, K) and song.reference.shape == (
-        2,
-        ds.n_chunks,
-        K,
-    )
-    np.testing.assert_array_equal(song.stems[0, 0], song.stems[0, 1])  # mono file on both sides
+def test_stereo_is_refused_before_anything_is_written(tiny_dataset, tmp_path):
+    with pytest.raises(ConfigError, match=r"stereo caches are not supported.*without --stereo"):
+        prep(tiny_dataset, tmp_path / "cache", mono=False)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_resample_to_target_rate(tiny_dataset, tmp_path):
@@ -122,7 +119,7 @@ def _kill_script(src, cache, kill_at):
                 os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: a real crash
             return orig(path, **kw)
         P.read_audio = killer
-        P.prepare_dataset({str(src)!r}, {str(cache)!r}, progress=False)
+        P.prepare_dataset({str(src)!r}, {str(cache)!r}, progress=False, layout="compact")
     """)
 
 
@@ -223,11 +220,9 @@ def test_forced_slot_layout(tiny_dataset, tmp_path):
     with pytest.warns(DataWarning) as rec:
         ds = prep(tiny_dataset, tmp_path / "cache", slots=layout)
     messages = " | ".join(str(w.message) for w in rec)
-    assert (
-        "06_ElecGtr2.wav goes to slot Strings/Electric#2, which the given slot layout lacks"
-        in messages
-    )
-    assert "02_Bass.wav goes to slot Strings/Bass#1" in messages
+    assert "06_ElecGtr2.wav: the layout's Strings/Electric slots are full, and no Extra" in messages
+    assert "02_Bass.wav: the layout has no Strings/Bass slot, and no Extra slot is free" in messages
+    assert any("left out" in n for n in ds.manifest["songs"]["SongA"]["placement"])
     assert ds.slot_names == layout
     np.testing.assert_array_equal(ds.load("SongB").track_mask, [1, 0, 1, 1])
     np.testing.assert_array_equal(ds.load("SongA").track_mask, [1, 0, 0, 1])
@@ -338,6 +333,9 @@ def test_cache_errors(tiny_dataset, tmp_path):
     (cache / "songs" / "SongA" / "reference.npy").unlink()
     with pytest.raises(CacheError, match=r"SongA is missing \['reference\.npy'\]"):
         PreparedDataset(cache).load("SongA")
+    (cache / "manifest.json").write_text(json.dumps(dict(manifest, channels=2)))
+    with pytest.raises(CacheError, match=r"is a stereo cache.*without --stereo"):
+        PreparedDataset(cache)
     manifest["format_version"] = CACHE_FORMAT_VERSION + 1
     (cache / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CacheError, match=rf"format version {CACHE_FORMAT_VERSION + 1}"):

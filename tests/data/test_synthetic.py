@@ -82,7 +82,8 @@ def test_gains_follow_house_style_and_sections():
 def test_track_counts_and_all_stems_classified(n_tracks):
     (song,) = synthetic_songs(n_songs=1, seconds=0.3, n_tracks=n_tracks, seed=1)
     assert int(song.track_mask.sum()) == n_tracks
-    assert not any(name.startswith("Extra/") for name in song.slot_names)
+    real = [name for name, m in zip(song.slot_names, song.track_mask, strict=True) if m]
+    assert len(song.slot_names) == 72 and not any(name.startswith("Extra/") for name in real)
 
 
 def test_track_range_drawn_per_song():
@@ -115,3 +116,25 @@ def test_every_instrument_name_maps_to_its_own_slot():
 def test_bad_track_count(bad):
     with pytest.raises(ConfigError, match=r"n_tracks must be .* got"):
         synthetic_songs(n_songs=1, seconds=0.2, n_tracks=bad, seed=0)
+
+
+def test_song_folder_writer_round_trips_the_true_gains(tmp_path):
+    from mixing_env.data.layouts import discover_songs
+    from mixing_env.data.song_folder import load_true_gains, write_song_folder
+
+    stems = [np.full(1000, 0.1, np.float32), np.full(800, 0.2, np.float32)]
+    gains = [np.array([1.0, 0.5], np.float32), np.array([0.25, 2.0], np.float32)]
+    files = ["01_Kick.wav", "02_Trumpet.wav"]
+    folder = write_song_folder(tmp_path / "Song", stem_files=files, stems=stems,
+                               reference=0.5 * stems[0], true_gains=gains, sample_rate=8000,
+                               chunk_size=500, meta={"model": "test"})
+    (song,) = discover_songs(tmp_path)
+    assert song.mix_path == folder / "Song_Mix.wav" and song.truth_path is not None
+    got = load_true_gains(song.truth_path, files, chunk_size=500, sample_rate=8000)
+    assert set(got) == set(files)
+    for f, g in zip(files, gains, strict=True):
+        np.testing.assert_array_equal(got[f], g)
+    assert load_true_gains(song.truth_path, files, chunk_size=250, sample_rate=8000) is None
+    with pytest.raises(ConfigError, match="2 stem files, 1 stems and 2 gain rows"):
+        write_song_folder(tmp_path / "Bad", stem_files=files, stems=stems[:1], reference=stems[0],
+                          true_gains=gains, sample_rate=8000, chunk_size=500)

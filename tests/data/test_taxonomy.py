@@ -34,7 +34,8 @@ CASES = [
     ("LeadGtr.wav", "Strings", "Electric"),
     ("Gtr.wav", "Strings", "Electric"),
     ("Ukulele.wav", "Strings", "Ukulele"),
-    ("Violin.wav", "Strings", "Extra"),
+    ("Violin.wav", "Strings", "Orchestral"),
+    ("Banjo.wav", "Strings", "Extra"),
     ("18_Organ.wav", "Keys", "Organ"),
     ("Hammond.wav", "Keys", "Organ"),
     ("19_Piano.wav", "Keys", "Piano"),
@@ -66,14 +67,92 @@ CASES = [
     ("drum set", "Drums", "Drums"),
     ("electric piano", "Keys", "Piano"),
     ("kick drum", "Drums", "Kick"),
-    ("Trumpet.wav", "Extra", "Extra"),
-    ("zzz_unknown.wav", "Extra", "Extra"),
+    ("Trumpet.wav", "Brass", "Brass"),
+    ("zzz_unknown.wav", "Extra", "Unknown"),
 ]
 
 
 @pytest.mark.parametrize(("name", "section", "instrument"), CASES, ids=[c[0] for c in CASES])
 def test_classify_realistic_names(name, section, instrument):
     assert Taxonomy.load().classify(name) == (section, instrument)
+
+
+# One case list per family of name rules (issue 16): each name must reach its own instrument.
+FAMILIES = {
+    "brass": [
+        ("Trumpet.wav", "Brass/Brass"),
+        ("02_Trombone.wav", "Brass/Brass"),
+        ("Horns.wav", "Brass/Brass"),
+        ("FrenchHorn.wav", "Brass/Brass"),
+        ("Tuba.wav", "Brass/Brass"),
+        ("Tpt1.wav", "Brass/Brass"),
+        ("AltoSax.wav", "Woodwind/Woodwind"),  # the horn section's sax is a woodwind
+    ],
+    "orchestral strings": [
+        ("Violin1.wav", "Strings/Orchestral"),
+        ("Viola.wav", "Strings/Orchestral"),
+        ("Cello.wav", "Strings/Orchestral"),
+        ("Contrabass.wav", "Strings/Orchestral"),
+        ("Strings.wav", "Strings/Orchestral"),
+        ("Str_Hi.wav", "Strings/Orchestral"),
+        ("Vln2.wav", "Strings/Orchestral"),
+        ("12_SteelString.wav", "Strings/Acoustic"),  # not a string section
+    ],
+    "percussion": [
+        ("Shaker.wav", "Drums/Percussion"),
+        ("Tambourine.wav", "Drums/Percussion"),
+        ("Tamb.wav", "Drums/Percussion"),
+        ("Congas.wav", "Drums/Percussion"),
+        ("Bongo.wav", "Drums/Percussion"),
+        ("Perc2.wav", "Drums/Percussion"),
+    ],
+    "synths": [
+        ("Synth.wav", "Keys/Synth"),
+        ("Pad.wav", "Keys/Synth"),
+        ("LeadSynth.wav", "Keys/Synth"),
+        ("SynthLead.wav", "Keys/Synth"),
+        ("Arp.wav", "Keys/Synth"),
+        ("Arpeggiator.wav", "Keys/Synth"),
+    ],
+    "fx": [
+        ("FX.wav", "Extra/FX"),
+        ("SFX_Riser.wav", "Extra/FX"),
+        ("Effects.wav", "Extra/FX"),
+        ("Whoosh.wav", "Extra/FX"),
+    ],
+    "abbreviations": [
+        ("Kik.wav", "Drums/Kick"),
+        ("Snr.wav", "Drums/Snare"),
+        ("OH.wav", "Drums/Overheads"),
+        ("Gtr.wav", "Strings/Electric"),
+        ("EGtr.wav", "Strings/Electric"),
+        ("AGtr.wav", "Strings/Acoustic"),
+        ("Vox.wav", "Vocals/Lead"),
+        ("BVox.wav", "Vocals/Backing"),
+        ("BV.wav", "Vocals/Backing"),
+        ("Pno.wav", "Keys/Piano"),
+        ("Keys.wav", "Keys/Piano"),
+        ("Org.wav", "Keys/Organ"),
+        ("Rhodes.wav", "Keys/Piano"),
+        ("Bs.wav", "Strings/Bass"),
+    ],
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_name_rule_families(family):
+    tax = Taxonomy.load()
+    got = {name: "/".join(tax.classify(name)) for name, _ in FAMILIES[family]}
+    assert got == dict(FAMILIES[family])
+    assert all(tax.match(name) is not None for name, _ in FAMILIES[family])
+
+
+def test_unknown_name_has_no_rule_and_falls_back_to_extra_unknown():
+    tax = Taxonomy.load()
+    assert tax.match("zzz_unknown.wav") is None
+    assert tax.classify("zzz_unknown.wav") == ("Extra", "Unknown")
+    assert tax.overflow("Drums") == ("Drums", "Extra")
+    assert tax.overflow("Brass") == ("Extra", "Extra")  # a section without its own Extra
 
 
 def test_normalize():
@@ -90,6 +169,7 @@ def test_sections_in_report_order():
         "Keys",
         "Vocals",
         "Woodwind",
+        "Brass",
         "Flute",
         "Overall",
         "Extra",
@@ -109,9 +189,17 @@ def test_sections_in_report_order():
         "Ambience",
         "Extra",
     )
-    assert dict(tax.sections)["Strings"] == ("Electric", "Ukulele", "Bass", "Acoustic", "Extra")
+    assert dict(tax.sections)["Strings"] == (
+        "Electric",
+        "Ukulele",
+        "Bass",
+        "Acoustic",
+        "Orchestral",
+        "Extra",
+    )
     assert dict(tax.sections)["Keys"] == ("Organ", "Piano", "Harmonica", "Synth", "Extra")
     assert dict(tax.sections)["Vocals"] == ("Lead", "Backing", "Extra")
+    assert dict(tax.sections)["Extra"] == ("Extra", "FX", "Unknown")
 
 
 def test_slots_numbered_and_layout_takes_max_per_instrument():
