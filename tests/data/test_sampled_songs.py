@@ -117,7 +117,7 @@ def test_every_part_name_lands_in_its_slot():
     tax = Taxonomy.load()
     for number, part in enumerate(PARTS + LEADS, start=1):
         section, instrument = tax.classify(f"{number:02d}_{part.name}.wav")
-        if part.slot is None:  # brass: no family of its own in today's taxonomy
+        if part.slot is None:
             assert section not in {"Drums", "Vocals", "Keys", "Strings"}, part.name
         else:
             assert f"{section}/{instrument}" == part.slot, part.name

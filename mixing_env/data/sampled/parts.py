@@ -43,7 +43,7 @@ class Part:
         programs: General MIDI programs (0-based) to draw from; empty for drum-kit parts.
         sections: Sections the part usually plays in.
         weight: Chance of being drawn into a song (1 = always).
-        slot: The taxonomy slot the name must land in (``None``: no rule of today's taxonomy
+        slot: The taxonomy slot the name must land in (``None``: no rule of the taxonomy
             names this family; see ``tests/data/test_sampled_songs.py``).
     """
 
@@ -90,8 +90,8 @@ PARTS: tuple[Part, ...] = (
     Part("SynthArp", "keys", "arpeggio", (81, 87), _s("intro", "chorus", "bridge"), 0.25,
          "Keys/Synth"),
     Part("Strings", "strings", "sustain_high", (48, 49), _s("chorus", "bridge", "outro"), 0.4,
-         "Strings/Extra"),
-    Part("Brass", "brass", "stabs", (61, 62), _s("chorus", "bridge"), 0.3, None),
+         "Strings/Orchestral"),
+    Part("Brass", "brass", "stabs", (61, 62), _s("chorus", "bridge"), 0.3, "Brass/Brass"),
     Part("BackingVox1", "backing", "harmony_third", (52, 53), _s("chorus",), 0.6,
          "Vocals/Backing"),
     Part("BackingVox2", "backing", "harmony_fifth", (52, 53), _s("chorus",), 0.3,
