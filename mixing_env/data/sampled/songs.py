@@ -14,7 +14,6 @@ Everything is deterministic from ``(seed, song index)``: song k is the same what
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -23,8 +22,7 @@ import numpy as np
 from scipy.signal import butter, sosfilt
 
 from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
-from mixing_env.data.audio_io import write_audio
-from mixing_env.data.layouts import TRUTH_FILE
+from mixing_env.data import song_folder
 from mixing_env.data.sampled.arrangement import Arrangement
 from mixing_env.data.sampled.master_bus import apply_master_bus, draw_master_bus
 from mixing_env.data.sampled.mixing_model import mix_gains_db
@@ -174,20 +172,12 @@ def write_song_folder(folder: Path, song: SyntheticSong) -> Path:
     """Stems, ``<name>_Mix.wav``, ``true_gains.npz`` and ``sampled.json`` in ``folder``.
 
     The same files as the procedural generator writes (32-bit float WAV, so the truth
-    holds to float precision).
+    holds to float precision), through :func:`mixing_env.data.song_folder.write_song_folder`.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    sr = song.sample_rate
-    for fname, y in zip(song.stem_files, song.stems, strict=True):
-        write_audio(folder / fname, y, sample_rate=sr, subtype="FLOAT")
-    write_audio(folder / f"{song.name}_Mix.wav", song.reference, sample_rate=sr, subtype="FLOAT")
-    truth = dict(zip(song.stem_files, song.true_gains, strict=True))
-    tmp = folder / f".{TRUTH_FILE}.tmp.npz"
-    np.savez(tmp, __chunk_size__=np.int64(song.chunk_size), __sample_rate__=np.int64(sr),
-             **truth)
-    os.replace(tmp, folder / TRUTH_FILE)
-    (folder / "sampled.json").write_text(json.dumps(song.meta, indent=1))
-    return folder
+    return song_folder.write_song_folder(
+        folder, stem_files=song.stem_files, stems=song.stems, reference=song.reference,
+        true_gains=song.true_gains, sample_rate=song.sample_rate, chunk_size=song.chunk_size,
+        meta=song.meta, meta_file="sampled.json")
 
 
 def make_sampled_dataset(
