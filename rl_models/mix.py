@@ -148,7 +148,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     from mixing_env.data.audio_io import read_audio, write_audio
     from mixing_env.data.song import Song
     from mixing_env.data.taxonomy import Taxonomy
-    from rl_models.evaluate import ModulePolicy, load_checkpoint, run_episode
+    from rl_models.evaluate import ModulePolicy, load_checkpoint, play_songs
     from rl_models.plots import plot_automation
 
     module, meta = load_checkpoint(checkpoint)
@@ -184,7 +184,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
                 stem_files={s: str(p) for p, s in placed})
     env_config = {k: v for k, v in meta["experiment"]["env"].items()
                   if k not in ("dataset_dir", "songs", "synthetic")}
-    record = run_episode(env_config, name, ModulePolicy(module), songs=[song])
+    record = play_songs(ModulePolicy(module), env_config, songs=[song])[0]
     gains = record.gains[rows]  # (n placed, T)
 
     source = []
