@@ -1,0 +1,63 @@
+"""evaluate()'s table: gap columns on every row, the balance share, the one song source."""
+
+import csv
+import json
+
+import pytest
+
+from mixing_env.balance import fit_instrument_balance
+from mixing_env.envs import song_source
+from mixing_env.envs.song_source import SongSource
+from rl_models.evaluate import evaluate, format_table
+
+HELD_OUT = {"synthetic": {"n_songs": 2, "seconds": 1.0, "n_tracks": 3, "seed": 5}}
+
+
+@pytest.fixture(scope="module")
+def balance_table(tmp_path_factory):
+    train = SongSource({"synthetic": {"n_songs": 4, "seconds": 1.0, "n_tracks": 3, "seed": 1}})
+    path = tmp_path_factory.mktemp("balance") / "balance.json"
+    return fit_instrument_balance(train.songs()).write(path)
+
+
+def test_table_shows_both_gaps_on_every_row(balance_table, tmp_path):
+    specs = ["equal", "oracle", "loudness", f"instrument_balance={balance_table}"]
+    rows = evaluate(specs, env_config=HELD_OUT, out_dir=tmp_path, plots=False, progress=False)
+    assert len(rows) == 4 * (2 + 1)
+    by = {(r["policy"], r["song"]): r for r in rows}
+    for song in ("MEAN", *SongSource(HELD_OUT).names):
+        assert by["equal", song]["gap_closed"] == pytest.approx(0.0)
+        assert by["oracle", song]["gap_closed"] == pytest.approx(1.0)
+        assert by["instrument_balance", song]["balance_gap_closed"] == pytest.approx(0.0)
+        assert by["oracle", song]["balance_gap_closed"] == pytest.approx(1.0)
+    loud = by["loudness", "MEAN"]
+    d = {p: by[p, "MEAN"]["mfcc_distance"] for p in ("equal", "oracle", "instrument_balance")}
+    assert loud["balance_gap_closed"] == pytest.approx(
+        (d["instrument_balance"] - loud["mfcc_distance"]) / (d["instrument_balance"] - d["oracle"]))
+    header = format_table(rows, means_only=True).splitlines()[0].split()
+    assert header[-2:] == ["gap_closed", "balance_gap_closed"]
+    with (tmp_path / "evaluation.csv").open() as f:
+        assert csv.DictReader(f).fieldnames[-2:] == ["gap_closed", "balance_gap_closed"]
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    assert saved["columns"][-2:] == ["gap_closed", "balance_gap_closed"]
+
+
+def test_gap_closed_without_equal_and_oracle_rows(tmp_path):
+    rows = evaluate(["loudness"], env_config=HELD_OUT, out_dir=tmp_path, plots=False,
+                    progress=False)
+    assert [r["policy"] for r in rows] == ["loudness"] * 3
+    assert all(isinstance(r["gap_closed"], float) for r in rows)
+    assert "balance_gap_closed" not in format_table(rows)
+
+
+def test_synthetic_songs_are_made_once_per_config(monkeypatch, tmp_path):
+    import mixing_env.data.synthetic as synthetic
+
+    made = []
+    real = synthetic.synthetic_songs
+    monkeypatch.setattr(synthetic, "synthetic_songs", lambda **kw: made.append(kw) or real(**kw))
+    song_source._synthetic_cache.clear()
+    config = {"synthetic": {"n_songs": 3, "seconds": 0.5, "n_tracks": 2, "seed": 11}}
+    evaluate(["equal", "static_oracle"], env_config=config, out_dir=tmp_path, plots=False,
+             progress=False)
+    assert len(made) == 1
