@@ -61,3 +61,28 @@ def test_synthetic_songs_are_made_once_per_config(monkeypatch, tmp_path):
     evaluate(["equal", "static_oracle"], env_config=config, out_dir=tmp_path, plots=False,
              progress=False)
     assert len(made) == 1
+
+
+def test_balance_fit_command_then_evaluate_and_demos(product_cache, tmp_path, deepmixing, capsys):
+    from mixing_env.data.cache import PreparedDataset
+    from rl_models.demonstrations import read_demonstrations
+
+    names = PreparedDataset(product_cache).names
+    table = tmp_path / "balance.json"
+    assert deepmixing("balance", "fit", product_cache, "--songs", names[0], "--out", table) == 0
+    assert json.loads(table.read_text())["meta"]["songs"] == [names[0]]
+    out = tmp_path / "eval"
+    assert deepmixing("evaluate", f"instrument_balance={table}", "equal", "oracle",
+                      "--dataset", product_cache, "--out", out, "--no-plots",
+                      "--no-progress") == 0
+    rows = json.loads((out / "evaluation.json").read_text())["rows"]
+    assert {r["policy"] for r in rows} == {"instrument_balance", "equal", "oracle"}
+    assert "balance_gap_closed" in capsys.readouterr().out
+    demos = tmp_path / "demos"
+    assert deepmixing("demos", "quickstart", "--policy", f"instrument_balance={table}",
+                      "--episodes-per-song", 1, "--out", demos,
+                      "--set", f"env.dataset_dir={product_cache}") == 0
+    assert len(read_demonstrations(demos)) == len(names)
+    assert deepmixing("demos", "quickstart", "--policy", "median", "--out", demos,
+                      "--set", f"env.dataset_dir={product_cache}") == 2
+    assert "unknown baseline 'median'" in capsys.readouterr().err
