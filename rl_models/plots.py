@@ -68,7 +68,7 @@ def plot_evaluation(records: dict[str, list[Any]], out_dir: str | Path) -> list[
     """Per song: each policy's gains against the truth (or the oracle), and MFCC distance over time.
 
     Args:
-        records: Policy label -> its :class:`rl_models.evaluate.EpisodeRecord` per song.
+        records: Policy label -> its :class:`mixing_env.episodes.EpisodeRecord` per song.
         out_dir: Folder for the PNGs.
 
     Returns:
