@@ -127,7 +127,9 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     """Mixes one multitrack folder with a checkpoint.
 
     Args:
-        checkpoint: A checkpoint, trial or experiment folder (see ``find_checkpoint``).
+        checkpoint: A checkpoint, trial or experiment folder (see ``find_checkpoint``), or a
+            baseline spec (``loudness``, ``instrument_balance=table.json``), which mixes the
+            stems in their own taxonomy slots.
         folder: The song's folder (any supported layout; a mix file is optional and unused).
         out_dir: Where ``<song>_mix.wav``, ``<song>_automation.{csv,json,png}`` go.
         target_lufs: Loudness of the output; None: peak normalization only.
@@ -145,17 +147,26 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     """
     from tqdm import tqdm
 
+    from mixing_env.baselines import is_baseline, make_baseline
+    from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
     from mixing_env.data.audio_io import read_audio, write_audio
     from mixing_env.data.song import Song
     from mixing_env.data.taxonomy import Taxonomy
     from rl_models.evaluate import ModulePolicy, load_checkpoint, play_songs
     from rl_models.plots import plot_automation
 
-    module, meta = load_checkpoint(checkpoint)
-    slot_names: list[str] = list(meta["slot_names"])
-    env_rate, chunk = int(meta["sample_rate"]), int(meta["chunk_size"])
     name, files = find_stems(folder, mix_pattern=mix_pattern)
     slots = Taxonomy.load(taxonomy).assign_slots([p.stem for p in files])
+    if is_baseline(str(checkpoint)):  # a baseline plays in the stems' own slots
+        policy, meta = make_baseline(str(checkpoint)), {"checkpoint": str(checkpoint),
+                                                        "experiment": {"env": {}}}
+        meta |= {"slot_names": list(dict.fromkeys(s for s in slots if s)),
+                 "sample_rate": SAMPLE_RATE, "chunk_size": CHUNK_SIZE}
+    else:
+        module, meta = load_checkpoint(checkpoint)
+        policy = ModulePolicy(module)
+    slot_names: list[str] = list(meta["slot_names"])
+    env_rate, chunk = int(meta["sample_rate"]), int(meta["chunk_size"])
     placed = [(p, s) for p, s in zip(files, slots, strict=True) if s in slot_names]
     unplaced = [str(p) for p, s in zip(files, slots, strict=True) if s not in slot_names]
     if unplaced:
@@ -184,7 +195,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
                 stem_files={s: str(p) for p, s in placed})
     env_config = {k: v for k, v in meta["experiment"]["env"].items()
                   if k not in ("dataset_dir", "songs", "synthetic")}
-    record = play_songs(ModulePolicy(module), env_config, songs=[song])[0]
+    record = play_songs(policy, env_config, songs=[song])[0]
     gains = record.gains[rows]  # (n placed, T)
 
     source = []

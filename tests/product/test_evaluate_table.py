@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from mixing_env.balance import fit_instrument_balance
@@ -63,7 +64,8 @@ def test_synthetic_songs_are_made_once_per_config(monkeypatch, tmp_path):
     assert len(made) == 1
 
 
-def test_balance_fit_command_then_evaluate_and_demos(product_cache, tmp_path, deepmixing, capsys):
+def test_balance_fit_command_then_evaluate_demos_and_mix(product_cache, product_songs, tmp_path,
+                                                         deepmixing, capsys):
     from mixing_env.data.cache import PreparedDataset
     from rl_models.demonstrations import read_demonstrations
 
@@ -86,3 +88,11 @@ def test_balance_fit_command_then_evaluate_and_demos(product_cache, tmp_path, de
     assert deepmixing("demos", "quickstart", "--policy", "median", "--out", demos,
                       "--set", f"env.dataset_dir={product_cache}") == 2
     assert "unknown baseline 'median'" in capsys.readouterr().err
+    song_dir = sorted(p for p in product_songs.iterdir() if p.is_dir())[0]
+    assert deepmixing("mix", f"instrument_balance={table}", song_dir, "--out", tmp_path / "mix",
+                      "--no-progress") == 0
+    meta = json.loads((tmp_path / "mix" / f"{song_dir.name}_automation.json").read_text())
+    assert meta["checkpoint"] == f"instrument_balance={table}" and not meta["unplaced_stems"]
+    gains = np.array([t["gain"] for t in meta["tracks"]])
+    np.testing.assert_allclose(gains.sum(axis=0), 1.0, rtol=1e-5)
+    assert np.ptp(gains, axis=1).max() < 1e-6  # one static balance per song
