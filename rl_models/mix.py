@@ -155,18 +155,17 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     from rl_models.evaluate import ModulePolicy, load_checkpoint, play_songs
     from rl_models.plots import plot_automation
 
-    name, files = find_stems(folder, mix_pattern=mix_pattern)
-    slots = Taxonomy.load(taxonomy).assign_slots([p.stem for p in files])
-    if is_baseline(str(checkpoint)):  # a baseline plays in the stems' own slots
-        policy, meta = make_baseline(str(checkpoint)), {"checkpoint": str(checkpoint),
-                                                        "experiment": {"env": {}}}
-        meta |= {"slot_names": list(dict.fromkeys(s for s in slots if s)),
-                 "sample_rate": SAMPLE_RATE, "chunk_size": CHUNK_SIZE}
+    if is_baseline(str(checkpoint)):  # a baseline plays in the stems' own slots (below)
+        policy = make_baseline(str(checkpoint))
+        meta = {"checkpoint": str(checkpoint), "experiment": {"env": {}},
+                "sample_rate": SAMPLE_RATE, "chunk_size": CHUNK_SIZE}
     else:
         module, meta = load_checkpoint(checkpoint)
         policy = ModulePolicy(module)
-    slot_names: list[str] = list(meta["slot_names"])
     env_rate, chunk = int(meta["sample_rate"]), int(meta["chunk_size"])
+    name, files = find_stems(folder, mix_pattern=mix_pattern)
+    slots = Taxonomy.load(taxonomy).assign_slots([p.stem for p in files])
+    slot_names: list[str] = list(meta.get("slot_names") or dict.fromkeys(s for s in slots if s))
     placed = [(p, s) for p, s in zip(files, slots, strict=True) if s in slot_names]
     unplaced = [str(p) for p, s in zip(files, slots, strict=True) if s not in slot_names]
     if unplaced:
