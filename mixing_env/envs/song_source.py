@@ -10,6 +10,7 @@ few sets), so evaluation does not make them again for every episode.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -149,8 +150,8 @@ class SongSource:
         missing = sorted(set(names) - set(self.names))
         if missing:
             raise ConfigError(f"songs {missing} are not in the dataset; available: {self.names}")
-        out = object.__new__(SongSource)
-        out.__dict__.update({k: v for k, v in self.__dict__.items() if k != "peak"})
+        out = copy.copy(self)  # shallow: the songs, the dataset and the layout are shared
+        out.__dict__.pop("peak", None)  # the subset's own peak
         out.names = [n for n in self.names if n in set(names)]
         return out
 
