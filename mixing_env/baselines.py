@@ -1,36 +1,53 @@
-"""Baseline mixing policies and a rollout helper.
+"""Baseline mixing policies and the one registry of them.
 
-Every policy gives gains on the simplex over a song's real tracks, ``gains(song) -> (C, T)``,
-and drives an env with ``act(env)``. All of them are scored with the env's own level
-treatment (:mod:`mixing_env.reward`), so the per-chunk oracle is an upper bound.
+Every baseline gives gains on the simplex over a song's real tracks, ``gains(song) -> (C, T)``,
+and follows the :class:`~mixing_env.episodes.Policy` protocol (``reset(song, start)``, then
+``act(obs)`` per step), so :func:`~mixing_env.episodes.run_episode` plays it like the agent.
+All of them are scored with the env's own level treatment (:mod:`mixing_env.reward`), so the
+per-chunk oracle is an upper bound. :data:`BASELINES` maps each name to a factory;
+:func:`make_baseline` turns a policy spec (``"equal"``, ``"instrument_balance=table.json"``)
+into a policy. Evaluation, demonstrations, the learning benchmark and the CLI read it.
 
 * :class:`EqualGains`: 1/n for every real track.
 * :class:`LoudnessGains`: every stem at equal integrated loudness (pyloudnorm, ITU-R BS.1770).
 * :class:`OraclePolicy`: per chunk, NNLS of the reference chunk on the stem chunks, put on the
   simplex (needs the reference: an upper bound, not a deployable policy).
 * :class:`StaticOracle`: one NNLS over the whole song, one gain vector for all chunks.
+* :class:`InstrumentBalance`: per slot, a level relative to the stem's loudness while it plays,
+  fitted on training songs (:mod:`mixing_env.balance`); the field's learned baseline.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
 
 from mixing_env.data.song import Song
+from mixing_env.errors import ConfigError
 from mixing_env.reward import to_simplex
 
 __all__ = [
+    "BALANCE_FILE",
+    "BASELINES",
     "BaselinePolicy",
     "EqualGains",
+    "InstrumentBalance",
     "LoudnessGains",
     "OraclePolicy",
     "StaticOracle",
-    "BASELINES",
-    "rollout",
+    "is_baseline",
+    "make_baseline",
 ]
+
+BALANCE_FILE = "instrument_balance.json"
+"""Default table of ``instrument_balance``: looked for in the dataset's cache folder."""
 
 _SILENT = 1e-12  # energy below which a chunk counts as silent
 
@@ -38,13 +55,16 @@ _SILENT = 1e-12  # energy below which a chunk counts as silent
 class BaselinePolicy:
     """A policy that knows each song's gains in advance; subclasses implement :meth:`gains`.
 
-    Gains are computed once per song (by name and identity) and cached.
+    Follows :class:`~mixing_env.episodes.Policy`: ``reset(song, start)`` computes the song's
+    gains (once per song object) and each ``act`` returns the next chunk's column.
     """
 
     name = "baseline"
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, int], np.ndarray] = {}
+        self._gains: np.ndarray | None = None
+        self._t = 0
 
     def gains(self, song: Song) -> np.ndarray:
         """Gains per slot and chunk, float32 [shape=(C, T)], on the simplex over real tracks."""
@@ -57,10 +77,17 @@ class BaselinePolicy:
             self._cache = {key: self.gains(song)}  # one song at a time is all an env needs
         return self._cache[key]
 
-    def act(self, env: Any) -> np.ndarray:
-        """The action for the env's current chunk, float32 [shape=(C,)]."""
-        base = env.unwrapped
-        return self.cached_gains(base.song)[:, base.t]
+    def reset(self, song: Song, start: int) -> None:
+        """A new episode on ``song`` from chunk ``start``."""
+        self._gains, self._t = self.cached_gains(song), int(start)
+
+    def act(self, obs: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """The gains of the next chunk, float32 [shape=(C,)] (the observation is not needed)."""
+        if self._gains is None:
+            raise ConfigError(f"{self.name}: act() before reset(song, start)")
+        action = self._gains[:, self._t]
+        self._t += 1
+        return action
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -87,21 +114,10 @@ class LoudnessGains(BaselinePolicy):
     name = "loudness"
 
     def gains(self, song: Song) -> np.ndarray:  # noqa: D102
-        import pyloudnorm
+        from mixing_env.features import stem_loudness  # librosa: not needed for the registry
 
-        n = song.n_valid_chunks or song.n_chunks
-        meter = pyloudnorm.Meter(song.sample_rate)
-        weights = np.zeros(song.n_slots)
-        for i in np.flatnonzero(np.asarray(song.track_mask) > 0):
-            audio = np.asarray(song.stems[i, :n], dtype=np.float64).reshape(-1)
-            if not np.any(audio):
-                continue
-            if audio.size > meter.block_size * song.sample_rate:
-                lufs = meter.integrated_loudness(audio)
-            else:
-                lufs = 10 * np.log10(np.mean(audio**2))
-            if np.isfinite(lufs):
-                weights[i] = 10 ** (-lufs / 20)
+        lufs = stem_loudness(song)
+        weights = np.where(np.isfinite(lufs), 10 ** (-np.nan_to_num(lufs) / 20), 0.0)
         g = to_simplex(weights, song.track_mask)
         return np.repeat(g[:, None], song.n_chunks, axis=1).astype(np.float32)
 
@@ -166,50 +182,131 @@ class OraclePolicy(BaselinePolicy):
         return out.astype(np.float32)
 
 
-BASELINES: dict[str, type[BaselinePolicy]] = {
-    cls.name: cls for cls in (EqualGains, LoudnessGains, OraclePolicy, StaticOracle)
-}
-"""Baseline classes by name (``"equal"``, ``"loudness"``, ``"oracle"``, ``"static_oracle"``)."""
+class InstrumentBalance(BaselinePolicy):
+    """Per slot, a fixed level relative to the stem's loudness while it plays.
 
-
-def rollout(
-    env: Any,
-    policy: Any,
-    *,
-    song: str | None = None,
-    start: int | None = None,
-    seed: int | None = None,
-) -> dict[str, np.ndarray]:
-    """Play one episode with ``policy.act(env)`` and collect per-step data.
+    A stem in slot s with loudness L (LUFS, :func:`~mixing_env.features.stem_loudness`) gets
+    the weight ``10 ** ((level_db - L) / 20)`` with ``level_db`` the table's entry for s, then
+    all weights go onto the simplex: every stem is brought to its slot's learnt level. A slot
+    the table lacks falls back to its instrument's mean (the slot name without ``#n``), then
+    its section's (the part before ``/``), then 0 dB. Silent stems get 0. The table is fitted
+    by :func:`mixing_env.balance.fit_instrument_balance` and stored as JSON.
 
     Args:
-        env: A :class:`~mixing_env.envs.mixing_env.MixingEnv` (possibly wrapped).
-        policy: Anything with ``act(env) -> action``.
-        song: Song name to play (reset option); None lets the env draw one.
-        start: First chunk (reset option), optional.
-        seed: Seed for ``reset``.
-
-    Returns:
-        ``rewards``, ``distances`` (MFCC L2), ``kl`` [shape=(n,)], ``gains`` (the simplex
-        gains the env used) [shape=(n, C)], ``chunks`` [shape=(n,)], and ``song`` (name).
+        slots: dB per slot name (``"Drums/Kick#1"``).
+        instruments: dB per instrument (``"Drums/Kick"``), the first fallback.
+        sections: dB per section (``"Drums"``), the second fallback.
+        meta: What the table was fitted on (songs, counts), kept in the JSON.
     """
-    options = {k: v for k, v in (("song", song), ("start", start)) if v is not None}
-    env.reset(seed=seed, options=options or None)
-    rewards, distances, kls, gains, chunks = [], [], [], [], []
-    done = False
-    while not done:
-        _, reward, terminated, truncated, info = env.step(policy.act(env))
-        rewards.append(reward)
-        distances.append(info["mfcc_distance"])
-        kls.append(info["kl"])
-        gains.append(info["gains"])
-        chunks.append(info["chunk"])
-        done = terminated or truncated
-    return {
-        "rewards": np.asarray(rewards),
-        "distances": np.asarray(distances),
-        "kl": np.asarray(kls),
-        "gains": np.asarray(gains),
-        "chunks": np.asarray(chunks),
-        "song": np.asarray(env.unwrapped.song.name),
-    }
+
+    name = "instrument_balance"
+
+    def __init__(self, slots: Mapping[str, float], instruments: Mapping[str, float],
+                 sections: Mapping[str, float], meta: Mapping[str, object] | None = None):
+        super().__init__()
+        self.slots, self.instruments, self.sections = dict(slots), dict(instruments), dict(sections)
+        self.meta = dict(meta or {})
+
+    def level_db(self, slot: str) -> float:
+        """The table's level for a slot name, with the documented fallbacks."""
+        instrument = slot.split("#", 1)[0]
+        for table, key in ((self.slots, slot), (self.instruments, instrument),
+                           (self.sections, instrument.split("/", 1)[0])):
+            if key in table:
+                return float(table[key])
+        return 0.0
+
+    def gains(self, song: Song) -> np.ndarray:  # noqa: D102
+        from mixing_env.features import stem_loudness  # librosa: not needed for the registry
+
+        lufs = stem_loudness(song)
+        levels = np.array([self.level_db(s) for s in song.slot_names])
+        weights = np.where(np.isfinite(lufs), 10 ** ((levels - np.nan_to_num(lufs)) / 20), 0.0)
+        g = to_simplex(weights, song.track_mask)
+        return np.repeat(g[:, None], song.n_chunks, axis=1).astype(np.float32)
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the table as JSON (``slots``, ``instruments``, ``sections``, ``meta``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"kind": self.name, "slots": dict(self.slots),
+                   "instruments": dict(self.instruments), "sections": dict(self.sections),
+                   "meta": dict(self.meta)}
+        path.write_text(json.dumps(payload, indent=1, sort_keys=True))
+        return path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> InstrumentBalance:
+        """Read a table written by :meth:`write`.
+
+        Raises:
+            ConfigError: The file is missing or is not such a table.
+        """
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"instrument balance table not found: {path} (write one with "
+                              f"'deepmixing balance fit <dataset cache>')")
+        try:
+            data = json.loads(path.read_text())
+            tables = [{str(k): float(v) for k, v in data[key].items()}
+                      for key in ("slots", "instruments", "sections")]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ConfigError(f"{path} is not an instrument balance table: {e}") from e
+        if not all(math.isfinite(v) for t in tables for v in t.values()):
+            raise ConfigError(f"{path}: the instrument balance table holds non-finite levels")
+        return cls(*tables, meta=dict(data.get("meta") or {}))
+
+    def __repr__(self) -> str:
+        return f"InstrumentBalance({len(self.slots)} slots)"
+
+
+def _instrument_balance(arg: str | None, dataset_dir: str | None) -> InstrumentBalance:
+    if arg is None:
+        if dataset_dir is None:
+            raise ConfigError("instrument_balance needs its table: write "
+                              "'instrument_balance=<table.json>' or use a dataset whose cache "
+                              f"holds {BALANCE_FILE}")
+        arg = str(Path(dataset_dir) / BALANCE_FILE)
+    return InstrumentBalance.read(arg)
+
+
+def _plain(cls: type[BaselinePolicy]) -> Callable[[str | None, str | None], BaselinePolicy]:
+    def factory(arg: str | None, dataset_dir: str | None) -> BaselinePolicy:
+        if arg is not None:
+            raise ConfigError(f"baseline {cls.name!r} takes no argument, got {cls.name}={arg}")
+        return cls()
+
+    return factory
+
+
+BASELINES: dict[str, Callable[[str | None, str | None], BaselinePolicy]] = {
+    **{cls.name: _plain(cls) for cls in (EqualGains, LoudnessGains, OraclePolicy, StaticOracle)},
+    InstrumentBalance.name: _instrument_balance,
+}
+"""The one baseline registry: name -> factory ``(argument, dataset_dir) -> policy``.
+
+Names: ``"equal"``, ``"loudness"``, ``"oracle"``, ``"static_oracle"``,
+``"instrument_balance"`` (argument: its JSON table; default: :data:`BALANCE_FILE` in the
+dataset's folder).
+"""
+
+
+def is_baseline(spec: str) -> bool:
+    """Whether a policy spec names a baseline (``name`` or ``name=argument``)."""
+    return isinstance(spec, str) and spec.split("=", 1)[0] in BASELINES
+
+
+def make_baseline(spec: str, *, dataset_dir: str | None = None) -> BaselinePolicy:
+    """The baseline a spec names: ``"equal"``, ``"instrument_balance=table.json"``, ...
+
+    Args:
+        spec: A name of :data:`BASELINES`, optionally ``=argument``.
+        dataset_dir: The dataset played, where a baseline's default file lies.
+
+    Raises:
+        ConfigError: An unknown name or a bad argument.
+    """
+    name, _, arg = str(spec).partition("=")
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; expected one of {list(BASELINES)}")
+    return BASELINES[name](arg or None, dataset_dir)

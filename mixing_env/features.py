@@ -29,6 +29,7 @@ __all__ = [
     "ChunkLogMel",
     "ChunkMFCC",
     "stem_level_features",
+    "stem_loudness",
     "track_level_features",
 ]
 
@@ -313,3 +314,35 @@ def stem_level_features(levels: np.ndarray) -> np.ndarray:
     last = levels[:, -1]
     return np.stack([last[:, LEVEL_FEATURES.index("peak_hold_db")],
                      last[:, LEVEL_FEATURES.index("active_mean_db")]], axis=-1)
+
+
+def stem_loudness(song) -> np.ndarray:
+    """Each stem's loudness while it plays, LUFS (ITU-R BS.1770, pyloudnorm).
+
+    Integrated loudness over the song's valid chunks: its absolute (-70 LUFS) and relative
+    (-10 LU) gates leave out the passages where the stem rests, so this is the level of the
+    stem while it plays. Stems shorter than pyloudnorm's 400 ms block fall back to their mean
+    power in dBFS. The loudness baseline and the instrument balance both use this measure.
+
+    Args:
+        song: A :class:`~mixing_env.data.song.Song` (stems [shape=(C, T, chunk)]).
+
+    Returns:
+        LUFS per slot, float64 [shape=(C,)]; NaN for dummy slots and silent stems.
+    """
+    import pyloudnorm
+
+    n = song.n_valid_chunks or song.n_chunks
+    meter = pyloudnorm.Meter(song.sample_rate)
+    out = np.full(song.n_slots, np.nan)
+    for i in np.flatnonzero(np.asarray(song.track_mask) > 0):
+        audio = np.asarray(song.stems[i, :n], dtype=np.float64).reshape(-1)
+        if not np.any(audio):
+            continue
+        if audio.size > meter.block_size * song.sample_rate:
+            lufs = meter.integrated_loudness(audio)
+        else:
+            lufs = 10 * np.log10(np.mean(audio**2))
+        if np.isfinite(lufs):
+            out[i] = lufs
+    return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixing_env import reward
 from mixing_env.errors import ConfigError
 
 __all__ = [
@@ -18,7 +17,6 @@ __all__ = [
     "multi_resolution_stft_distance",
     "loudness_difference_lufs",
     "integrated_loudness",
-    "to_simplex",
     "active_chunks",
     "gain_error_db",
     "render_mix",
@@ -140,21 +138,6 @@ def loudness_difference_lufs(
     return integrated_loudness(estimate, sample_rate=sample_rate) - integrated_loudness(
         reference, sample_rate=sample_rate
     )
-
-
-def to_simplex(gains: np.ndarray, *, track_mask: np.ndarray) -> np.ndarray:
-    """Put per-chunk gains on the simplex over the real tracks.
-
-    Args:
-        gains: Non-negative gains [shape=(C, T)].
-        track_mask: 1 for a real track, 0 for a dummy slot [shape=(C,)].
-
-    Returns:
-        float64 [shape=(C, T)], each column summing to 1 over real tracks (dummy rows 0); a column
-        of all zeros becomes uniform over real tracks.
-    """
-    # reward.to_simplex works on the last axis (per step); here tracks are the first axis.
-    return reward.to_simplex(np.asarray(gains, dtype=np.float64).T, track_mask).T
 
 
 def active_chunks(

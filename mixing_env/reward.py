@@ -108,24 +108,30 @@ def level_match(mix: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return mix * level_gain(rms(mix), rms(reference))[..., None]
 
 
-def to_simplex(weights: np.ndarray, track_mask: np.ndarray) -> np.ndarray:
+def to_simplex(weights: np.ndarray, track_mask: np.ndarray, *, axis: int = -1) -> np.ndarray:
     """Map non-negative weights onto the simplex over the real tracks.
 
     Negative values are clipped to 0, dummy slots (mask 0) get 0, the rest is divided by its
-    sum; if the real tracks sum to 0 every real track gets an equal share.
+    sum; if the real tracks sum to 0 every real track gets an equal share. The one NumPy
+    version: the env's step kernel (:func:`~mixing_env.step_kernels.simplex_gains`) is its
+    fast twin and is tested against it.
 
     Args:
-        weights: Weights per slot, finite [shape=(..., C)].
+        weights: Weights per slot, finite [shape=(..., C)] (slots on ``axis``).
         track_mask: 1 for a real track, 0 for a dummy slot [shape=(C,)].
+        axis: The slot axis of ``weights``: -1 for one gain vector per step (n, C), 0 for
+            gains per slot and chunk (C, T).
 
     Returns:
-        Gains, float64 [shape=(..., C)], summing to 1 over the real tracks.
+        Gains, float64, shaped like ``weights``, summing to 1 over the real tracks.
     """
+    w = np.moveaxis(np.asarray(weights, dtype=np.float64), axis, -1)
     mask = np.asarray(track_mask, dtype=np.float64) > 0
-    w = np.where(mask, np.clip(np.asarray(weights, dtype=np.float64), 0.0, None), 0.0)
+    w = np.where(mask, np.clip(w, 0.0, None), 0.0)
     total = w.sum(axis=-1, keepdims=True)
     equal = mask / max(int(mask.sum()), 1)
-    return np.where(total > 0, w / np.where(total > 0, total, 1.0), equal)
+    out = np.where(total > 0, w / np.where(total > 0, total, 1.0), equal)
+    return np.moveaxis(out, -1, axis)
 
 
 def kl_divergence(

@@ -70,27 +70,28 @@ def train_behaviour_cloning(
     import tree
     from ray.rllib.core.columns import Columns
 
-    from mixing_env.envs.mixing_env import MixingEnv
+    from mixing_env.envs.song_source import SongSource
     from rl_models.demonstrations import read_demonstrations
     from rl_models.registry import CHECKPOINT_MODULE_SUBDIR, module_spec
-    from rl_models.train import METADATA_FILE, slot_layout
+    from rl_models.train import METADATA_FILE
 
     if not minutes > 0:
         raise ConfigError(f"minutes must be > 0, got {minutes!r}")
     episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
-    env = MixingEnv(dict(env_config))
+    source = SongSource(dict(env_config))
+    observation_space, action_space = source.spaces()
     torch.manual_seed(seed)
     spec = module_spec("deepmixing_attention_lstm", dict(model))
-    spec.observation_space, spec.action_space = env.observation_space, env.action_space
+    spec.observation_space, spec.action_space = observation_space, action_space
     module = spec.build()
     seq_len = int(module.model_config["max_seq_len"])
     usable = [(o, a) for o, a in episodes if len(a) >= seq_len]
     if not usable:
         raise ConfigError(f"no demonstration episode is as long as max_seq_len={seq_len}")
-    if usable[0][0]["chunks"].shape[1:] != env.observation_space["chunks"].shape:
+    if usable[0][0]["chunks"].shape[1:] != observation_space["chunks"].shape:
         raise ConfigError(
             f"demonstrations have chunks of shape {usable[0][0]['chunks'].shape[1:]}, the env "
-            f"config gives {env.observation_space['chunks'].shape}: record them with this config"
+            f"config gives {observation_space['chunks'].shape}: record them with this config"
         )
     init = module.get_initial_state()
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
@@ -131,7 +132,7 @@ def train_behaviour_cloning(
     meta = {
         "experiment": {"algorithm": "BC", "env": dict(env_config), "model": dict(model),
                        "demonstrations": str(demonstrations)},
-        **slot_layout(env.song_features(env.song_names[0]).song), "iteration": update,
+        **source.layout.to_dict(), "iteration": update,
     }
     (ckpt / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
     (out / "progress.json").write_text(json.dumps({"curve": curve}, indent=1))

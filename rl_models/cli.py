@@ -1,6 +1,6 @@
 """The ``deepmixing`` command line (synth, prepare, taxonomy, train, tune, evaluate, mix, ...).
 
-Commands: synth, prepare, taxonomy, train, tune, demos, evaluate, mix, benchmark, demo.
+Commands: synth, prepare, taxonomy, train, tune, demos, balance, evaluate, mix, benchmark, demo.
 
 User mistakes (the project's errors, bad paths, bad overrides) print one line
 ``deepmixing: error: ...`` and exit with status 2; ``--debug`` shows the traceback instead.
@@ -198,6 +198,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"\ntable: {Path(args.out) / 'evaluation.json'}  {Path(args.out) / 'evaluation.csv'}")
     if not args.no_plots:
         print(f"plots: {Path(args.out) / 'plots'}")
+    return 0
+
+
+def _cmd_balance_fit(args: argparse.Namespace) -> int:
+    from mixing_env.balance import fit_dataset_balance
+
+    path = fit_dataset_balance(args.cache, songs=args.songs, out=args.out)
+    print(f"instrument balance: {path}  (play it as instrument_balance={path})")
     return 0
 
 
@@ -405,8 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment file or name (its env section is used)")
     p.add_argument("--out", type=Path, default=Path("runs/demos"), help="output folder")
     p.add_argument("--policy", default="oracle",
-                   choices=("oracle", "static_oracle", "equal", "loudness"),
-                   help="the baseline whose episodes are recorded")
+                   help="the baseline whose episodes are recorded (mixing_env.baselines)")
     p.add_argument("--episodes-per-song", type=int, default=4,
                    help="episodes (random windows when env.episode_chunks is set) per song")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes' windows")
@@ -415,10 +422,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_demos)
 
+    p = sub.add_parser("balance", help="fit the instrument_balance baseline", formatter_class=fmt)
+    p = p.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "fit", formatter_class=fmt, help="per slot, the mean level relative to the stem's "
+        "loudness while it plays, fitted on a prepared cache's songs -> a JSON table")
+    p.add_argument("cache", type=Path, help="a prepared cache (deepmixing prepare)")
+    p.add_argument("--out", type=Path, help="JSON to write (default: in the cache folder)")
+    p.add_argument("--songs", nargs="+", help="only these (training) songs")
+    p.set_defaults(func=_cmd_balance_fit)
+
     p = sub.add_parser("evaluate", help="score checkpoints and baselines on a dataset",
                        formatter_class=fmt,
                        description="Run each policy (a checkpoint, or a baseline: equal, "
-                                   "loudness, oracle, static_oracle) over every song and write "
+                                   "loudness, oracle, static_oracle, instrument_balance[=table."
+                                   "json]) over every song and write "
                                    "evaluation.json, evaluation.csv and PNG plots.",
                        epilog=_TRUST)
     p.add_argument("policies", nargs="+", help="checkpoint folders and/or baseline names")

@@ -18,13 +18,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mixing_env.baselines import BASELINES
+from mixing_env.baselines import make_baseline
 from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.episodes import EpisodeRecord, run_episode
 from mixing_env.errors import ConfigError
 
-__all__ = ["record_episodes", "write_demonstrations", "read_demonstrations"]
+__all__ = ["record_episodes", "to_rllib_episode", "write_demonstrations", "read_demonstrations"]
 
 ITEM_COLUMN = "item"
 """The Parquet column RLlib's ``OfflinePreLearner`` unpacks episodes from."""
@@ -42,7 +41,8 @@ def record_episodes(
 
     Args:
         env_config: :class:`MixingEnv` config (its ``episode_chunks`` sets the episode length).
-        policy: Baseline name: ``"oracle"``, ``"static_oracle"``, ``"equal"``, ``"loudness"``.
+        policy: A baseline spec of :data:`mixing_env.baselines.BASELINES` (``"oracle"``,
+            ``"static_oracle"``, ``"equal"``, ``"loudness"``, ``"instrument_balance=t.json"``).
         songs: Song names to play; None = every song of the env.
         episodes_per_song: Episodes (random windows when ``episode_chunks`` is set) per song.
         seed: Seed of the first reset; later resets draw from the env's generator.
@@ -50,32 +50,37 @@ def record_episodes(
     Yields:
         Finished ``SingleAgentEpisode`` objects (lists, not numpy: RLlib's writer format).
     """
-    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
-
-    if policy not in BASELINES:
-        raise ConfigError(f"policy must be one of {sorted(BASELINES)}, got {policy!r}")
     if not isinstance(episodes_per_song, int) or episodes_per_song < 1:
         raise ConfigError(f"episodes_per_song must be an int >= 1, got {episodes_per_song!r}")
+    actor = make_baseline(policy, dataset_dir=env_config.get("dataset_dir"))
     env = MixingEnv(env_config)
-    actor = BASELINES[policy]()
     names = list(env.song_names if songs is None else songs)
-    env.reset(seed=seed)
+    env.reset(seed=seed)  # seeds the generator the episodes' windows are drawn from
     for name in names:
         for _ in range(episodes_per_song):
-            obs, _ = env.reset(options={"song": name})
-            episode = SingleAgentEpisode(
-                observation_space=env.observation_space, action_space=env.action_space
-            )
-            episode.add_env_reset(observation=obs)
-            done = False
-            while not done:
-                action = actor.act(env).astype(np.float32)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                episode.add_env_step(
-                    obs, action, float(reward), terminated=terminated, truncated=truncated
-                )
-                done = terminated or truncated
-            yield episode
+            record = run_episode(env, actor, song=name, keep_observations=True)
+            yield to_rllib_episode(record, env.observation_space, env.action_space)
+
+
+def to_rllib_episode(record: EpisodeRecord, observation_space: Any, action_space: Any) -> Any:
+    """An :class:`~mixing_env.episodes.EpisodeRecord` (with observations) as RLlib's episode.
+
+    Raises:
+        ConfigError: The record was played without ``keep_observations``.
+    """
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    if record.observations is None:
+        raise ConfigError("the episode was played without keep_observations=True")
+    episode = SingleAgentEpisode(observation_space=observation_space, action_space=action_space)
+    episode.add_env_reset(observation=record.observations[0])
+    last = record.n_steps - 1
+    for k in range(record.n_steps):
+        episode.add_env_step(
+            record.observations[k + 1], record.actions[:, k], float(record.reward[k]),
+            terminated=record.terminated and k == last, truncated=record.truncated and k == last,
+        )
+    return episode
 
 
 def write_demonstrations(episodes: Iterable[Any], out_dir: str | os.PathLike) -> Path:

@@ -1,10 +1,16 @@
 """Evaluate a trained checkpoint or a baseline on a dataset: a table, JSON, CSV and plots.
 
-Every policy, agent or baseline, is run through :class:`MixingEnv` one whole song per episode,
-so the MFCC distance and the reward are the env's own (with its level treatment). The agent acts
-deterministically (the Dirichlet mean) and carries its recurrent state across the song. Audio
-metrics are computed on the simplex mix ``sum_i g_i[t] x_i[t]`` times one least-squares make-up
-gain per song (a simplex sets the balance, not the overall level).
+Every policy, agent or baseline, is played through :class:`MixingEnv` one whole song per
+episode by the one runner (:func:`mixing_env.episodes.run_episode`), so the MFCC distance and
+the reward are the env's own (with its level treatment). The agent acts deterministically (the
+Dirichlet mean) and carries its recurrent state across the song. Audio metrics are computed on
+the simplex mix ``sum_i g_i[t] x_i[t]`` times one least-squares make-up gain per song (a
+simplex sets the balance, not the overall level).
+
+Every table row carries ``gap_closed``, the share of the equal-gains-to-oracle gap in MFCC
+distance the policy closes (equal gains and the oracle are played as references when they are
+not rows themselves), and, when ``instrument_balance`` is a row, ``balance_gap_closed``, the
+share of the instrument_balance-to-oracle gap it closes.
 """
 
 from __future__ import annotations
@@ -12,27 +18,29 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mixing_env.baselines import is_baseline, make_baseline
+from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.envs.song_source import SongSource
+from mixing_env.episodes import EpisodeRecord, Policy, run_episode
 from mixing_env.errors import CheckpointError, ConfigError
 from mixing_env.paths import check_output_folder
+from rl_models.module_policy import ModulePolicy
 from rl_models.registry import CHECKPOINT_MODULE_SUBDIR as _MODULE_SUBDIR
 
 __all__ = [
-    "BASELINES",
+    "GAP_COLUMNS",
     "METRIC_COLUMNS",
     "ModulePolicy",
-    "BaselinePolicy",
     "EpisodeRecord",
-    "make_baseline",
     "find_checkpoint",
     "load_checkpoint",
     "song_names",
-    "run_episode",
+    "play_songs",
     "score_episode",
     "evaluate_policy",
     "evaluate",
@@ -40,96 +48,16 @@ __all__ = [
     "format_table",
 ]
 
-BASELINES = ("equal", "loudness", "oracle", "static_oracle")
-"""Baseline names accepted wherever a checkpoint is."""
-
 METRIC_COLUMNS = (
     "mfcc_distance", "reward", "mrstft", "si_sdr_db", "lufs_diff",
     "gain_err_median_db", "gain_err_mean_db",
 )
 """The table's metric columns, in order."""
 
+GAP_COLUMNS = ("gap_closed", "balance_gap_closed")
+"""Shares of the equal-to-oracle and the instrument_balance-to-oracle MFCC-distance gaps."""
 
-# --------------------------------------------------------------------------------------------
-# Policies
-# --------------------------------------------------------------------------------------------
-class BaselinePolicy:
-    """A baseline from :mod:`mixing_env.baselines` behind the same interface as the agent."""
-
-    def __init__(self, name: str, policy: Any):
-        self.name = name
-        self.policy = policy
-
-    def reset(self) -> None:
-        """Baselines keep no state between songs."""
-
-    def act(self, obs: dict, env: Any) -> np.ndarray:
-        """The baseline's gains for the env's current chunk."""
-        return np.asarray(self.policy.act(env), dtype=np.float32)
-
-
-def make_baseline(name: str) -> BaselinePolicy:
-    """``equal`` | ``loudness`` | ``oracle`` | ``static_oracle`` as a policy.
-
-    Raises:
-        ConfigError: An unknown name.
-    """
-    from mixing_env import baselines
-
-    classes = {"equal": "EqualGains", "loudness": "LoudnessGains", "oracle": "OraclePolicy",
-               "static_oracle": "StaticOracle"}
-    if name not in classes:
-        raise ConfigError(f"unknown baseline {name!r}; expected one of {list(BASELINES)}")
-    return BaselinePolicy(name, getattr(baselines, classes[name])())
-
-
-class ModulePolicy:
-    """Drives an RLlib RLModule deterministically (the distribution's mean), one chunk a step.
-
-    The observation gets a batch axis, and a time axis when the module is stateful (as RLlib's
-    env-to-module connectors do at inference); the state is carried from step to step.
-
-    Args:
-        module: The RLModule (e.g. from :func:`load_checkpoint`).
-        name: Row label in tables.
-    """
-
-    def __init__(self, module: Any, name: str = "agent"):
-        self.module = module
-        self.name = name
-        self.state = None
-
-    def reset(self) -> None:
-        """Starts a new song: the module's initial state."""
-        import torch
-        import tree
-
-        if self.module.is_stateful():
-            self.state = tree.map_structure(
-                lambda s: torch.as_tensor(np.asarray(s))[None], self.module.get_initial_state()
-            )
-
-    def act(self, obs: dict, env: Any = None) -> np.ndarray:
-        """The module's deterministic action for one observation."""
-        import torch
-        import tree
-        from ray.rllib.core.columns import Columns
-
-        stateful = self.module.is_stateful()
-        expand = (lambda x: torch.tensor(np.asarray(x))[None, None]) if stateful else (
-            lambda x: torch.tensor(np.asarray(x))[None])
-        batch = {Columns.OBS: tree.map_structure(expand, obs)}
-        if stateful:
-            batch[Columns.STATE_IN] = self.state
-        with torch.no_grad():
-            out = self.module.forward_inference(batch)
-        if stateful:
-            self.state = out[Columns.STATE_OUT]
-        dist = self.module.get_inference_action_dist_cls().from_logits(
-            out[Columns.ACTION_DIST_INPUTS]
-        ).to_deterministic()
-        action = dist.sample().detach().cpu().numpy()
-        return np.asarray(action, dtype=np.float32).reshape(-1)
+_BALANCE = "instrument_balance"
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,61 +120,31 @@ def load_checkpoint(path: str | Path) -> tuple[Any, dict]:
 # --------------------------------------------------------------------------------------------
 # Running and scoring
 # --------------------------------------------------------------------------------------------
-@dataclass
-class EpisodeRecord:
-    """What one policy did on one song (T valid chunks)."""
-
-    song: Any
-    gains: np.ndarray  # (C, T) gains the env applied (on the simplex)
-    mfcc_distance: np.ndarray  # (T,)
-    reward: np.ndarray  # (T,)
-
-
 def song_names(env_config: dict) -> list[str]:
     """Names of the songs an env config covers (its ``songs`` subset, else all)."""
-    from mixing_env.envs.config import EnvConfig
-
-    cfg = EnvConfig.from_dict(env_config)
-    if cfg.songs is not None:
-        return list(cfg.songs)
-    if cfg.dataset_dir is not None:
-        from mixing_env.data.cache import PreparedDataset
-
-        return list(PreparedDataset(cfg.dataset_dir).names)
-    from mixing_env.data.synthetic import synthetic_songs
-    from mixing_env.envs.config import DEFAULT_SYNTHETIC
-
-    return [s.name for s in synthetic_songs(**dict(cfg.synthetic or DEFAULT_SYNTHETIC))]
+    return SongSource(env_config).names
 
 
-def run_episode(env_config: dict, song: str, policy: Any, *, songs: list | None = None
-                ) -> EpisodeRecord:
-    """Plays one whole song through a fresh MixingEnv with ``policy``.
+def play_songs(policy: Policy, env_config: dict, *, names: list[str] | None = None,
+               songs: list | None = None, source: SongSource | None = None
+               ) -> list[EpisodeRecord]:
+    """Plays whole songs, one episode each from chunk 0, through one MixingEnv.
 
     Args:
+        policy: A :class:`~mixing_env.episodes.Policy` (a baseline or a :class:`ModulePolicy`).
         env_config: EnvConfig dict (dataset, features, reward settings).
-        song: Name of the song to play.
-        policy: A :class:`ModulePolicy` or :class:`BaselinePolicy`.
+        names: Songs to play; None: every song of the source.
         songs: In-memory Song objects to play instead of the config's dataset.
+        source: A :class:`SongSource` to share between calls (its songs stay loaded).
     """
-    from mixing_env.envs.mixing_env import MixingEnv
-
-    env = MixingEnv({**env_config, "songs": [song], "episode_chunks": None}, songs=songs)
-    obs, _ = env.reset(seed=0, options={"song": song, "start": 0})
-    policy.reset()
-    gains, distances, rewards = [], [], []
-    song_obj = env.song
-    done = False
-    while not done:
-        action = policy.act(obs, env)
-        obs, reward, terminated, truncated, info = env.step(action)
-        gains.append(np.asarray(info["gains"], dtype=np.float64))
-        distances.append(float(info["mfcc_distance"]))
-        rewards.append(float(reward))
-        done = terminated or truncated
+    cfg = {**env_config, "episode_chunks": None}
+    if source is None:
+        source = SongSource(cfg, songs=songs)
+    env = MixingEnv({**cfg, "songs": None}, source=source)
+    records = [run_episode(env, policy, song=name, start=0, seed=0)
+               for name in (source.names if names is None else names)]
     env.close()
-    return EpisodeRecord(song=song_obj, gains=np.stack(gains, axis=1),
-                         mfcc_distance=np.asarray(distances), reward=np.asarray(rewards))
+    return records
 
 
 def score_episode(record: EpisodeRecord) -> dict[str, float]:
@@ -281,35 +179,33 @@ def score_episode(record: EpisodeRecord) -> dict[str, float]:
     return row
 
 
-def evaluate_policy(policy: Any, *, env_config: dict, songs: list[str] | None = None,
+def evaluate_policy(policy: Policy, *, env_config: dict, songs: list[str] | None = None,
                     records: list | None = None) -> dict[str, float]:
     """Mean MFCC distance and mean reward of ``policy`` over the songs (the training metric)."""
-    distances, rewards = [], []
-    for name in songs or song_names(env_config):
-        rec = run_episode(env_config, name, policy)
-        if records is not None:
-            records.append(rec)
-        distances.append(rec.mfcc_distance.mean())
-        rewards.append(rec.reward.mean())
-    return {"mfcc_distance": float(np.mean(distances)), "reward": float(np.mean(rewards))}
+    recs = play_songs(policy, env_config, names=songs)
+    if records is not None:
+        records.extend(recs)
+    return {"mfcc_distance": float(np.mean([r.mfcc_distance.mean() for r in recs])),
+            "reward": float(np.mean([r.reward.mean() for r in recs]))}
 
 
-def _policy_for(spec: str) -> tuple[Any, dict | None]:
-    if spec in BASELINES:
-        return make_baseline(spec), None
+def _policy_for(spec: str, dataset_dir: str | None) -> tuple[Any, dict | None]:
+    if is_baseline(spec):
+        return make_baseline(spec, dataset_dir=dataset_dir), None
     if not Path(spec).exists():
-        raise ConfigError(f"policy {spec!r} is neither a baseline {list(BASELINES)} "
-                          f"nor an existing checkpoint path")
+        raise ConfigError(f"policy {spec!r} is neither a baseline (see mixing_env.baselines."
+                          f"BASELINES) nor an existing checkpoint path")
     module, meta = load_checkpoint(spec)
     return ModulePolicy(module, name=Path(meta["checkpoint"]).name), meta
 
 
 def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: str | Path,
              plots: bool = True, progress: bool = True) -> list[dict]:
-    """Evaluates each policy (checkpoint path or baseline name) on every song of a dataset.
+    """Evaluates each policy (checkpoint path or baseline spec) on every song of a dataset.
 
     Args:
-        policies: Checkpoint paths and/or baseline names.
+        policies: Checkpoint paths and/or baseline specs (``equal``, ``instrument_balance=
+            table.json``, ...; see :data:`mixing_env.baselines.BASELINES`).
         env_config: The dataset and env settings (``dataset_dir`` or ``synthetic``, ...). For a
             checkpoint, the env settings it was trained with come first and these override.
         out_dir: Where ``evaluation.json``, ``evaluation.csv`` and ``plots/`` go.
@@ -317,39 +213,39 @@ def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: st
         progress: Show a progress bar.
 
     Returns:
-        The table rows: one per (policy, song) and one ``song="MEAN"`` row per policy.
+        The table rows: one per (policy, song) and one ``song="MEAN"`` row per policy, each with
+        :data:`GAP_COLUMNS` (see the module docstring).
     """
     from tqdm import tqdm
 
     env_config = dict(env_config or {})
     out_dir = Path(out_dir)
     check_output_folder(out_dir, what="--out folder")  # made only when there is a table
-    loaded = [(spec, *_policy_for(spec)) for spec in policies]
+    dataset = env_config.get("dataset_dir")
+    loaded = [(spec, *_policy_for(spec, dataset)) for spec in policies]
     rows: list[dict] = []
     by_policy: dict[str, list[EpisodeRecord]] = {}
-    names = None
+    sources: dict[str, SongSource] = {}
     # Baselines play the same songs as the (first) checkpoint unless a dataset is given.
     base = next((m["experiment"]["env"] for _, _, m in loaded if m), {})
     for spec, policy, meta in loaded:
         cfg = {**(meta["experiment"]["env"] if meta else base), **env_config}
         if ({"dataset_dir", "synthetic"} & set(env_config)) and "songs" not in env_config:
             cfg.pop("songs", None)  # a new dataset: the training subset does not apply
-        names = song_names(cfg)
+        source = _shared_source(sources, cfg)
+        _check_layout(source, meta)  # before anything plays
         label = policy.name if meta is None else spec
         recs: list[EpisodeRecord] = []
-        for name in tqdm(names, desc=f"evaluate {Path(label).name}", disable=not progress):
-            rec = run_episode(cfg, name, policy)
-            _check_layout(rec, meta)
+        for name in tqdm(source.names, desc=f"evaluate {Path(label).name}",
+                         disable=not progress):
+            rec = play_songs(policy, cfg, names=[name], source=source)[0]
             if _silent_reference(rec.song):
                 continue
             recs.append(rec)
             rows.append({"policy": label, "song": name, **score_episode(rec)})
         by_policy[label] = recs
-        mean = {c: float(np.nanmean([r[c] for r in rows if r["policy"] == label]))
-                if any(not math.isnan(r[c]) for r in rows if r["policy"] == label) else math.nan
-                for c in METRIC_COLUMNS}
-        rows.append({"policy": label, "song": "MEAN", **mean})
-    _add_gap_closed(rows)
+        rows.append(_mean_row(label, [r for r in rows if r["policy"] == label]))
+    _add_gap_closed(rows, _references(rows, sources, base, env_config))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(rows, out_dir)
     if plots:
@@ -359,11 +255,49 @@ def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: st
     return rows
 
 
-def _check_layout(rec: EpisodeRecord, meta: dict | None) -> None:
-    if meta and list(rec.song.slot_names) != list(meta["slot_names"]):
+def _shared_source(sources: dict[str, SongSource], cfg: dict) -> SongSource:
+    """One song source per song set, so policies on the same songs share loaded songs."""
+    keys = ("dataset_dir", "synthetic", "songs")
+    key = json.dumps({k: cfg.get(k) for k in keys}, sort_keys=True, default=str)
+    if key not in sources:
+        sources[key] = SongSource({k: cfg[k] for k in keys if cfg.get(k) is not None})
+    return sources[key]
+
+
+def _mean_row(label: str, rows: list[dict]) -> dict:
+    mean = {c: float(np.nanmean([r[c] for r in rows]))
+            if any(not math.isnan(r[c]) for r in rows) else math.nan for c in METRIC_COLUMNS}
+    return {"policy": label, "song": "MEAN", **mean}
+
+
+def _references(rows: list[dict], sources: dict[str, SongSource], base: dict,
+                env_config: dict) -> dict[str, dict[str, float]]:
+    """MFCC distance per song (and ``MEAN``) of equal gains and the oracle.
+
+    Taken from their rows when they are rows; else played here on the evaluated songs
+    (the first song set), so every table can show ``gap_closed``.
+    """
+    refs: dict[str, dict[str, float]] = {}
+    for name in ("equal", "oracle"):
+        mine = {r["song"]: r["mfcc_distance"] for r in rows if r["policy"] == name}
+        if not mine and sources:
+            cfg = {**base, **env_config}
+            source = next(iter(sources.values()))
+            recs = play_songs(make_baseline(name), cfg, source=source)
+            scored = {r["song"] for r in rows}  # silent references stay left out
+            mine = {r.song.name: float(r.mfcc_distance.mean()) for r in recs
+                    if r.song.name in scored}
+            mine["MEAN"] = float(np.mean(list(mine.values())))
+        refs[name] = mine
+    return refs
+
+
+def _check_layout(source: SongSource, meta: dict | None) -> None:
+    slots = list(source.layout.slot_names)
+    if meta and slots != list(meta["slot_names"]):
         raise CheckpointError(
             f"checkpoint {meta['checkpoint']} was trained on slots {meta['slot_names']}, "
-            f"but song {rec.song.name!r} has slots {list(rec.song.slot_names)}"
+            f"but song {source.names[0]!r} has slots {slots}"
         )
 
 
@@ -380,22 +314,32 @@ def _silent_reference(song: Any) -> bool:
     return True
 
 
-def _add_gap_closed(rows: list[dict]) -> None:
+def _add_gap_closed(rows: list[dict], refs: dict[str, dict[str, float]]) -> None:
+    """Adds :data:`GAP_COLUMNS` to every row whose song the references cover."""
     from mixing_env.metrics import gap_closed
 
-    means = {r["policy"]: r for r in rows if r["song"] == "MEAN"}
-    if "equal" not in means or "oracle" not in means:
-        return
-    for r in means.values():
-        r["gap_closed"] = gap_closed(d_agent=r["mfcc_distance"],
-                                     d_equal=means["equal"]["mfcc_distance"],
-                                     d_oracle=means["oracle"]["mfcc_distance"])
+    balance = {r["song"]: r["mfcc_distance"] for r in rows if r["policy"] == _BALANCE}
+    for r in rows:
+        song = r["song"]
+        if song in refs["equal"] and song in refs["oracle"]:
+            r["gap_closed"] = gap_closed(d_agent=r["mfcc_distance"],
+                                         d_equal=refs["equal"][song],
+                                         d_oracle=refs["oracle"][song])
+        if song in balance and song in refs["oracle"]:
+            r["balance_gap_closed"] = gap_closed(d_agent=r["mfcc_distance"],
+                                                 d_equal=balance[song],
+                                                 d_oracle=refs["oracle"][song])
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    return ["policy", "song", *METRIC_COLUMNS,
+            *(c for c in GAP_COLUMNS if c == "gap_closed" or any(c in r for r in rows))]
 
 
 def write_table(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
     """Writes ``evaluation.json`` and ``evaluation.csv`` (NaN as empty CSV cells / JSON null)."""
     out_dir = Path(out_dir)
-    columns = ["policy", "song", *METRIC_COLUMNS, "gap_closed"]
+    columns = _columns(rows)
     clean = [{c: (None if isinstance(r.get(c), float) and math.isnan(r[c]) else r.get(c))
               for c in columns} for r in rows]
     json_path = out_dir / "evaluation.json"
@@ -411,9 +355,7 @@ def write_table(rows: list[dict], out_dir: str | Path) -> tuple[Path, Path]:
 
 def format_table(rows: list[dict], *, means_only: bool = False) -> str:
     """A fixed-width text table of the rows."""
-    columns = ["policy", "song", *METRIC_COLUMNS]
-    if any("gap_closed" in r for r in rows):
-        columns.append("gap_closed")
+    columns = [c for c in _columns(rows) if c not in GAP_COLUMNS or any(c in r for r in rows)]
     shown = [r for r in rows if r["song"] == "MEAN"] if means_only else rows
 
     def cell(v: Any) -> str:

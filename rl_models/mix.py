@@ -151,7 +151,9 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     """Mixes one multitrack folder with a checkpoint.
 
     Args:
-        checkpoint: A checkpoint, trial or experiment folder (see ``find_checkpoint``).
+        checkpoint: A checkpoint, trial or experiment folder (see ``find_checkpoint``), or a
+            baseline spec (``loudness``, ``instrument_balance=table.json``), which mixes the
+            stems in their own taxonomy slots.
         folder: The song's folder (any supported layout; a mix file is optional and unused).
         out_dir: Where ``<song>_mix.wav``, ``<song>_automation.{csv,json,png}`` go.
         target_lufs: Loudness of the output; None: peak normalization only.
@@ -170,14 +172,23 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     """
     from tqdm import tqdm
 
+    from mixing_env.baselines import is_baseline, make_baseline
+    from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
     from mixing_env.data.audio_io import read_audio, write_audio
-    from mixing_env.data.slots import build_song, place_stems
+    from mixing_env.data.slots import build_song, default_layout, place_stems
     from mixing_env.data.taxonomy import Taxonomy
-    from rl_models.evaluate import ModulePolicy, load_checkpoint, run_episode
+    from rl_models.evaluate import ModulePolicy, load_checkpoint, play_songs
     from rl_models.plots import plot_automation
 
     check_mix_options(out_dir=out_dir, target_lufs=target_lufs, peak_dbfs=peak_dbfs)
-    module, meta = load_checkpoint(checkpoint)
+    if is_baseline(str(checkpoint)):  # a baseline plays in the fixed layout's slots
+        policy = make_baseline(str(checkpoint))
+        meta = {"checkpoint": str(checkpoint), "experiment": {"env": {}},
+                "slot_names": default_layout(), "sample_rate": SAMPLE_RATE,
+                "chunk_size": CHUNK_SIZE}
+    else:
+        module, meta = load_checkpoint(checkpoint)
+        policy = ModulePolicy(module)
     slot_names: list[str] = list(meta["slot_names"])
     env_rate, chunk = int(meta["sample_rate"]), int(meta["chunk_size"])
     name, files = find_stems(folder, mix_pattern=mix_pattern)
@@ -204,7 +215,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     env_config = {k: v for k, v in meta["experiment"]["env"].items()
                   if k not in ("dataset_dir", "songs", "synthetic")}
     bar.total += song.stems.shape[1]
-    record = run_episode(env_config, name, _Ticking(ModulePolicy(module), bar), songs=[song])
+    record = play_songs(_Ticking(policy, bar), env_config, songs=[song])[0]
     gains = record.gains[rows]  # (n placed, T)
 
     source = []
@@ -268,13 +279,14 @@ class _Ticking:
 
     def __init__(self, policy, bar):
         self.policy, self.bar = policy, bar
+        self.name = policy.name
 
-    def reset(self) -> None:
-        self.policy.reset()
+    def reset(self, song, start: int) -> None:
+        self.policy.reset(song, start)
 
-    def act(self, obs: dict, env=None) -> np.ndarray:
+    def act(self, obs: dict) -> np.ndarray:
         self.bar.update()
-        return self.policy.act(obs, env)
+        return self.policy.act(obs)
 
 
 def _reached_loudness(wav: np.ndarray, *, sample_rate: int, target_lufs: float | None,

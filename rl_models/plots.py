@@ -68,13 +68,13 @@ def plot_evaluation(records: dict[str, list[Any]], out_dir: str | Path) -> list[
     """Per song: each policy's gains against the truth (or the oracle), and MFCC distance over time.
 
     Args:
-        records: Policy label -> its :class:`rl_models.evaluate.EpisodeRecord` per song.
+        records: Policy label -> its :class:`mixing_env.episodes.EpisodeRecord` per song.
         out_dir: Folder for the PNGs.
 
     Returns:
         The written paths.
     """
-    from mixing_env.metrics import to_simplex
+    from mixing_env.reward import to_simplex
 
     out_dir = Path(out_dir)
     written = []
@@ -90,7 +90,7 @@ def plot_evaluation(records: dict[str, list[Any]], out_dir: str | Path) -> list[
             n = rec.gains.shape[1]
             times = np.arange(n) * song.chunk_size / song.sample_rate
             if song.true_gains is not None:
-                compare = to_simplex(np.asarray(song.true_gains)[:, :n], track_mask=song.track_mask)
+                compare = to_simplex(np.asarray(song.true_gains)[:, :n], song.track_mask, axis=0)
                 compare_label = "truth"
             elif song_name in oracle and label != "oracle":
                 compare, compare_label = oracle[song_name].gains, "oracle"

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixing_env.baselines import BASELINES
 from mixing_env.errors import ConfigError
 
 __all__ = [
@@ -41,8 +42,9 @@ __all__ = [
     "score_policies",
 ]
 
-BASELINE_ROWS = ("equal", "loudness", "oracle", "static_oracle")
-"""Baseline policies scored in every table (rl_models.evaluate names)."""
+BASELINE_ROWS = tuple(BASELINES)
+"""Baseline policies scored in every table: the one registry, mixing_env.baselines.BASELINES
+(instrument_balance is fitted on the training songs first)."""
 
 
 @dataclass(frozen=True)
@@ -322,14 +324,15 @@ def results_markdown(rows: list[dict], *, setup: QualitySetup, command: str,
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
     lines = [
-        "| policy | MFCC dist | reward | gap closed | gain err median dB | MR-STFT | SI-SDR dB "
-        "| LUFS diff | train wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| policy | MFCC dist | reward | gap closed | balance gap closed | gain err median dB "
+        "| MR-STFT | SI-SDR dB | LUFS diff | train wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['label']} | {f(r['mfcc_distance'])} | {f(r['reward'], 3)} | "
-            f"{f(r.get('gap_closed'))} | {f(r['gain_err_median_db'])} | {f(r['mrstft'])} | "
+            f"{f(r.get('gap_closed'))} | {f(r.get('balance_gap_closed'))} | "
+            f"{f(r['gain_err_median_db'])} | {f(r['mrstft'])} | "
             f"{f(r['si_sdr_db'], 1)} | {f(r['lufs_diff'])} | "
             f"{f(wall_s.get(r['label']), 0)} |"
         )
@@ -387,7 +390,10 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
             curves[name] = _learning_curve(Path(best.path) / "result.json")
         wall[label] = time.time() - t
         log(f"{label}: {len(curves[name])} curve points in {wall[label]:.0f} s")
-    policies = {b: b for b in BASELINE_ROWS}
+    from mixing_env.balance import fit_dataset_balance
+
+    table = fit_dataset_balance(split.cache_dir, songs=split.train, out=out / "balance.json")
+    policies = {b: f"{b}={table}" if b == "instrument_balance" else b for b in BASELINE_ROWS}
     policies |= {AGENT_LABELS[n]: p for n, p in checkpoints.items()}
     rows = score_policies(policies, split, setup, out / "evaluation")
     png = plot_curves(curves, out / "learning_curves.png") if curves else None

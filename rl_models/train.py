@@ -93,11 +93,9 @@ def slot_layout(song: Any) -> dict[str, Any]:
 
 
 def _slot_layout(env_config: dict) -> dict[str, Any]:
-    from mixing_env.envs.mixing_env import MixingEnv
+    from mixing_env.envs.song_source import SongSource
 
-    env = MixingEnv(dict(env_config))
-    env.reset(seed=0)
-    return slot_layout(env.song)
+    return SongSource(dict(env_config)).layout.to_dict()
 
 
 try:

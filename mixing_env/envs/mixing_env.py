@@ -2,68 +2,21 @@
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from mixing_env.data.song import Song
-from mixing_env.envs.config import DEFAULT_SYNTHETIC, EnvConfig
-from mixing_env.errors import ActionError, ConfigError, DatasetError, DeepMixingError
-from mixing_env.features import (
-    LEVEL_FEATURES,
-    STEM_LEVEL_FEATURES,
-    ChunkLogMel,
-    ChunkMFCC,
-    stem_level_features,
-    track_level_features,
-)
-from mixing_env.reward import level_gain, mixing_reward, smoothing_affine
+from mixing_env.envs.config import EnvConfig
+from mixing_env.envs.song_features import SongFeatures, SongPrecompute
+from mixing_env.envs.song_source import SongSource
+from mixing_env.errors import ActionError, ConfigError, DeepMixingError
+from mixing_env.reward import level_gain, mixing_reward
 from mixing_env.step_kernels import ChunkScorer, kl_step, simplex_gains, window_and_rms
 
 __all__ = ["MixingEnv", "SongFeatures"]
-
-_FEATURE_CACHE_SONGS = 8  # songs whose bulk features stay in memory (LRU)
-_BULK_CHUNKS = 512  # chunks per block when computing bulk features (bounds temporary memory)
-
-
-@dataclass
-class SongFeatures:
-    """What the env precomputes once per song, in bulk.
-
-    Attributes:
-        song: The song.
-        stems: ``song.stems`` as a float32 ndarray (a view of a memory map where possible).
-        reference_mfcc: MFCC of each reference chunk, float64 [shape=(T, n_mfcc)].
-        reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
-        track_features: Absolute log-mel dB per slot and chunk, float32
-            [shape=(C, T, n_track_features (+4 with level_features, +2 with
-            stem_level_features))], for
-            ``obs_features="logmel"``; else None.
-        n_valid: Chunks that hold the song (episodes never go past them).
-        mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
-        mask32: The same, float32 and read-only (the observation's ``track_mask``).
-        equal: Equal gains over the real tracks, float64 [shape=(C,)].
-        kl_scale, kl_offset: ``gains * kl_scale + kl_offset`` is the KL's smoothed
-            distribution (:func:`~mixing_env.reward.smoothing_affine`).
-    """
-
-    song: Song
-    stems: np.ndarray
-    reference_mfcc: np.ndarray
-    reference_rms: np.ndarray
-    track_features: np.ndarray | None
-    n_valid: int
-    mask: np.ndarray
-    mask32: np.ndarray
-    equal: np.ndarray
-    kl_scale: float
-    kl_offset: np.ndarray
 
 
 class MixingEnv(gym.Env):
@@ -146,6 +99,10 @@ class MixingEnv(gym.Env):
     :class:`~mixing_env.envs.config.EnvConfig` keys; ``gymnasium.make("DeepMixing-v0",
     config={...})``; for RLlib, ``register_with_ray()`` and ``env="deepmixing"``. ``songs``
     (keyword): in-memory :class:`Song` objects to use instead of ``dataset_dir``/``synthetic``.
+    ``source`` (keyword): a :class:`~mixing_env.envs.song_source.SongSource` to share with
+    other envs or with evaluation (its songs, layout and peak; the config's ``songs`` narrows
+    it); the env precomputes each song's features with
+    :class:`~mixing_env.envs.song_features.SongPrecompute`.
 
     ## Version History
 
@@ -159,67 +116,32 @@ class MixingEnv(gym.Env):
         config: Mapping[str, Any] | EnvConfig | None = None,
         *,
         songs: Sequence[Song] | None = None,
+        source: SongSource | None = None,
     ) -> None:
         self.config = EnvConfig.from_dict(config)
         cfg = self.config
-        self._songs: dict[str, Song] = {}
-        self._dataset: Any = None
-        if songs is not None:
-            self._songs = {s.name: s for s in songs}
-            names = list(self._songs)
-        elif cfg.dataset_dir is not None:
-            self._dataset = _open_dataset(cfg.dataset_dir)
-            names = list(self._dataset.names)
-        else:
-            kwargs = dict(DEFAULT_SYNTHETIC if cfg.synthetic is None else cfg.synthetic)
-            self._songs = {s.name: s for s in _synthetic_songs(kwargs)}
-            names = list(self._songs)
-        if cfg.songs is not None:
-            missing = sorted(set(cfg.songs) - set(names))
-            if missing:
-                raise ConfigError(f"songs {missing} are not in the dataset; available: {names}")
-            names = [n for n in names if n in set(cfg.songs)]
-        if not names:
-            raise DatasetError("the environment has no songs to play")
-        self.song_names: list[str] = names
+        if source is None:
+            source = SongSource(cfg, songs=songs)
+        elif cfg.songs is not None:
+            source = source.subset(cfg.songs)
+        self.source = source
+        self.song_names: list[str] = source.names
+        layout = source.layout
+        self.n_slots, self.chunk_size = layout.n_slots, layout.chunk_size
+        self.sample_rate = layout.sample_rate
+        self._precompute = SongPrecompute(cfg, n_slots=self.n_slots,
+                                          chunk_size=self.chunk_size,
+                                          sample_rate=self.sample_rate)
+        self._mfcc = self._precompute.mfcc
+        self.observation_space, self.action_space = self._precompute.spaces(source.peak)
 
-        first = self._load(names[0])
-        self.n_slots, self.chunk_size = first.n_slots, first.chunk_size
-        self.sample_rate = first.sample_rate
-        self._mfcc = ChunkMFCC(self.sample_rate, self.chunk_size, cfg.n_mfcc)
-        self._logmel = (
-            ChunkLogMel(self.sample_rate, self.chunk_size, cfg.n_track_features)
-            if cfg.obs_features == "logmel"
-            else None
-        )
-        peak = max(1.0, self._peak())
-        C, W = self.n_slots, cfg.obs_window
-        if self._logmel is None:
-            chunk_box = spaces.Box(-peak, peak, (C, W, self.chunk_size), np.float32)
-        else:
-            top = self._logmel.max_db(peak) + 1.0
-            n_features = (cfg.n_track_features
-                          + (len(LEVEL_FEATURES) if cfg.level_features else 0)
-                          + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0))
-            top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
-            chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
-        mfcc_bound = (self._mfcc.max_abs(peak) * 1.01 + 1.0).astype(np.float32)
-        self.observation_space = spaces.Dict(
-            {
-                "chunks": chunk_box,
-                "mix_mfcc": spaces.Box(-mfcc_bound, mfcc_bound, (cfg.n_mfcc,), np.float32),
-                "track_mask": spaces.Box(0.0, 1.0, (C,), np.float32),
-            }
-        )
-        self.action_space = spaces.Box(0.0, 1.0, (C,), np.float32)
-
-        self._features: OrderedDict[str, SongFeatures] = OrderedDict()
         self._current: SongFeatures | None = None
         self._t = 0
         self._start = 0
         self._end = 0
         self._steps = 0
         # Per-step work buffers (nothing handed to the caller lives in them).
+        C = self.n_slots
         self._scorer = ChunkScorer(self._mfcc)
         self._gains_buf = np.zeros(C)
         self._mix = np.zeros(self.chunk_size, np.float32)
@@ -249,7 +171,7 @@ class MixingEnv(gym.Env):
 
     def song_features(self, name: str) -> SongFeatures:
         """Bulk features of a song (computed once, kept for the last few songs)."""
-        return self._song_features(name)
+        return self._precompute.features(name, self.source.load)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -277,7 +199,7 @@ class MixingEnv(gym.Env):
             name = self.song_names[int(self.np_random.integers(len(self.song_names)))]
         elif name not in self.song_names:
             raise ConfigError(f"reset option song={name!r} is not one of {self.song_names}")
-        feats = self._song_features(name)
+        feats = self.song_features(name)
         n_valid, length = feats.n_valid, self.config.episode_chunks
         start = options.get("start")
         if start is None:
@@ -384,7 +306,7 @@ class MixingEnv(gym.Env):
         source = feats.stems if feats.track_features is None else feats.track_features
         lo, hi = self._t - W + 1, self._t + 1
         if lo >= 0 and hi <= source.shape[1]:
-            chunks = source[:, lo:hi]  # read-only view (see _song_features)
+            chunks = source[:, lo:hi]  # read-only view (see SongPrecompute)
         else:  # before the song's start or past its end: zeros there
             chunks = np.zeros(self.observation_space["chunks"].shape, np.float32)
             if feats.track_features is not None:
@@ -397,130 +319,3 @@ class MixingEnv(gym.Env):
             "mix_mfcc": self._mix_mfcc,
             "track_mask": feats.mask32,
         }
-
-    def _load(self, name: str) -> Song:
-        song = self._songs[name] if self._dataset is None else self._dataset.load(name, mmap=True)
-        _check_song(song)
-        return song
-
-    def _song_features(self, name: str) -> SongFeatures:
-        if name in self._features:
-            self._features.move_to_end(name)
-            return self._features[name]
-        song = self._load(name)
-        if (song.n_slots, song.chunk_size, song.sample_rate) != (
-            self.n_slots,
-            self.chunk_size,
-            self.sample_rate,
-        ):
-            raise DatasetError(
-                f"song {name!r} has (slots, chunk_size, sample_rate)="
-                f"{(song.n_slots, song.chunk_size, song.sample_rate)}, expected "
-                f"{(self.n_slots, self.chunk_size, self.sample_rate)} like the first song"
-            )
-        stems = np.asarray(song.stems, dtype=np.float32)
-        T = song.n_chunks
-        ref_mfcc = np.empty((T, self.config.n_mfcc))
-        ref_rms = np.empty(T)
-        feats_arr = None
-        if self._logmel is not None:
-            feats_arr = np.empty((self.n_slots, T, self.config.n_track_features), np.float32)
-        for a in range(0, T, _BULK_CHUNKS):
-            b = min(a + _BULK_CHUNKS, T)
-            ref = np.asarray(song.reference[a:b], dtype=np.float64)
-            ref_mfcc[a:b] = self._mfcc.from_mel_power(self._mfcc.mel_power(ref))
-            ref_rms[a:b] = np.sqrt(np.mean(ref * ref, axis=-1))
-            if feats_arr is not None:
-                feats_arr[:, a:b] = self._logmel.log_mel(stems[:, a:b])
-        cfg = self.config
-        if feats_arr is not None and (cfg.level_features or cfg.stem_level_features):
-            levels = track_level_features(stems, sample_rate=self.sample_rate)
-            parts = [feats_arr, levels] if cfg.level_features else [feats_arr]
-            if cfg.stem_level_features:
-                whole = stem_level_features(levels)[:, None, :]
-                parts.append(np.broadcast_to(whole, (*levels.shape[:2], whole.shape[-1])))
-            feats_arr = np.concatenate(parts, axis=-1)
-        # Read-only views: observations slice them without copying and nobody can write back.
-        stems = stems.view()
-        stems.flags.writeable = False
-        if feats_arr is not None:
-            feats_arr.flags.writeable = False
-        real = np.asarray(song.track_mask) > 0
-        mask32 = real.astype(np.float32)
-        mask32.flags.writeable = False
-        kl_scale, kl_offset = smoothing_affine(real)
-        feats = SongFeatures(
-            song=song,
-            stems=stems,
-            reference_mfcc=ref_mfcc,
-            reference_rms=ref_rms,
-            track_features=feats_arr,
-            n_valid=int(song.n_valid_chunks or T),
-            mask=real.astype(np.float64),
-            mask32=mask32,
-            equal=real / int(real.sum()),
-            kl_scale=kl_scale,
-            kl_offset=kl_offset,
-        )
-        self._features[name] = feats
-        if len(self._features) > _FEATURE_CACHE_SONGS:
-            self._features.popitem(last=False)
-        return feats
-
-    def _peak(self) -> float:
-        """Largest |sample| over the env's stems (bounds the observation space)."""
-        peak = 0.0
-        for name in self.song_names:
-            manifest_peak = _manifest_peak(self._dataset, name)
-            if manifest_peak is not None:
-                peak = max(peak, manifest_peak)
-                continue
-            stems = self._load(name).stems
-            for a in range(0, stems.shape[1], _BULK_CHUNKS):
-                peak = max(peak, float(np.abs(stems[:, a : a + _BULK_CHUNKS]).max(initial=0.0)))
-        return peak
-
-
-def _check_song(song: Song) -> None:
-    C = song.stems.shape[0] if song.stems.ndim == 3 else None
-    if song.stems.ndim != 3 or song.reference.shape != song.stems.shape[1:]:
-        raise DatasetError(
-            f"song {song.name!r}: stems must be (C, T, chunk) and reference (T, chunk), got "
-            f"stems {song.stems.shape} and reference {song.reference.shape}"
-        )
-    if np.shape(song.track_mask) != (C,) or not np.any(np.asarray(song.track_mask) > 0):
-        raise DatasetError(
-            f"song {song.name!r}: track_mask must be ({C},) with at least one real track, "
-            f"got {np.asarray(song.track_mask)!r}"
-        )
-
-
-def _manifest_peak(dataset: Any, name: str) -> float | None:
-    if dataset is None:
-        return None
-    entry = getattr(dataset, "manifest", {}).get("songs", {})
-    entry = entry.get(name) if isinstance(entry, Mapping) else None
-    if isinstance(entry, Mapping) and isinstance(entry.get("peak"), int | float):
-        return float(entry["peak"])
-    return None
-
-
-def _open_dataset(path: str) -> Any:
-    try:
-        from mixing_env.data.cache import PreparedDataset
-    except ImportError as e:  # the data package is part of this project
-        raise ConfigError(
-            f"dataset_dir={path!r} needs mixing_env.data.cache.PreparedDataset: {e}"
-        ) from e
-    return PreparedDataset(path)
-
-
-def _synthetic_songs(kwargs: dict[str, Any]) -> list[Song]:
-    try:
-        from mixing_env.data.synthetic import synthetic_songs
-    except ImportError as e:
-        raise ConfigError(f"synthetic songs need mixing_env.data.synthetic: {e}") from e
-    try:
-        return list(synthetic_songs(**kwargs))
-    except TypeError as e:
-        raise ConfigError(f"bad synthetic config {kwargs!r}: {e}") from e

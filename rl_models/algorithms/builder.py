@@ -259,10 +259,10 @@ def _apply_offline(
         raise ConfigError(f"offline_data.input_ {missing} does not exist")
     kwargs["input_"] = [str(Path(p).resolve()) if "://" not in str(p) else p for p in inputs]
     # RLlib's offline algorithms need the spaces up front (no env is sampled to learn them).
-    from mixing_env.envs.mixing_env import MixingEnv
+    from mixing_env.envs.song_source import SongSource
 
-    env = MixingEnv(dict(env_config))
-    config.environment(observation_space=env.observation_space, action_space=env.action_space)
+    observation_space, action_space = SongSource(dict(env_config)).spaces()
+    config.environment(observation_space=observation_space, action_space=action_space)
     _apply(config, "offline_data", kwargs, name)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from ray.rllib.core.columns import Columns
 
 from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
 from mixing_env.data.song import Song
 from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.episodes import run_episode
+from rl_models.module_policy import ModulePolicy
 
 __all__ = ["OneTrackEnv", "deterministic_rollout", "one_track_song"]
 
@@ -47,25 +47,10 @@ class OneTrackEnv(MixingEnv):
 def deterministic_rollout(module, env: MixingEnv, *, seed: int = 0) -> tuple[np.ndarray, float]:
     """Runs one episode with the module's deterministic (mean) actions, carrying its state.
 
+    The product's own adapter and runner (:class:`ModulePolicy`, :func:`run_episode`).
+
     Returns:
         The actions [shape=(steps, C)] and the mean reward per step.
     """
-    obs, _ = env.reset(seed=seed)
-    state = {k: torch.as_tensor(v)[None] for k, v in module.get_initial_state().items()}
-    actions, rewards, done = [], [], False
-    while not done:
-        # RLlib's env-to-module pipeline hands a stateful module (B=1, T=1, ...) tensors.
-        batch = {
-            Columns.OBS: {k: torch.as_tensor(v)[None, None] for k, v in obs.items()},
-            Columns.STATE_IN: state,
-        }
-        with torch.no_grad():
-            out = module.forward_inference(batch)
-        dist_cls = module.get_inference_action_dist_cls()
-        action = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS]).to_deterministic()
-        a = action.sample()[0, 0].numpy()
-        state = out[Columns.STATE_OUT]
-        obs, reward, done, _, _ = env.step(a)
-        actions.append(a)
-        rewards.append(reward)
-    return np.stack(actions), float(np.mean(rewards))
+    record = run_episode(env, ModulePolicy(module), seed=seed)
+    return record.actions.T, float(record.reward.mean())

@@ -8,9 +8,10 @@ from mixing_env.baselines import (
     LoudnessGains,
     OraclePolicy,
     StaticOracle,
-    rollout,
+    make_baseline,
 )
 from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.episodes import run_episode
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +19,9 @@ def long_song():
     return make_song("long", n_real=4, n_dummy=2, n_chunks=60, seed=3)
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", sorted(set(BASELINES) - {"instrument_balance"}))
 def test_gains_on_simplex_with_silent_dummies(long_song, name):
-    g = BASELINES[name]().gains(long_song)
+    g = make_baseline(name).gains(long_song)
     assert g.shape == (6, 60) and g.dtype == np.float32
     assert np.all(g >= 0)
     np.testing.assert_allclose(g.sum(axis=0), 1.0, rtol=1e-6)
@@ -29,16 +30,16 @@ def test_gains_on_simplex_with_silent_dummies(long_song, name):
 
 def test_oracle_is_near_perfect_and_beats_equal_gains(long_song):
     env = MixingEnv(songs=[long_song])
-    oracle = rollout(env, OraclePolicy(), seed=0)
-    equal = rollout(env, EqualGains(), seed=0)
-    assert oracle["distances"].mean() < 1e-2
-    assert oracle["rewards"].mean() > 0.99
-    assert equal["distances"].mean() > 1.0
-    assert equal["rewards"].mean() < oracle["rewards"].mean() - 0.05
-    assert 0.05 < equal["rewards"].mean() < 0.95  # normalized reward is informative
+    oracle = run_episode(env, OraclePolicy(), seed=0)
+    equal = run_episode(env, EqualGains(), seed=0)
+    assert oracle.mfcc_distance.mean() < 1e-2
+    assert oracle.reward.mean() > 0.99
+    assert equal.mfcc_distance.mean() > 1.0
+    assert equal.reward.mean() < oracle.reward.mean() - 0.05
+    assert 0.05 < equal.reward.mean() < 0.95  # normalized reward is informative
     # The oracle recovers the true balance (gains up to scale).
     truth = long_song.true_gains / long_song.true_gains.sum(axis=0)
-    np.testing.assert_allclose(oracle["gains"].T, truth, atol=1e-3)
+    np.testing.assert_allclose(oracle.gains, truth, atol=1e-3)
 
 
 def test_static_oracle_recovers_constant_gains():
@@ -86,10 +87,10 @@ def test_oracle_keeps_static_weight_of_a_silent_track():
     np.testing.assert_allclose(gains[0] / gains[1], static[0] / truth[1], rtol=1e-3)
 
 
-def test_rollout_on_a_named_song(songs):
+def test_run_episode_on_a_named_song(songs):
     env = MixingEnv({"episode_chunks": 4}, songs=songs)
-    out = rollout(env, EqualGains(), song="song1", start=2)
-    assert str(out["song"]) == "song1"
-    np.testing.assert_array_equal(out["chunks"], [2, 3, 4, 5])
-    assert out["gains"].shape == (4, 4) and out["rewards"].shape == (4,)
-    assert out["kl"][0] == 0.0
+    out = run_episode(env, EqualGains(), song="song1", start=2)
+    assert out.song.name == "song1"
+    np.testing.assert_array_equal(out.chunks, [2, 3, 4, 5])
+    assert out.gains.shape == (4, 4) and out.reward.shape == (4,)
+    assert out.kl[0] == 0.0

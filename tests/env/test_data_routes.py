@@ -8,8 +8,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import mixing_env  # noqa: F401
-from mixing_env.baselines import EqualGains, OraclePolicy, rollout
+from mixing_env.baselines import EqualGains, OraclePolicy
 from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.episodes import run_episode
 
 synthetic = pytest.importorskip("mixing_env.data.synthetic")
 
@@ -36,9 +37,10 @@ def test_prepared_cache_route(tmp_path):
     assert env.song_names == [ds.names[0]]
     obs, info = env.reset(seed=0)
     assert obs in env.observation_space and info["song"] == ds.names[0]
-    oracle, equal = rollout(env, OraclePolicy(), seed=0), rollout(env, EqualGains(), seed=0)
-    assert oracle["distances"].mean() < equal["distances"].mean()
-    assert oracle["rewards"].mean() > 0.95
+    oracle = run_episode(env, OraclePolicy(), seed=0)
+    equal = run_episode(env, EqualGains(), seed=0)
+    assert oracle.mfcc_distance.mean() < equal.mfcc_distance.mean()
+    assert oracle.reward.mean() > 0.95
     # the cache is memory-mapped; the env never writes into it
     with pytest.raises(ValueError):
         obs["chunks"][0, 0, 0] = 1.0

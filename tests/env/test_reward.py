@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from mixing_env.baselines import EqualGains, OraclePolicy, rollout
+from mixing_env.baselines import EqualGains, OraclePolicy
 from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.episodes import run_episode
 from mixing_env.errors import ConfigError
 from mixing_env.reward import (
     evaluate_gains,
@@ -59,11 +60,11 @@ def test_mixing_reward_modes():
 def test_evaluate_gains_matches_env(song, config):
     env = MixingEnv(config, songs=[song])
     policy = OraclePolicy()
-    steps = rollout(env, EqualGains() if config else policy, seed=0)
+    steps = run_episode(env, EqualGains() if config else policy, seed=0)
     gains = (EqualGains() if config else policy).gains(song)
     bulk = evaluate_gains(
         song, gains, level_match_mode=env.config.level_match, reward_mode=env.config.reward_mode
     )
-    np.testing.assert_allclose(bulk["distances"], steps["distances"], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(bulk["kl"], steps["kl"], rtol=1e-5, atol=1e-9)
-    np.testing.assert_allclose(bulk["rewards"], steps["rewards"], rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(bulk["distances"], steps.mfcc_distance, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bulk["kl"], steps.kl, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(bulk["rewards"], steps.reward, rtol=1e-4, atol=1e-12)

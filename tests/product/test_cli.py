@@ -13,8 +13,8 @@ import soundfile as sf
 
 from rl_models import cli
 
-COMMANDS = ["synth", "prepare", "taxonomy", "train", "tune", "evaluate", "mix", "benchmark",
-            "demo"]
+COMMANDS = ["synth", "prepare", "taxonomy", "train", "tune", "balance", "evaluate", "mix",
+            "benchmark", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -3,6 +3,7 @@ import pytest
 
 from mixing_env import metrics
 from mixing_env.errors import ConfigError
+from mixing_env.reward import to_simplex
 
 
 @pytest.fixture
@@ -91,8 +92,7 @@ def test_render_mix_and_gap_closed():
 
 
 def test_to_simplex_and_least_squares_gain():
-    g = metrics.to_simplex(np.array([[2.0, 0.0], [2.0, 0.0], [5.0, 5.0]]),
-                           track_mask=np.array([1, 1, 0]))
+    g = to_simplex(np.array([[2.0, 0.0], [2.0, 0.0], [5.0, 5.0]]), np.array([1, 1, 0]), axis=0)
     np.testing.assert_allclose(g, [[0.5, 0.5], [0.5, 0.5], [0, 0]])
     x = np.array([1.0, 2.0, 3.0])
     assert metrics.least_squares_gain(x, 4 * x) == pytest.approx(4)

@@ -52,7 +52,7 @@ def test_demonstrations_hold_oracle_actions(split, tmp_path):
     actions = np.asarray(ep.get_actions())
     np.testing.assert_allclose(actions.sum(axis=1), 1.0, rtol=1e-5)
     # Each action is the oracle's gain vector of some window of a training song.
-    oracle = {n: OraclePolicy().gains(env._load(n)) for n in split.train}
+    oracle = {n: OraclePolicy().gains(env.source.load(n)) for n in split.train}
     assert any(
         np.allclose(actions, g[:, s : s + len(actions)].T, atol=1e-6)
         for g in oracle.values()
@@ -106,7 +106,7 @@ def test_agent_experiments_chain_bc_into_ppo(split, tmp_path):
 
 def test_behaviour_cloning_learns_the_oracle_and_writes_a_checkpoint(split, tmp_path):
     from rl_models.behaviour_cloning import train_behaviour_cloning
-    from rl_models.evaluate import ModulePolicy, load_checkpoint, run_episode
+    from rl_models.evaluate import ModulePolicy, load_checkpoint, play_songs
 
     demos = record_oracle_demonstrations(split, TINY, tmp_path / "demos")
     model = {**TINY.model, "hidden_size": 16, "attention_dim": 16, "max_seq_len": 8}
@@ -117,7 +117,7 @@ def test_behaviour_cloning_learns_the_oracle_and_writes_a_checkpoint(split, tmp_
     module, meta = load_checkpoint(out["checkpoint"])
     assert meta["experiment"]["algorithm"] == "BC"
     song = split.train[0]
-    rec = run_episode(split.env(TINY), song, ModulePolicy(module))
+    rec = play_songs(ModulePolicy(module), split.env(TINY), names=[song])[0]
     assert np.isfinite(rec.mfcc_distance).all() and rec.gains.shape[0] == len(meta["slot_names"])
 
 

@@ -1,0 +1,180 @@
+"""What the env precomputes once per song, and the observation/action spaces it implies.
+
+:class:`SongPrecompute` turns a :class:`~mixing_env.data.song.Song` into :class:`SongFeatures`
+(the reference's MFCC and RMS per chunk, the log-mel observation features, the mask and the
+KL's smoothing terms) in bulk, keeps the last few songs, and builds the spaces from the config,
+the slot layout and the songs' peak. :class:`~mixing_env.envs.mixing_env.MixingEnv` composes
+it with a :class:`~mixing_env.envs.song_source.SongSource`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from gymnasium import spaces
+
+from mixing_env.data.song import Song
+from mixing_env.envs.config import EnvConfig
+from mixing_env.features import (
+    LEVEL_FEATURES,
+    STEM_LEVEL_FEATURES,
+    ChunkLogMel,
+    ChunkMFCC,
+    stem_level_features,
+    track_level_features,
+)
+from mixing_env.reward import smoothing_affine
+
+__all__ = ["SongFeatures", "SongPrecompute"]
+
+_FEATURE_CACHE_SONGS = 8  # songs whose bulk features stay in memory (LRU)
+_BULK_CHUNKS = 512  # chunks per block when computing bulk features (bounds temporary memory)
+
+
+@dataclass
+class SongFeatures:
+    """What the env precomputes once per song, in bulk.
+
+    Attributes:
+        song: The song.
+        stems: ``song.stems`` as a float32 ndarray (a view of a memory map where possible).
+        reference_mfcc: MFCC of each reference chunk, float64 [shape=(T, n_mfcc)].
+        reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
+        track_features: Absolute log-mel dB per slot and chunk, float32
+            [shape=(C, T, n_track_features (+4 with level_features, +2 with
+            stem_level_features))], for
+            ``obs_features="logmel"``; else None.
+        n_valid: Chunks that hold the song (episodes never go past them).
+        mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
+        mask32: The same, float32 and read-only (the observation's ``track_mask``).
+        equal: Equal gains over the real tracks, float64 [shape=(C,)].
+        kl_scale, kl_offset: ``gains * kl_scale + kl_offset`` is the KL's smoothed
+            distribution (:func:`~mixing_env.reward.smoothing_affine`).
+    """
+
+    song: Song
+    stems: np.ndarray
+    reference_mfcc: np.ndarray
+    reference_rms: np.ndarray
+    track_features: np.ndarray | None
+    n_valid: int
+    mask: np.ndarray
+    mask32: np.ndarray
+    equal: np.ndarray
+    kl_scale: float
+    kl_offset: np.ndarray
+
+
+class SongPrecompute:
+    """Bulk per-song features for one env config and slot layout, cached for the last songs.
+
+    Args:
+        config: The env config (features, MFCC size).
+        n_slots: C, slots per song.
+        chunk_size: Samples per chunk.
+        sample_rate: Sample rate in Hz.
+    """
+
+    def __init__(self, config: EnvConfig, *, n_slots: int, chunk_size: int, sample_rate: int):
+        self.config = config
+        self.n_slots, self.chunk_size, self.sample_rate = n_slots, chunk_size, sample_rate
+        self.mfcc = ChunkMFCC(sample_rate, chunk_size, config.n_mfcc)
+        self.logmel = (
+            ChunkLogMel(sample_rate, chunk_size, config.n_track_features)
+            if config.obs_features == "logmel"
+            else None
+        )
+        self._cache: OrderedDict[str, SongFeatures] = OrderedDict()
+
+    def spaces(self, peak: float) -> tuple[spaces.Dict, spaces.Box]:
+        """The observation and action spaces (see MixingEnv's docstring).
+
+        Args:
+            peak: Largest |sample| over the songs (at least 1 is used).
+        """
+        cfg, C, W = self.config, self.n_slots, self.config.obs_window
+        peak = max(1.0, float(peak))
+        if self.logmel is None:
+            chunk_box = spaces.Box(-peak, peak, (C, W, self.chunk_size), np.float32)
+        else:
+            top = self.logmel.max_db(peak) + 1.0
+            n_features = (cfg.n_track_features
+                          + (len(LEVEL_FEATURES) if cfg.level_features else 0)
+                          + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0))
+            top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
+            chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
+        mfcc_bound = (self.mfcc.max_abs(peak) * 1.01 + 1.0).astype(np.float32)
+        observation_space = spaces.Dict(
+            {
+                "chunks": chunk_box,
+                "mix_mfcc": spaces.Box(-mfcc_bound, mfcc_bound, (cfg.n_mfcc,), np.float32),
+                "track_mask": spaces.Box(0.0, 1.0, (C,), np.float32),
+            }
+        )
+        return observation_space, spaces.Box(0.0, 1.0, (C,), np.float32)
+
+    def features(self, name: str, load: Callable[[str], Song]) -> SongFeatures:
+        """A song's features, computed once and kept for the last few songs.
+
+        Args:
+            name: The song's name (the cache key).
+            load: Opens the song by name; called only when its features are not cached.
+        """
+        if name in self._cache:
+            self._cache.move_to_end(name)
+            return self._cache[name]
+        feats = self._compute(load(name))
+        self._cache[name] = feats
+        if len(self._cache) > _FEATURE_CACHE_SONGS:
+            self._cache.popitem(last=False)
+        return feats
+
+    def _compute(self, song: Song) -> SongFeatures:
+        cfg = self.config
+        stems = np.asarray(song.stems, dtype=np.float32)
+        T = song.n_chunks
+        ref_mfcc = np.empty((T, cfg.n_mfcc))
+        ref_rms = np.empty(T)
+        feats_arr = None
+        if self.logmel is not None:
+            feats_arr = np.empty((self.n_slots, T, cfg.n_track_features), np.float32)
+        for a in range(0, T, _BULK_CHUNKS):
+            b = min(a + _BULK_CHUNKS, T)
+            ref = np.asarray(song.reference[a:b], dtype=np.float64)
+            ref_mfcc[a:b] = self.mfcc.from_mel_power(self.mfcc.mel_power(ref))
+            ref_rms[a:b] = np.sqrt(np.mean(ref * ref, axis=-1))
+            if feats_arr is not None:
+                feats_arr[:, a:b] = self.logmel.log_mel(stems[:, a:b])
+        if feats_arr is not None and (cfg.level_features or cfg.stem_level_features):
+            levels = track_level_features(stems, sample_rate=self.sample_rate)
+            parts = [feats_arr, levels] if cfg.level_features else [feats_arr]
+            if cfg.stem_level_features:
+                whole = stem_level_features(levels)[:, None, :]
+                parts.append(np.broadcast_to(whole, (*levels.shape[:2], whole.shape[-1])))
+            feats_arr = np.concatenate(parts, axis=-1)
+        # Read-only views: observations slice them without copying and nobody can write back.
+        stems = stems.view()
+        stems.flags.writeable = False
+        if feats_arr is not None:
+            feats_arr.flags.writeable = False
+        real = np.asarray(song.track_mask) > 0
+        mask32 = real.astype(np.float32)
+        mask32.flags.writeable = False
+        kl_scale, kl_offset = smoothing_affine(real)
+        return SongFeatures(
+            song=song,
+            stems=stems,
+            reference_mfcc=ref_mfcc,
+            reference_rms=ref_rms,
+            track_features=feats_arr,
+            n_valid=int(song.n_valid_chunks or T),
+            mask=real.astype(np.float64),
+            mask32=mask32,
+            equal=real / int(real.sum()),
+            kl_scale=kl_scale,
+            kl_offset=kl_offset,
+        )
