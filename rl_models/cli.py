@@ -423,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demos)
 
     p = sub.add_parser("balance", help="fit the instrument_balance baseline", formatter_class=fmt)
-    p = p.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+    p = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                         help="fit: write the table").add_parser(
         "fit", formatter_class=fmt, help="per slot, the mean level relative to the stem's "
         "loudness while it plays, fitted on a prepared cache's songs -> a JSON table")
     p.add_argument("cache", type=Path, help="a prepared cache (deepmixing prepare)")
