@@ -71,16 +71,16 @@ def train_behaviour_cloning(
     from ray.rllib.core.columns import Columns
 
     from mixing_env.envs.mixing_env import MixingEnv
+    from rl_models import checkpoints
     from rl_models.demonstrations import read_demonstrations
-    from rl_models.registry import CHECKPOINT_MODULE_SUBDIR, module_spec
-    from rl_models.train import METADATA_FILE, slot_layout
+    from rl_models.registry import DEFAULT_MODULE, module_spec
 
     if not minutes > 0:
         raise ConfigError(f"minutes must be > 0, got {minutes!r}")
     episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
     env = MixingEnv(dict(env_config))
     torch.manual_seed(seed)
-    spec = module_spec("deepmixing_attention_lstm", dict(model))
+    spec = module_spec(DEFAULT_MODULE, dict(model))
     spec.observation_space, spec.action_space = env.observation_space, env.action_space
     module = spec.build()
     seq_len = int(module.model_config["max_seq_len"])
@@ -127,12 +127,16 @@ def train_behaviour_cloning(
                 f"({time.time() - start:.0f} s)")
     out = Path(out_dir)
     ckpt = out / "checkpoint_000000"
-    module.save_to_path(str(ckpt / CHECKPOINT_MODULE_SUBDIR))
-    meta = {
-        "experiment": {"algorithm": "BC", "env": dict(env_config), "model": dict(model),
-                       "demonstrations": str(demonstrations)},
-        **slot_layout(env.song_features(env.song_names[0]).song), "iteration": update,
-    }
-    (ckpt / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    # RLlib's module folder lets a PPO experiment start from it (init_module_from).
+    module.save_to_path(str(ckpt / checkpoints.MODULE_SUBDIR))
+    layout = checkpoints.slot_layout(env.song_features(env.song_names[0]).song)
+    checkpoints.write_metadata(
+        ckpt, experiment={"algorithm": "BC", "env": dict(env_config), "model": dict(model),
+                          "module": DEFAULT_MODULE, "demonstrations": str(demonstrations)},
+        layout=layout, iteration=update)
+    checkpoints.write_policy_files(
+        ckpt, state=module.state_dict(), module_name=DEFAULT_MODULE,
+        model_config=module.model_config, observation_space=env.observation_space,
+        action_space=env.action_space, layout=layout)
     (out / "progress.json").write_text(json.dumps({"curve": curve}, indent=1))
     return {"checkpoint": str(ckpt), "updates": update, "curve": curve}

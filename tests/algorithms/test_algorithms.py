@@ -13,8 +13,9 @@ from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
 
+from mixing_env.envs import RAY_ENV_NAME
 from mixing_env.errors import ConfigError
-from rl_models.algorithms import ALGORITHMS, ENV_NAME, PGConfig, build_algorithm_config
+from rl_models.algorithms import ALGORITHMS, PGConfig, build_algorithm_config
 
 pytestmark = pytest.mark.ray
 
@@ -62,7 +63,7 @@ def test_config_is_new_stack_with_unchanged_actions(name, config_cls):
     config = build_algorithm_config(name, env_config=ENV_CONFIG, model=TINY_MODEL, seed=3)
     assert type(config) is config_cls
     assert config.enable_rl_module_and_learner and config.enable_env_runner_and_connector_v2
-    assert config.env == ENV_NAME
+    assert config.env == RAY_ENV_NAME
     assert config.env_config == ENV_CONFIG
     assert config.normalize_actions is False and config.clip_actions is False
     assert config.num_env_runners == 0 and config.num_learners == 0

@@ -6,17 +6,17 @@ import math
 import numpy as np
 import pytest
 
-from mixing_env.baselines import OraclePolicy
-from mixing_env.envs.mixing_env import MixingEnv
-from mixing_env.errors import ConfigError
-from rl_models.demonstrations import read_demonstrations
-from rl_models.quality import (
+from benchmarks.quality import (
     QualitySetup,
     agent_experiments,
     make_split,
     record_oracle_demonstrations,
     score_policies,
 )
+from mixing_env.baselines import OraclePolicy
+from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.errors import ConfigError
+from rl_models.demonstrations import read_demonstrations
 
 TINY = QualitySetup(n_train=3, n_heldout=2, seconds=1.0, n_tracks=(3, 5), episode_chunks=16,
                     demo_episodes_per_song=2, agents=("bc", "bc_ppo", "ppo"))
