@@ -23,6 +23,7 @@ files (:func:`write_policy_files`), with RLlib's module folder for PPO fine-tuni
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,6 +61,21 @@ MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
 """Where an RLlib algorithm checkpoint keeps the policy module (single-agent default id)."""
 _RLLIB_MODULE_FILES = ("module_state.pt", "module_state.pkl")
 """Files that mark an RLlib RLModule checkpoint folder."""
+
+
+class _RLModuleConfigDeprecation(logging.Filter):
+    """Drops the one RLlib warning that every RLModule checkpoint load prints.
+
+    RLlib 2.60 writes its module checkpoints with ``config=RLModuleConfig`` and, reading them
+    back, warns that this constructor argument is deprecated: nothing a user can act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`RLModule(config=[RLModuleConfig object])` has been deprecated" not in str(
+            record.getMessage())
+
+
+logging.getLogger("ray._common.deprecation").addFilter(_RLModuleConfigDeprecation())
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +244,9 @@ def write_policy_files(checkpoint: str | Path, *, state: Mapping[str, Any], modu
 
     folder = Path(checkpoint)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: torch.as_tensor(np.asarray(v)).clone() for k, v in state.items()}
+    # RLlib's learner state turns 0-d parameters into Python floats: back to torch's default.
+    tensors = {k: torch.tensor(v, dtype=torch.get_default_dtype()) if isinstance(v, float)
+               else torch.as_tensor(np.asarray(v)).clone() for k, v in state.items()}
     weights = folder / WEIGHTS_FILE
     torch.save(tensors, weights)
     config = {"module": module_name, "model_config": dict(model_config),
@@ -266,12 +284,15 @@ def _build_module(checkpoint: Path) -> Any:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f"cannot read the policy weights {weights}: {e}") from e
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"cannot read the policy weights {weights}: the file is damaged "
+                              f"or not a weights file ({type(e).__name__}: {first})") from e
     try:
         module.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"the weights in {weights} do not fit the module of "
-                              f"{POLICY_CONFIG_FILE}: {e}") from e
+                              f"{POLICY_CONFIG_FILE}: {first}") from e
     module.eval()
     return module
 
@@ -320,8 +341,6 @@ def export_policy_files(path: str | Path) -> tuple[Path, Path]:
     Raises:
         CheckpointError: No checkpoint, or RLlib cannot load its module.
     """
-    import warnings
-
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from rl_models.registry import module_name_of
@@ -329,9 +348,7 @@ def export_policy_files(path: str | Path) -> tuple[Path, Path]:
     ckpt = find_checkpoint(path).resolve()
     meta = read_metadata(ckpt)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR))
+        module = RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR))
     except Exception as e:  # RLlib raises many kinds; the user needs the path
         raise CheckpointError(f"cannot load the policy module from {ckpt / MODULE_SUBDIR}: {e}"
                               ) from e
