@@ -42,6 +42,7 @@ __all__ = [
     "find_checkpoint",
     "list_checkpoints",
     "load_policy",
+    "load_rllib_module",
     "module_checkpoint_dir",
     "read_metadata",
     "slot_layout",
@@ -333,6 +334,24 @@ def load_policy(path: str | Path) -> tuple[Any, dict]:
     return module, meta
 
 
+def load_rllib_module(path: str | Path) -> Any:
+    """RLlib's pickled module of a checkpoint (for training only: it unpickles).
+
+    Raises:
+        CheckpointError: No module folder, or RLlib cannot load it (naming the folder).
+    """
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module_dir = module_checkpoint_dir(path)
+    try:
+        return RLModule.from_checkpoint(str(module_dir))
+    except Exception as e:  # RLlib raises many kinds; the user needs the path
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"cannot load RLlib's module checkpoint {module_dir} (class_and_ctor_args.pkl or "
+            f"{_RLLIB_MODULE_FILES[0]} damaged?): {type(e).__name__}: {first}") from e
+
+
 def export_policy_files(path: str | Path) -> tuple[Path, Path]:
     """Writes ``policy.json`` and ``policy_weights.pt`` for an older, trusted checkpoint.
 
@@ -341,17 +360,11 @@ def export_policy_files(path: str | Path) -> tuple[Path, Path]:
     Raises:
         CheckpointError: No checkpoint, or RLlib cannot load its module.
     """
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
     from rl_models.registry import module_name_of
 
     ckpt = find_checkpoint(path).resolve()
     meta = read_metadata(ckpt)
-    try:
-        module = RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR))
-    except Exception as e:  # RLlib raises many kinds; the user needs the path
-        raise CheckpointError(f"cannot load the policy module from {ckpt / MODULE_SUBDIR}: {e}"
-                              ) from e
+    module = load_rllib_module(ckpt)
     layout = {k: meta[k] for k in ("slot_names", "chunk_size", "sample_rate") if k in meta}
     return write_policy_files(
         ckpt, state=module.state_dict(), module_name=module_name_of(module),

@@ -116,7 +116,7 @@ def check_experiment(experiment: dict) -> None:
     if exp.evaluation.interval > 0:
         _env_facts({**exp.env, **exp.evaluation.env})
     if exp.init_module_from is not None:
-        checkpoints.module_checkpoint_dir(exp.init_module_from)
+        checkpoints.load_rllib_module(exp.init_module_from)  # RLlib loads it in the trial
     build_config(exp)
 
 

@@ -213,24 +213,25 @@ def _pg_learner_batch(algo):
     """On-policy episodes run through the PG learner's own connector pipeline."""
     learner = algo.learner_group._learner
     episodes = algo.env_runner.sample(num_timesteps=32, random_actions=False)
+    assert all(e.is_terminated for e in episodes)
+    # The pipeline appends an artificial step to each episode: keep the real rewards first.
+    rewards = [np.asarray(e.get_rewards(), dtype=np.float64) for e in episodes]
     batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes,
                                        explore=False, shared_data={}, metrics=learner.metrics)
-    return learner, episodes, batch["default_policy"]
+    return learner, rewards, batch["default_policy"]
 
 
 def test_pg_learner_targets_are_monte_carlo_returns(ray_session):
     gamma = 0.9
     algo = _build("PG", training=SMALL_TRAINING["PG"] | {"gamma": gamma})
     try:
-        learner, episodes, batch = _pg_learner_batch(algo)
+        learner, episode_rewards, batch = _pg_learner_batch(algo)
     finally:
         algo.stop()
-    assert all(e.is_terminated for e in episodes)
     valid = batch[Columns.LOSS_MASK].numpy().astype(bool)
     targets = batch[Postprocessing.VALUE_TARGETS].numpy()[valid]
     expected = []
-    for episode in episodes:
-        rewards = np.asarray(episode.get_rewards(), dtype=np.float64)
+    for rewards in episode_rewards:
         expected += [sum(gamma**k * r for k, r in enumerate(rewards[t:]))
                      for t in range(len(rewards))]
     # The learner's pipeline (an artificial last step, GAE at lambda 1) must give the

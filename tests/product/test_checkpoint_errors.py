@@ -123,3 +123,16 @@ def test_help_says_which_files_are_read(command, capsys):
     out = " ".join(capsys.readouterr().out.split())
     for name in ("deepmixing.json", "policy.json", "policy_weights.pt", "weights_only=True"):
         assert name in out
+
+
+def test_a_garbled_module_constructor_file_is_named_before_training(trained_copy, tmp_path,
+                                                                    capsys, monkeypatch):
+    from rl_models import train
+
+    monkeypatch.setattr(train, "init_ray", lambda **kw: pytest.fail("Ray started"))
+    ckpt = _newest(trained_copy)
+    (ckpt / checkpoints.MODULE_SUBDIR / "class_and_ctor_args.pkl").write_bytes(b"garbled")
+    assert cli.main(["train", "quickstart", "--storage-path", str(tmp_path / "runs"),
+                     "--set", f"init_module_from={ckpt}"]) == 2
+    assert str(ckpt / checkpoints.MODULE_SUBDIR) in _one_line_error(capsys)
+    assert not (tmp_path / "runs").exists()
