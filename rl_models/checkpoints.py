@@ -344,12 +344,18 @@ def load_rllib_module(path: str | Path) -> Any:
 
     module_dir = module_checkpoint_dir(path)
     try:
-        return RLModule.from_checkpoint(str(module_dir))
+        module = RLModule.from_checkpoint(str(module_dir))
     except Exception as e:  # RLlib raises many kinds; the user needs the path
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
             f"cannot load RLlib's module checkpoint {module_dir} (class_and_ctor_args.pkl or "
             f"{_RLLIB_MODULE_FILES[0]} damaged?): {type(e).__name__}: {first}") from e
+    if type(module) is RLModule:
+        # RLlib falls back to the bare base class when the constructor file is unreadable;
+        # training would then fail later with an AttributeError.
+        raise CheckpointError(f"{module_dir / 'class_and_ctor_args.pkl'} is damaged: RLlib "
+                              f"cannot restore the module class from it")
+    return module
 
 
 def export_policy_files(path: str | Path) -> tuple[Path, Path]:
