@@ -1,34 +1,12 @@
 """Experiment files: load a YAML experiment, apply command-line overrides, build Tune spaces.
 
-An experiment file is plain data (see ``tune_configs/``). Its top-level keys:
-
-========================  ==========================================================
-key                       what it holds
-========================  ==========================================================
-``name``                  experiment name (the folder under ``storage_path``)
-``algorithm``             ``PPO`` | ``APPO`` | ``IMPALA`` | ``PG``
-``env``                   the :class:`MixingEnv` config dict (``EnvConfig`` keys)
-``model``                 the RLModule's ``model_config`` dict
-``module``                registered module name (``deepmixing_attention_lstm``)
-``training``              ``AlgorithmConfig.training(...)`` keyword arguments
-``env_runners``           ``AlgorithmConfig.env_runners(...)`` keyword arguments
-``resources``             learners / GPUs (``AlgorithmConfig.learners(...)`` etc.)
-``evaluation``            held-out evaluation for the ``gap_closed`` metric:
-                          ``interval`` (iterations; 0 = off), ``env`` (EnvConfig keys
-                          merged over ``env``, e.g. other songs), ``rllib`` (optional
-                          ``AlgorithmConfig.evaluation(...)`` keyword arguments)
-``tune``                  ``num_samples``, ``metric``, ``mode``, ``scheduler``
-                          (``{type: asha|pbt, ...}``), ``param_space`` (a tree
-                          mirroring this file with search specs at the leaves)
-``stop``                  Tune stop criteria, e.g. ``{training_iteration: 20}``
-``checkpoint``            ``frequency`` (iterations), ``num_to_keep``
-``fault_tolerance``       ``AlgorithmConfig.fault_tolerance(...)`` keyword arguments,
-                          plus ``max_failures`` (Tune trial retries)
-``reporting``             ``AlgorithmConfig.reporting(...)`` keyword arguments
-``storage_path``          where Tune writes results (local path or shared storage)
-``seed``                  base seed
-``description``           free text
-========================  ==========================================================
+An experiment file is plain data (see ``tune_configs/``). Its schema is
+:class:`ExperimentConfig`, one field per top-level key with its documentation and default
+(``env``: the MixingEnv config; ``model``/``module``: the RLModule; ``training``,
+``env_runners``, ``resources``, ``fault_tolerance``, ``reporting``, ``offline_data``: the
+AlgorithmConfig methods of the same name; ``evaluation``, ``tune``, ``checkpoint``: typed
+sections). It is validated once, at the edge; errors name the key, and the file or the
+``--set`` override that set it.
 
 Search specs are data: ``{grid_search: [a, b]}``, ``{choice: [a, b]}``,
 ``{loguniform: [lo, hi]}``, ``{uniform: [lo, hi]}``, ``{randint: [lo, hi]}``,
