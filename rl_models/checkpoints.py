@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mixing_env.errors import CheckpointError
+from mixing_env.errors import CheckpointError, ConfigError
 
 __all__ = [
     "METADATA_FILE",
@@ -281,6 +281,8 @@ def _build_module(checkpoint: Path) -> Any:
         spec.action_space = space_from_json(config["action_space"])
     except KeyError as e:
         raise CheckpointError(f"{checkpoint / POLICY_CONFIG_FILE} lacks the key {e}") from e
+    except (ConfigError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{checkpoint / POLICY_CONFIG_FILE}: {e}") from e
     module = spec.build()
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
