@@ -39,6 +39,7 @@ def train_behaviour_cloning(
     model: dict,
     out_dir: str | os.PathLike,
     minutes: float,
+    max_updates: int | None = None,
     lr: float = 2e-3,
     lr_final_fraction: float = 0.1,
     batch_size: int = 16,
@@ -55,6 +56,8 @@ def train_behaviour_cloning(
         model: The module's ``model_config`` (its ``max_seq_len`` is the sequence length).
         out_dir: Where ``checkpoint_000000/`` and ``progress.json`` go.
         minutes: Training budget (> 0).
+        max_updates: Also stop after this many updates (None: the time budget only); the
+            learning rate then decays with whichever budget is used up faster.
         lr: Adam learning rate at the start.
         lr_final_fraction: The rate decays linearly with elapsed time to ``lr *`` this at the
             end of the budget (fine convergence once the loss plateaus).
@@ -77,6 +80,8 @@ def train_behaviour_cloning(
 
     if not minutes > 0:
         raise ConfigError(f"minutes must be > 0, got {minutes!r}")
+    if max_updates is not None and (isinstance(max_updates, bool) or max_updates < 1):
+        raise ConfigError(f"max_updates must be an int >= 1 or None, got {max_updates!r}")
     episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
     env = MixingEnv(dict(env_config))
     torch.manual_seed(seed)
@@ -99,9 +104,11 @@ def train_behaviour_cloning(
     curve: list[tuple[int, float, float]] = []
     start = last_log = time.time()
     update = 0
-    while (elapsed := time.time() - start) < minutes * 60:
+    while (elapsed := time.time() - start) < minutes * 60 and (
+            max_updates is None or update < max_updates):
+        used = max(elapsed / (minutes * 60), update / max_updates if max_updates else 0.0)
         for group in optimizer.param_groups:
-            group["lr"] = lr * (1.0 - (1.0 - lr_final_fraction) * elapsed / (minutes * 60))
+            group["lr"] = lr * (1.0 - (1.0 - lr_final_fraction) * used)
         picks = [usable[i] for i in rng.integers(len(usable), size=batch_size)]
         offsets = [int(rng.integers(0, len(a) - seq_len + 1)) for _, a in picks]
         obs = tree.map_structure(
