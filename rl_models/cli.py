@@ -105,7 +105,7 @@ def _cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
             check_experiment(experiment)  # env config, datasets, RLlib config
         init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
         results = run_experiment(experiment, sweep=sweep, storage_path=args.storage_path,
-                                 verbose=args.verbose)
+                                 verbose=args.verbose, checked=not sweep)
     print("\n".join(summarize_results(results)))
     if sweep and len(results) > 1:
         exp = _load_experiment(args) if args.experiment else None

@@ -65,7 +65,7 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
     ])
     check_experiment(experiment)
     init_ray(num_cpus=num_cpus, address=address)
-    results = run_experiment(experiment, verbose=0)
+    results = run_experiment(experiment, verbose=0, checked=True)
     for line in summarize_results(results):
         log(line)
     best = results[0]

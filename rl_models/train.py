@@ -105,7 +105,11 @@ def check_experiment(experiment: dict) -> None:
         ConfigError, CacheError, DatasetError: A user mistake, naming the key or the folder.
     """
     from mixing_env.envs.config import EnvConfig
+    from rl_models.experiment import has_search_space
 
+    if has_search_space({k: v for k, v in experiment.items() if k != "tune"}):
+        raise ConfigError("the experiment holds search specs outside tune.param_space; "
+                          "use `deepmixing tune` for a sweep")
     exp = ExperimentConfig.from_dict(experiment)
     for key, env in (("env", exp.env), ("evaluation.env", {**exp.env, **exp.evaluation.env})):
         try:
@@ -300,18 +304,21 @@ def _finish(results) -> None:
 
 
 def run_experiment(experiment: dict, *, sweep: bool = False, storage_path: str | None = None,
-                   verbose: int = 1, callbacks: list | None = None):
+                   verbose: int = 1, callbacks: list | None = None, checked: bool = False):
     """Runs one experiment (``sweep=False``) or its sweep through Tune; returns the ResultGrid.
+
+    Args:
+        experiment: The experiment dict (:func:`rl_models.experiment.load_experiment`).
+        sweep: Run the ``tune`` section's sweep instead of one trial.
+        storage_path: Where results go (None: the experiment's ``storage_path``).
+        verbose: Tune's console verbosity.
+        callbacks: Extra Tune callbacks.
+        checked: :func:`check_experiment` already passed (the CLI runs it before Ray starts).
 
     Raises:
         ConfigError: The experiment does not build (checked before any trial starts).
     """
-    from rl_models.experiment import has_search_space
-
-    if not sweep and has_search_space({k: v for k, v in experiment.items() if k != "tune"}):
-        raise ConfigError("the experiment holds search specs outside tune.param_space; "
-                          "use `deepmixing tune` for a sweep")
-    if not sweep:
+    if not sweep and not checked:
         check_experiment(experiment)  # fail fast with a ConfigError, before a trial starts
     results = make_tuner(experiment, sweep=sweep, storage_path=storage_path, verbose=verbose,
                          callbacks=callbacks).fit()

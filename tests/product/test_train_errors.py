@@ -79,3 +79,9 @@ def test_short_run_still_reports_gap_closed(product_cache, ray_session, tmp_path
     float(gap.group(1))
     (trial,) = [p for p in (tmp_path / "short").iterdir() if (p / "result.json").is_file()]
     assert (trial / train.CURVE_FILE).stat().st_size > 0
+
+
+def test_a_search_spec_in_train_points_to_tune(capsys, no_ray):
+    assert cli.main(["train", "quickstart", "--set",
+                     "training.lr={grid_search: [0.001, 0.0001]}"]) == 2
+    assert "use `deepmixing tune` for a sweep" in _one_line_error(capsys)
