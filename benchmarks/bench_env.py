@@ -95,13 +95,13 @@ def time_floor(song: Song, action: np.ndarray, steps: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--naive-steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--slots", type=int, nargs="+", default=[8, 24, 72])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     print(f"{'C':>4} {'env us':>9} {'naive us':>9} {'floor us':>9} {'env st/s':>9} "
           f"{'naive/env':>9} {'env/floor':>9}")

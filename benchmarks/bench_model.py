@@ -26,7 +26,7 @@ import torch
 import tree
 from ray.rllib.core.columns import Columns
 
-from rl_models.registry import module_spec
+from rl_models.registry import DEFAULT_MODULE, module_spec
 
 C, F, N_MFCC = 72, 500, 13
 N_REAL = 24  # real tracks of the C slots, as in the synthetic songs the env runners play
@@ -44,7 +44,7 @@ def report_spaces(c: int = C, f: int = F) -> tuple[gym.spaces.Dict, gym.spaces.B
 
 
 def build(model_config: dict):
-    spec = module_spec("deepmixing_attention_lstm", model_config)
+    spec = module_spec(DEFAULT_MODULE, model_config)
     spec.observation_space, spec.action_space = report_spaces()
     return spec.build()
 
@@ -188,7 +188,7 @@ def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int,
         )
     else:
         config = config.rl_module(
-            rl_module_spec=module_spec("deepmixing_attention_lstm", model_config)
+            rl_module_spec=module_spec(DEFAULT_MODULE, model_config)
         )
     torch.set_num_threads(1)
     runner = SingleAgentEnvRunner(config=config)
@@ -200,7 +200,7 @@ def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int,
     return rate
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--share-encoder", action="store_true", help="one encoder for all tracks")
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--envs-per-runner", type=int, nargs="+", default=[1, 8],
                         help="num_envs_per_env_runner values of the env-runner comparison")
     parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     model_config = {"share_encoder": args.share_encoder}

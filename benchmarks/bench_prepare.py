@@ -98,12 +98,12 @@ def parse_size(text: str) -> tuple[float, int, int]:
     return float(seconds), int(tracks), int(rate or SAMPLE_RATE)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="*", default=["10x8", "60x16", "180x24", "60x16@48000"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="only 10x8 and 60x16, 2 repeats")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     sizes = ["10x8", "60x16"] if args.quick else args.sizes
     repeats = 2 if args.quick else args.repeats
 

@@ -14,8 +14,12 @@ import dataclasses
 import shlex
 import sys
 import time
+from pathlib import Path
 
-from rl_models.quality import AGENTS, QualitySetup, run_benchmark
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.quality import AGENTS, QualitySetup, run_benchmark  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,14 +60,18 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    from rl_models.train import init_ray
+
+    started_ray = not ray.is_initialized()
+    init_ray(num_cpus=args.num_cpus)
     t0 = time.time()
     try:
-        command = "python benchmarks/bench_quality.py " + shlex.join(
+        command = "deepmixing benchmark quality -- " + shlex.join(
             sys.argv[1:] if argv is None else argv)
         run_benchmark(args.out, setup, command=command)
     finally:
-        ray.shutdown()
+        if started_ray:
+            ray.shutdown()
     print(f"total wall time {time.time() - t0:.0f} s")
     return 0
 

@@ -39,6 +39,7 @@ def train_behaviour_cloning(
     model: dict,
     out_dir: str | os.PathLike,
     minutes: float,
+    max_updates: int | None = None,
     lr: float = 2e-3,
     lr_final_fraction: float = 0.1,
     batch_size: int = 16,
@@ -55,6 +56,8 @@ def train_behaviour_cloning(
         model: The module's ``model_config`` (its ``max_seq_len`` is the sequence length).
         out_dir: Where ``checkpoint_000000/`` and ``progress.json`` go.
         minutes: Training budget (> 0).
+        max_updates: Also stop after this many updates (None: the time budget only); the
+            learning rate then decays with whichever budget is used up faster.
         lr: Adam learning rate at the start.
         lr_final_fraction: The rate decays linearly with elapsed time to ``lr *`` this at the
             end of the budget (fine convergence once the loss plateaus).
@@ -71,17 +74,19 @@ def train_behaviour_cloning(
     from ray.rllib.core.columns import Columns
 
     from mixing_env.envs.song_source import SongSource
+    from rl_models import checkpoints
     from rl_models.demonstrations import read_demonstrations
-    from rl_models.registry import CHECKPOINT_MODULE_SUBDIR, module_spec
-    from rl_models.train import METADATA_FILE
+    from rl_models.registry import DEFAULT_MODULE, module_spec
 
     if not minutes > 0:
         raise ConfigError(f"minutes must be > 0, got {minutes!r}")
+    if max_updates is not None and (isinstance(max_updates, bool) or max_updates < 1):
+        raise ConfigError(f"max_updates must be an int >= 1 or None, got {max_updates!r}")
     episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
     source = SongSource(dict(env_config))
     observation_space, action_space = source.spaces()
     torch.manual_seed(seed)
-    spec = module_spec("deepmixing_attention_lstm", dict(model))
+    spec = module_spec(DEFAULT_MODULE, dict(model))
     spec.observation_space, spec.action_space = observation_space, action_space
     module = spec.build()
     seq_len = int(module.model_config["max_seq_len"])
@@ -100,9 +105,11 @@ def train_behaviour_cloning(
     curve: list[tuple[int, float, float]] = []
     start = last_log = time.time()
     update = 0
-    while (elapsed := time.time() - start) < minutes * 60:
+    while (elapsed := time.time() - start) < minutes * 60 and (
+            max_updates is None or update < max_updates):
+        used = max(elapsed / (minutes * 60), update / max_updates if max_updates else 0.0)
         for group in optimizer.param_groups:
-            group["lr"] = lr * (1.0 - (1.0 - lr_final_fraction) * elapsed / (minutes * 60))
+            group["lr"] = lr * (1.0 - (1.0 - lr_final_fraction) * used)
         picks = [usable[i] for i in rng.integers(len(usable), size=batch_size)]
         offsets = [int(rng.integers(0, len(a) - seq_len + 1)) for _, a in picks]
         obs = tree.map_structure(
@@ -128,12 +135,16 @@ def train_behaviour_cloning(
                 f"({time.time() - start:.0f} s)")
     out = Path(out_dir)
     ckpt = out / "checkpoint_000000"
-    module.save_to_path(str(ckpt / CHECKPOINT_MODULE_SUBDIR))
-    meta = {
-        "experiment": {"algorithm": "BC", "env": dict(env_config), "model": dict(model),
-                       "demonstrations": str(demonstrations)},
-        **source.layout.to_dict(), "iteration": update,
-    }
-    (ckpt / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    # RLlib's module folder lets a PPO experiment start from it (init_module_from).
+    module.save_to_path(str(ckpt / checkpoints.MODULE_SUBDIR))
+    layout = source.layout.to_dict()
+    checkpoints.write_metadata(
+        ckpt, experiment={"algorithm": "BC", "env": dict(env_config), "model": dict(model),
+                          "module": DEFAULT_MODULE, "demonstrations": str(demonstrations)},
+        layout=layout, iteration=update)
+    checkpoints.write_policy_files(
+        ckpt, state=module.state_dict(), module_name=DEFAULT_MODULE,
+        model_config=module.model_config, observation_space=observation_space,
+        action_space=action_space, layout=layout)
     (out / "progress.json").write_text(json.dumps({"curve": curve}, indent=1))
     return {"checkpoint": str(ckpt), "updates": update, "curve": curve}

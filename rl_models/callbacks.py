@@ -2,7 +2,8 @@
 
 Per episode (on the env runners): the mean MFCC distance and the mean per-step reward, read from
 the env's ``info`` and rewards. Per iteration (on the algorithm): those means copied under
-``result["deepmixing"]``, and every ``interval`` iterations a deterministic evaluation of the
+``result["deepmixing"]``, and every ``interval`` iterations (and at the last iteration of a run
+stopped by ``training_iteration``) a deterministic evaluation of the
 current module on held-out songs with the shared evaluation code, giving ``gap_closed`` =
 ``(d_equal - d_agent) / (d_equal - d_oracle)``. The baselines are evaluated once; between
 evaluations the last values are carried forward so every result has the same keys.
@@ -26,9 +27,11 @@ class DeepMixingCallbacks(RLlibCallback):
     """Logs MFCC distance and reward per episode; evaluates ``gap_closed`` every N iterations.
 
     Args:
-        evaluation: ``{"interval": N, "env": held-out EnvConfig dict}``; interval 0 turns the
-            held-out evaluation off. RLlib builds callbacks with no arguments, so pass this
-            class to ``config.callbacks`` through ``functools.partial``.
+        evaluation: ``{"interval": N, "env": held-out EnvConfig dict, "last_iteration": M}``;
+            interval 0 turns the held-out evaluation off; with ``last_iteration`` (the run's
+            ``stop.training_iteration``) that iteration is evaluated too. RLlib builds
+            callbacks with no arguments, so pass this class to ``config.callbacks`` through
+            ``functools.partial``.
     """
 
     def __init__(self, evaluation: dict | None = None):
@@ -68,7 +71,8 @@ class DeepMixingCallbacks(RLlibCallback):
         # RLlib calls this from Algorithm.log_result, after Trainable.train() has counted
         # the iteration: algorithm.iteration is the 1-based number of this result.
         iteration = int(algorithm.iteration)
-        if interval > 0 and iteration % interval == 0:
+        last = self.evaluation.get("last_iteration")
+        if interval > 0 and (iteration % interval == 0 or iteration == last):
             self._last_eval = self._evaluate(algorithm, iteration)
         custom.update(self._last_eval)
         result[RESULT_KEY] = custom

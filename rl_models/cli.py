@@ -9,9 +9,8 @@ User mistakes (the project's errors, bad paths, bad overrides) print one line
 from __future__ import annotations
 
 import argparse
-import subprocess
+import importlib
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -19,10 +18,11 @@ from mixing_env.errors import ConfigError, DatasetError, DeepMixingError
 
 __all__ = ["main", "build_parser"]
 
-_REPO = Path(__file__).resolve().parents[1]
-_BENCHMARKS = {"env": "bench_env.py", "model": "bench_model.py", "prepare": "bench_prepare.py",
-               "quality": "bench_quality.py"}
-_TRUST = "A checkpoint can hold code: load only checkpoints you trust."
+BENCHMARKS = ("env", "model", "prepare", "quality")
+"""``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
+_READS = ("Reads only the checkpoint's deepmixing.json, policy.json and policy_weights.pt "
+          "(weights loaded with torch.load(weights_only=True): nothing is unpickled); "
+          "RLlib's own files in the checkpoint are for resuming training.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,20 +121,14 @@ def _load_experiment(args: argparse.Namespace) -> dict:
     return experiment
 
 
-def _summarize(results) -> None:
-    for r in results:
-        metrics = r.metrics or {}
-        custom = metrics.get("deepmixing", {}) or {}
-        ckpt = r.checkpoint.path if r.checkpoint else "-"
-        print(f"trial {Path(r.path).name}: iterations={metrics.get('training_iteration')} "
-              f"mfcc_distance={custom.get('mfcc_distance_mean', float('nan')):.3f} "
-              f"reward={custom.get('reward_mean', float('nan')):.3f} "
-              f"gap_closed={custom.get('gap_closed', float('nan')):.3f}")
-        print(f"  results: {r.path}\n  checkpoint: {ckpt}")
-
-
 def _cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
-    from rl_models.train import init_ray, resume_experiment, run_experiment
+    from rl_models.train import (
+        check_experiment,
+        init_ray,
+        resume_experiment,
+        run_experiment,
+        summarize_results,
+    )
 
     if getattr(args, "resume", None):
         if not Path(args.resume).is_dir():
@@ -145,10 +139,12 @@ def _cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
         if args.experiment is None:
             raise ConfigError("give an experiment file (e.g. quickstart) or --resume DIR")
         experiment = _load_experiment(args)  # user mistakes surface before Ray starts
+        if not sweep:
+            check_experiment(experiment)  # env config, datasets, RLlib config
         init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
         results = run_experiment(experiment, sweep=sweep, storage_path=args.storage_path,
-                                 verbose=args.verbose)
-    _summarize(results)
+                                 verbose=args.verbose, checked=not sweep)
+    print("\n".join(summarize_results(results)))
     if sweep and len(results) > 1:
         exp = _load_experiment(args) if args.experiment else None
         metric = (exp or {}).get("tune", {}).get("metric")
@@ -224,66 +220,31 @@ def _cmd_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_weights(args: argparse.Namespace) -> int:
+    from rl_models.checkpoints import export_policy_files
+
+    for path in export_policy_files(args.checkpoint):
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    script = _REPO / "benchmarks" / _BENCHMARKS[args.which]
-    if not script.is_file():
-        raise ConfigError(f"benchmark script not found: {script}")
-    extra = [a for a in args.args if a != "--"]
-    return subprocess.call([sys.executable, str(script), *extra])
+    try:
+        bench = importlib.import_module(f"benchmarks.bench_{args.which}")
+    except ModuleNotFoundError as e:
+        if e.name not in ("benchmarks", f"benchmarks.bench_{args.which}"):
+            raise
+        raise ConfigError("the benchmarks ship with the source tree: run deepmixing from a "
+                          "clone installed with `pip install -e .`") from e
+    return int(bench.main([a for a in args.args if a != "--"]) or 0)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from mixing_env.data.prepare import prepare_dataset
-    from mixing_env.data.synthetic import make_synthetic_dataset
-    from rl_models.evaluate import evaluate, format_table
-    from rl_models.experiment import load_experiment
-    from rl_models.mix import mix_song
-    from rl_models.train import init_ray, run_experiment
+    from rl_models.demo import run_demo
 
-    out = Path(args.out).resolve()
-    started = time.time()
-    print(f"[1/5] synthetic songs -> {out / 'songs'}")
-    make_synthetic_dataset(out / "songs", n_songs=args.n_songs, seconds=args.seconds,
-                           n_tracks=args.tracks, seed=args.seed)
-    print(f"[2/5] prepare -> {out / 'cache'}")
-    ds = prepare_dataset(out / "songs", out / "cache", progress=not args.no_progress,
-                         rebuild=True)  # the cache of the songs just written, whatever was there
-    names = list(ds.names)
-    held_out = names[-max(1, len(names) // 4):]
-    train_songs = [n for n in names if n not in held_out] or names
-    print(f"[3/5] train quickstart on {len(train_songs)} song(s), "
-          f"{args.iterations} iteration(s)")
-    experiment = load_experiment("quickstart", overrides=[
-        f"env.dataset_dir={out / 'cache'}",
-        f"env.songs={train_songs}",
-        f"evaluation.env.songs={held_out}",
-        f"stop.training_iteration={args.iterations}",
-        f"storage_path={out / 'runs'}",
-        "name=demo",
-        *(args.set or []),
-    ])
-    init_ray(num_cpus=args.num_cpus, address=args.address)
-    results = run_experiment(experiment, verbose=0)
-    _summarize(results)
-    best = results[0]
-    checkpoint = best.checkpoint.path
-    print(f"[4/5] evaluate on held-out songs {held_out} against the baselines")
-    rows = evaluate([checkpoint, "equal", "loudness", "oracle", "static_oracle"],
-                    env_config={"dataset_dir": str(out / "cache"), "songs": held_out},
-                    out_dir=out / "evaluation", progress=not args.no_progress)
-    print(format_table(rows, means_only=True))
-    print(f"[5/5] mix {held_out[0]} with the trained agent")
-    song_dir = next(p for p in sorted((out / "songs").iterdir()) if p.name == held_out[0]) \
-        if (out / "songs" / held_out[0]).is_dir() else sorted((out / "songs").iterdir())[-1]
-    result = mix_song(checkpoint, song_dir, out_dir=out / "mix", progress=not args.no_progress)
-    print(f"\ndone in {time.time() - started:.0f} s. Outputs:")
-    print(f"  songs:            {out / 'songs'}")
-    print(f"  prepared cache:   {out / 'cache'}")
-    print(f"  training results: {best.path}  (tensorboard --logdir {out / 'runs'})")
-    print(f"  checkpoint:       {checkpoint}")
-    print(f"  evaluation:       {out / 'evaluation' / 'evaluation.csv'} (+ .json, plots/)")
-    print(f"  mixed WAV:        {result['wav']}")
-    print(f"  automation:       {result['csv']}  {result['json']}  {result['png']}")
+    run_demo(args.out, n_songs=args.n_songs, seconds=args.seconds, tracks=args.tracks,
+             seed=args.seed, iterations=args.iterations, overrides=args.set or [],
+             progress=not args.no_progress, num_cpus=args.num_cpus, address=args.address)
     return 0
 
 
@@ -437,8 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run each policy (a checkpoint, or a baseline: equal, "
                                    "loudness, oracle, static_oracle, instrument_balance[=table."
                                    "json]) over every song and write "
-                                   "evaluation.json, evaluation.csv and PNG plots.",
-                       epilog=_TRUST)
+                                   "evaluation.json, evaluation.csv and PNG plots. " + _READS)
     p.add_argument("policies", nargs="+", help="checkpoint folders and/or baseline names")
     p.add_argument("--out", type=Path, default=Path("runs/evaluation"), help="output folder")
     _add_dataset_args(p)
@@ -450,8 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mix", help="mix a multitrack folder with a trained checkpoint",
                        formatter_class=fmt,
                        description="Write the mixed WAV at the source sample rate, the gain "
-                                   "automation as CSV and JSON, and a PNG of it.",
-                       epilog=_TRUST)
+                                   "automation as CSV and JSON, and a PNG of it. " + _READS)
     p.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
     p.add_argument("folder", type=Path, help="the song's multitrack folder")
     p.add_argument("--out", type=Path, default=Path("runs/mix"), help="output folder")
@@ -466,11 +425,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_mix)
 
-    p = sub.add_parser("benchmark", help="run a benchmark script (env, model, prepare, quality)",
+    p = sub.add_parser("export-weights", formatter_class=fmt,
+                       help="add plain policy weights to an older checkpoint (trusted only)",
+                       description="Write policy.json and policy_weights.pt into a checkpoint "
+                                   "written before they existed, so evaluate and mix can read "
+                                   "it. This unpickles RLlib's module files: run it only on "
+                                   "checkpoints you trust.")
+    p.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
+    p.set_defaults(func=_cmd_export_weights)
+
+    p = sub.add_parser("benchmark", help="run a benchmark (env, model, prepare, quality)",
                        formatter_class=fmt,
-                       description="Run benchmarks/bench_<which>.py; arguments after the name "
-                                   "are passed through (e.g. deepmixing benchmark env -- -h).")
-    p.add_argument("which", choices=sorted(_BENCHMARKS), help="which benchmark")
+                       description="Run benchmarks/bench_<which>.py's main; arguments after "
+                                   "the name are passed through (e.g. deepmixing benchmark "
+                                   "env -- -h).")
+    p.add_argument("which", choices=BENCHMARKS, help="which benchmark")
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script")
     p.set_defaults(func=_cmd_benchmark)
 

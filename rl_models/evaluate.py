@@ -29,8 +29,9 @@ from mixing_env.envs.song_source import SongSource
 from mixing_env.episodes import EpisodeRecord, Policy, run_episode
 from mixing_env.errors import CheckpointError, ConfigError
 from mixing_env.paths import check_output_folder
+from rl_models.checkpoints import find_checkpoint
+from rl_models.checkpoints import load_policy as load_checkpoint
 from rl_models.module_policy import ModulePolicy
-from rl_models.registry import CHECKPOINT_MODULE_SUBDIR as _MODULE_SUBDIR
 
 __all__ = [
     "GAP_COLUMNS",
@@ -58,63 +59,6 @@ GAP_COLUMNS = ("gap_closed", "balance_gap_closed")
 """Shares of the equal-to-oracle and the instrument_balance-to-oracle MFCC-distance gaps."""
 
 _BALANCE = "instrument_balance"
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """The algorithm checkpoint folder under ``path``: itself, a trial's or an experiment's latest.
-
-    Raises:
-        CheckpointError: Nothing that looks like a checkpoint lies there.
-    """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if (path / _MODULE_SUBDIR).is_dir():
-        return path
-    candidates = sorted(
-        (p for p in path.rglob("checkpoint_*") if (p / _MODULE_SUBDIR).is_dir()),
-        key=lambda p: (p.stat().st_mtime, p.name),
-    )
-    if not candidates:
-        raise CheckpointError(
-            f"no RLlib checkpoint under {path}; expected a folder holding {_MODULE_SUBDIR} "
-            f"(a checkpoint_XXXXXX folder, a trial folder, or an experiment folder)"
-        )
-    return candidates[-1]
-
-
-def load_checkpoint(path: str | Path) -> tuple[Any, dict]:
-    """Loads the policy module and the training metadata from a checkpoint.
-
-    Returns:
-        ``(module, meta)``; ``meta`` holds ``experiment``, ``slot_names``, ``chunk_size``,
-        ``sample_rate`` as written by the trainer.
-
-    Raises:
-        CheckpointError: No checkpoint, or one without ``deepmixing.json``, or one that fails to
-            load.
-    """
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    from rl_models.train import METADATA_FILE
-
-    ckpt = find_checkpoint(path).resolve()
-    meta_path = ckpt / METADATA_FILE
-    if not meta_path.is_file():
-        raise CheckpointError(f"{ckpt} has no {METADATA_FILE}; was it written by deepmixing train?")
-    meta = json.loads(meta_path.read_text())
-    try:
-        module = RLModule.from_checkpoint(str(ckpt / _MODULE_SUBDIR))
-    except Exception as e:  # RLlib raises many kinds; the user needs the path
-        raise CheckpointError(f"cannot load the policy module from {ckpt}: {e}") from e
-    module.eval()
-    meta["checkpoint"] = str(ckpt)
-    return module, meta
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,34 +1,12 @@
 """Experiment files: load a YAML experiment, apply command-line overrides, build Tune spaces.
 
-An experiment file is plain data (see ``tune_configs/``). Its top-level keys:
-
-========================  ==========================================================
-key                       what it holds
-========================  ==========================================================
-``name``                  experiment name (the folder under ``storage_path``)
-``algorithm``             ``PPO`` | ``APPO`` | ``IMPALA`` | ``PG``
-``env``                   the :class:`MixingEnv` config dict (``EnvConfig`` keys)
-``model``                 the RLModule's ``model_config`` dict
-``module``                registered module name (``deepmixing_attention_lstm``)
-``training``              ``AlgorithmConfig.training(...)`` keyword arguments
-``env_runners``           ``AlgorithmConfig.env_runners(...)`` keyword arguments
-``resources``             learners / GPUs (``AlgorithmConfig.learners(...)`` etc.)
-``evaluation``            held-out evaluation for the ``gap_closed`` metric:
-                          ``interval`` (iterations; 0 = off), ``env`` (EnvConfig keys
-                          merged over ``env``, e.g. other songs), ``rllib`` (optional
-                          ``AlgorithmConfig.evaluation(...)`` keyword arguments)
-``tune``                  ``num_samples``, ``metric``, ``mode``, ``scheduler``
-                          (``{type: asha|pbt, ...}``), ``param_space`` (a tree
-                          mirroring this file with search specs at the leaves)
-``stop``                  Tune stop criteria, e.g. ``{training_iteration: 20}``
-``checkpoint``            ``frequency`` (iterations), ``num_to_keep``
-``fault_tolerance``       ``AlgorithmConfig.fault_tolerance(...)`` keyword arguments,
-                          plus ``max_failures`` (Tune trial retries)
-``reporting``             ``AlgorithmConfig.reporting(...)`` keyword arguments
-``storage_path``          where Tune writes results (local path or shared storage)
-``seed``                  base seed
-``description``           free text
-========================  ==========================================================
+An experiment file is plain data (see ``tune_configs/``). Its schema is
+:class:`ExperimentConfig`, one field per top-level key with its documentation and default
+(``env``: the MixingEnv config; ``model``/``module``: the RLModule; ``training``,
+``env_runners``, ``resources``, ``fault_tolerance``, ``reporting``, ``offline_data``: the
+AlgorithmConfig methods of the same name; ``evaluation``, ``tune``, ``checkpoint``: typed
+sections). It is validated once, at the edge; errors name the key, and the file or the
+``--set`` override that set it.
 
 Search specs are data: ``{grid_search: [a, b]}``, ``{choice: [a, b]}``,
 ``{loguniform: [lo, hi]}``, ``{uniform: [lo, hi]}``, ``{randint: [lo, hi]}``,
@@ -38,20 +16,29 @@ Search specs are data: ``{grid_search: [a, b]}``, ``{choice: [a, b]}``,
 from __future__ import annotations
 
 import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mixing_env.errors import ConfigError
+from rl_models.registry import DEFAULT_MODULE
 
 __all__ = [
     "TOP_LEVEL_KEYS",
     "CONFIG_DIR",
     "DEFAULTS",
+    "CheckpointSection",
+    "EvaluationSection",
+    "ExperimentConfig",
+    "TuneSection",
     "resolve_experiment_path",
     "load_experiment",
     "apply_overrides",
+    "merge_trees",
     "parse_override",
     "validate_experiment",
     "to_search_space",
@@ -62,56 +49,199 @@ __all__ = [
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "tune_configs"
 """The experiment files shipped with the project."""
 
-TOP_LEVEL_KEYS = (
-    "name",
-    "description",
-    "algorithm",
-    "env",
-    "model",
-    "module",
-    "training",
-    "env_runners",
-    "resources",
-    "evaluation",
-    "tune",
-    "stop",
-    "checkpoint",
-    "fault_tolerance",
-    "reporting",
-    "offline_data",
-    "init_module_from",
-    "storage_path",
-    "seed",
-)
-
-DEFAULTS: dict[str, Any] = {
-    "name": "deepmixing",
-    "description": "",
-    "algorithm": "PPO",
-    "env": {},
-    "model": {},
-    "module": "deepmixing_attention_lstm",
-    "training": {},
-    "env_runners": {},
-    "resources": {},
-    "evaluation": {"interval": 0, "env": {}},
-    "tune": {"num_samples": 1, "metric": None, "mode": "max", "scheduler": None,
-             "param_space": {}},
-    "stop": {"training_iteration": 10},
-    "checkpoint": {"frequency": 5, "num_to_keep": None},
-    "fault_tolerance": {},
-    "reporting": {},
-    "offline_data": {},
-    "init_module_from": None,
-    "storage_path": "runs",
-    "seed": 0,
-}
-
-_DICT_KEYS = ("env", "model", "training", "env_runners", "resources", "evaluation", "tune",
-              "stop", "checkpoint", "fault_tolerance", "reporting", "offline_data")
 _SEARCH_KEYS = ("grid_search", "choice", "loguniform", "uniform", "randint", "qloguniform",
                 "quniform")
-_ALGORITHMS = ("PPO", "APPO", "IMPALA", "PG", "BC", "MARWIL")
+_NUMERIC_TRAINING_KEYS = ("lr", "gamma", "lambda_", "entropy_coeff", "vf_loss_coeff",
+                          "grad_clip", "clip_param", "vf_clip_param", "kl_coeff", "kl_target",
+                          "train_batch_size_per_learner", "minibatch_size", "num_epochs")
+"""``training`` values that must be numbers (``lr`` and ``entropy_coeff`` may be schedules)."""
+
+
+def _check_int(source: str, key: str, value: Any, *, minimum: int, allow_none: bool = False
+               ) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{source}: {key} must be an integer >= {minimum}, got {value!r}")
+
+
+def _section(cls: type, source: str, key: str, value: Any) -> Any:
+    """A section dataclass from a mapping, naming unknown keys."""
+    if value is None:
+        return cls()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {key!r} must be a mapping, got "
+                          f"{type(value).__name__} {value!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise ConfigError(f"{source}: unknown {key} key(s) {unknown}; expected some of {names}")
+    return cls(**{k: copy.deepcopy(v) for k, v in value.items()})
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    """Held-out evaluation that gives the ``gap_closed`` metric during training."""
+
+    interval: int = 0
+    """Evaluate every this many iterations (and at the last one); 0 turns it off."""
+    env: dict = field(default_factory=dict)
+    """EnvConfig keys laid over the experiment's ``env`` (e.g. other songs)."""
+    rllib: dict | None = None
+    """Optional ``AlgorithmConfig.evaluation(...)`` keyword arguments."""
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    """How often Tune saves a checkpoint (always at the end too)."""
+
+    frequency: int = 5
+    """Iterations between checkpoints; 0 = only at the end."""
+    num_to_keep: int | None = None
+    """Newest checkpoints kept per trial; None = all."""
+
+
+@dataclass(frozen=True)
+class TuneSection:
+    """The sweep run by ``deepmixing tune``."""
+
+    num_samples: int = 1
+    """Samples of the search space (each grid point this many times)."""
+    metric: str | None = None
+    """Result key to rank trials by, e.g. ``deepmixing/gap_closed``."""
+    mode: str = "max"
+    """``max`` or ``min`` of ``metric``."""
+    scheduler: dict | None = None
+    """``{type: asha|pbt, ...}`` with the scheduler's keyword arguments."""
+    param_space: dict = field(default_factory=dict)
+    """A tree mirroring the experiment with search specs at the leaves."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment file, validated once; ``to_dict`` gives the plain trial config.
+
+    The RLlib sections (``training``, ``env_runners``, ``resources``, ``fault_tolerance``,
+    ``reporting``, ``offline_data``) are keyword arguments of the AlgorithmConfig method of
+    the same name, checked against its signature by
+    :func:`rl_models.algorithms.build_algorithm_config`.
+    """
+
+    name: str = "deepmixing"
+    """Experiment name: the folder under ``storage_path``."""
+    description: str = ""
+    """Free text."""
+    algorithm: str = "PPO"
+    """A key of :data:`rl_models.algorithms.ALGORITHMS` (any case)."""
+    env: dict = field(default_factory=dict)
+    """The MixingEnv config (``EnvConfig`` keys)."""
+    model: dict = field(default_factory=dict)
+    """The RLModule's ``model_config``."""
+    module: str = DEFAULT_MODULE
+    """Registered module name (:data:`rl_models.registry.MODULES`) or ``rllib_default``."""
+    training: dict = field(default_factory=dict)
+    """``AlgorithmConfig.training(...)`` keyword arguments."""
+    env_runners: dict = field(default_factory=dict)
+    """``AlgorithmConfig.env_runners(...)`` keyword arguments."""
+    resources: dict = field(default_factory=dict)
+    """``AlgorithmConfig.learners(...)`` / ``resources(...)`` keyword arguments."""
+    evaluation: EvaluationSection = field(default_factory=EvaluationSection)
+    """Held-out evaluation for ``gap_closed``."""
+    tune: TuneSection = field(default_factory=TuneSection)
+    """The sweep (``deepmixing tune``)."""
+    stop: dict = field(default_factory=lambda: {"training_iteration": 10})
+    """Tune stop criteria, e.g. ``{training_iteration: 20}`` or ``{time_total_s: 600}``."""
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    """Checkpoint frequency and how many to keep."""
+    fault_tolerance: dict = field(default_factory=dict)
+    """``AlgorithmConfig.fault_tolerance(...)`` keyword arguments plus ``max_failures``
+    (Tune trial retries)."""
+    reporting: dict = field(default_factory=dict)
+    """``AlgorithmConfig.reporting(...)`` keyword arguments."""
+    offline_data: dict = field(default_factory=dict)
+    """``AlgorithmConfig.offline_data(...)`` keyword arguments (BC, MARWIL)."""
+    init_module_from: str | None = None
+    """Start the module from this checkpoint's weights (e.g. PPO after BC)."""
+    storage_path: str = "runs"
+    """Where Tune writes results (a local path or shared storage)."""
+    seed: int | None = 0
+    """Base seed of env runners, learners and the module."""
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "experiment") -> ExperimentConfig:
+        """Validates a parsed experiment mapping; missing keys take their defaults.
+
+        Args:
+            data: The mapping (a file's content after overrides).
+            source: Where it came from, for error messages (a file, or ``--set ...``).
+
+        Raises:
+            ConfigError: An unknown key, a value of the wrong type or range, naming the key.
+        """
+        from rl_models.algorithms.builder import ALGORITHMS
+
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: expected a mapping at the top level, got "
+                              f"{type(data).__name__}")
+        unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+        if unknown:
+            raise ConfigError(f"{source}: unknown top-level key(s) {unknown}; expected some "
+                              f"of {list(TOP_LEVEL_KEYS)}")
+        values = {k: v for k, v in data.items() if v is not None or k in _NULLABLE}
+        sections = {"evaluation": EvaluationSection, "tune": TuneSection,
+                    "checkpoint": CheckpointSection}
+        for key in _DICT_KEYS:
+            if key in values and not isinstance(values[key], Mapping):
+                raise ConfigError(f"{source}: {key!r} must be a mapping, got "
+                                  f"{type(values[key]).__name__} {values[key]!r}")
+            if key in values and key not in sections:
+                values[key] = copy.deepcopy(dict(values[key]))
+        for key, section in sections.items():
+            if key in values:
+                values[key] = _section(section, source, key, values[key])
+        for key in ("name", "description", "module", "storage_path"):
+            if key in values and not isinstance(values[key], str):
+                raise ConfigError(f"{source}: {key} must be a string, got {values[key]!r}")
+        algorithm = values.get("algorithm", cls.algorithm)
+        if not isinstance(algorithm, str) or algorithm.upper() not in ALGORITHMS:
+            raise ConfigError(f"{source}: algorithm must be one of {sorted(ALGORITHMS)}, "
+                              f"got {algorithm!r}")
+        values["algorithm"] = algorithm.upper()
+        _check_int(source, "seed", values.get("seed"), minimum=0, allow_none=True)
+        config = cls(**values)
+        config._check_ranges(source)
+        return config
+
+    def _check_ranges(self, source: str) -> None:
+        _check_int(source, "checkpoint.frequency", self.checkpoint.frequency, minimum=0)
+        _check_int(source, "checkpoint.num_to_keep", self.checkpoint.num_to_keep, minimum=1,
+                   allow_none=True)
+        _check_int(source, "evaluation.interval", self.evaluation.interval, minimum=0)
+        _check_int(source, "tune.num_samples", self.tune.num_samples, minimum=1)
+        if self.tune.mode not in ("max", "min"):
+            raise ConfigError(f"{source}: tune.mode must be 'max' or 'min', got "
+                              f"{self.tune.mode!r}")
+        if self.init_module_from is not None and not isinstance(self.init_module_from, str):
+            raise ConfigError(f"{source}: init_module_from must be a path, got "
+                              f"{self.init_module_from!r}")
+        for key in _NUMERIC_TRAINING_KEYS:
+            value = self.training.get(key)
+            if isinstance(value, str | bool) and not has_search_space(value):
+                raise ConfigError(f"{source}: training.{key} must be a number, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict form (Tune's trial config; round-trips through ``from_dict``)."""
+        return copy.deepcopy(dataclasses.asdict(self))
+
+
+TOP_LEVEL_KEYS = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
+"""The keys of an experiment file (the fields of :class:`ExperimentConfig`)."""
+DEFAULTS: dict[str, Any] = ExperimentConfig().to_dict()
+"""Every key's default value."""
+_NULLABLE = ("init_module_from", "seed")
+_DICT_KEYS = tuple(f.name for f in dataclasses.fields(ExperimentConfig)
+                   if f.type in ("dict", "EvaluationSection", "TuneSection",
+                                 "CheckpointSection"))
 
 
 def list_experiments() -> list[str]:
@@ -181,58 +311,29 @@ def apply_overrides(experiment: dict, overrides: list[str] | tuple[str, ...]) ->
     return experiment
 
 
-def _merge(base: dict, update: dict) -> dict:
+def merge_trees(base: dict, update: dict) -> dict:
+    """A copy of ``base`` with ``update`` laid over it, mapping by mapping (search specs whole)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and not has_search_space(
             value
         ):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_trees(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
 def validate_experiment(experiment: dict, *, source: str = "experiment") -> dict:
-    """Fill defaults and check the top-level schema.
-
-    Args:
-        experiment: The parsed experiment mapping.
-        source: Where it came from, for error messages.
+    """Fills defaults and checks the schema (:meth:`ExperimentConfig.from_dict`).
 
     Returns:
-        A new dict with every top-level key present.
+        A new plain dict with every top-level key present.
 
     Raises:
-        ConfigError: Unknown top-level keys, an unknown algorithm, or a section of the wrong type.
+        ConfigError: Unknown keys, an unknown algorithm, or a value of the wrong type.
     """
-    if not isinstance(experiment, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got "
-                          f"{type(experiment).__name__}")
-    unknown = sorted(set(experiment) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown top-level key(s) {unknown}; expected some of {list(TOP_LEVEL_KEYS)}"
-        )
-    for key in _DICT_KEYS:
-        if experiment.get(key) is not None and not isinstance(experiment[key], dict):
-            raise ConfigError(f"{source}: {key!r} must be a mapping, got "
-                              f"{type(experiment[key]).__name__} {experiment[key]!r}")
-    out = _merge(DEFAULTS, {k: v for k, v in experiment.items() if v is not None})
-    algorithm = str(out["algorithm"]).upper()
-    if algorithm not in _ALGORITHMS:
-        raise ConfigError(f"{source}: algorithm must be one of {list(_ALGORITHMS)}, "
-                          f"got {out['algorithm']!r}")
-    out["algorithm"] = algorithm
-    frequency = out["checkpoint"].get("frequency", 0)
-    if not isinstance(frequency, int) or frequency < 0:
-        raise ConfigError(f"{source}: checkpoint.frequency must be an integer >= 0, "
-                          f"got {frequency!r}")
-    interval = out["evaluation"].get("interval", 0)
-    if not isinstance(interval, int) or interval < 0:
-        raise ConfigError(f"{source}: evaluation.interval must be an integer >= 0, "
-                          f"got {interval!r}")
-    return out
+    return ExperimentConfig.from_dict(experiment, source=source).to_dict()
 
 
 def load_experiment(name_or_path: str | Path, *, overrides: list[str] | tuple[str, ...] = ()
@@ -256,6 +357,10 @@ def load_experiment(name_or_path: str | Path, *, overrides: list[str] | tuple[st
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    validate_experiment(raw, source=str(path))
+    # Apply the overrides one by one, so an error names the override that caused it.
+    for i, text in enumerate(overrides):
+        validate_experiment(apply_overrides(raw, overrides[: i + 1]), source=f"--set {text}")
     return validate_experiment(apply_overrides(raw, overrides), source=str(path))
 
 

@@ -1,13 +1,20 @@
-"""PNG plots of gain automation and MFCC distance (matplotlib, Agg backend: no display needed)."""
+"""PNG plots: gain automation, MFCC distance, learning curves (matplotlib, Agg: no display)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_automation", "plot_evaluation"]
+__all__ = [
+    "plot_automation",
+    "plot_evaluation",
+    "plot_learning_curves",
+    "plot_training_curve",
+    "read_learning_curve",
+]
 
 
 def _pyplot():
@@ -133,3 +140,110 @@ def _short_label(label: str) -> str:
     if path.name.startswith("checkpoint_") and path.parent.name:
         return f"{path.parent.name}_{path.name}"
     return path.name
+
+
+def read_learning_curve(result_json: str | Path) -> list[dict]:
+    """Per iteration of a Tune trial's ``result.json``: time, env steps, return, loss, gap.
+
+    Returns:
+        Rows with ``iteration``, ``time_s``, ``env_steps``, ``return_mean``, ``policy_loss``
+        and ``gap_closed`` (None where the result lacks it).
+    """
+    rows = []
+    path = Path(result_json)
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        runners = r.get("env_runners", {}) or {}
+        rows.append({
+            "iteration": r.get("training_iteration"),
+            "time_s": r.get("time_total_s"),
+            "env_steps": runners.get("num_env_steps_sampled_lifetime"),
+            "return_mean": runners.get("episode_return_mean"),
+            "policy_loss": (r.get("learners", {}) or {}).get("default_policy", {}
+                                                             ).get("policy_loss"),
+            "gap_closed": (r.get("deepmixing", {}) or {}).get("gap_closed"),
+        })
+    return rows
+
+
+def _finite(v: Any) -> bool:
+    return v is not None and np.isfinite(v)
+
+
+def plot_training_curve(result_json: str | Path, path: str | Path) -> Path:
+    """One trial's learning curve: mean episode return, and held-out ``gap_closed``.
+
+    Args:
+        result_json: The trial's ``result.json`` (one JSON result per line).
+        path: PNG to write.
+
+    Returns:
+        The written path.
+    """
+    rows = read_learning_curve(result_json)
+    plt = _pyplot()
+    fig, (ax_ret, ax_gap) = plt.subplots(1, 2, figsize=(10, 3.5))
+    pts = [(r["iteration"], r["return_mean"]) for r in rows if _finite(r["return_mean"])]
+    if pts:
+        ax_ret.plot(*zip(*pts, strict=True), marker=".")
+    ax_ret.set(xlabel="iteration", ylabel="mean episode return", title="training songs")
+    gaps = [(r["iteration"], r["gap_closed"]) for r in rows if _finite(r["gap_closed"])]
+    if gaps:
+        ax_gap.plot(*zip(*gaps, strict=True), marker="o")
+    ax_gap.set(xlabel="iteration", ylabel="gap closed", title="held-out songs")
+    for ax in (ax_ret, ax_gap):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(curves: dict[str, list[dict]], out: str | Path, *,
+                         labels: dict[str, str] | None = None,
+                         loss_curves: tuple[str, ...] = ()) -> Path:
+    """Several agents' curves: mean return over wall time, and supervised losses per update.
+
+    Args:
+        curves: Agent name -> rows of :func:`read_learning_curve` (or the same keys).
+        out: PNG to write.
+        labels: Agent name -> legend label.
+        loss_curves: Agents drawn as loss per iteration (behaviour cloning), not as returns.
+
+    Returns:
+        The written path.
+    """
+    labels = labels or {}
+    plt = _pyplot()
+    fig, (ax_rl, ax_bc) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, rows in curves.items():
+        label = labels.get(name, name)
+        if name in loss_curves:
+            pts = [(r["iteration"], r["policy_loss"]) for r in rows if r["policy_loss"] is not None]
+            if pts:
+                ax_bc.plot(*zip(*pts, strict=True), label=label)
+            continue
+        pts = [(r["time_s"], r["return_mean"]) for r in rows
+               if r["return_mean"] is not None and r["time_s"] is not None]
+        if pts:
+            ax_rl.plot(*zip(*pts, strict=True), label=label)
+    ax_rl.set(xlabel="wall time (s, 2 CPU cores)", ylabel="mean episode return",
+              title="RL agents on training songs")
+    ax_bc.set(xlabel="iteration", ylabel="BC loss (-log p of oracle action)",
+              title="Behaviour cloning")
+    for ax in (ax_rl, ax_bc):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -11,22 +10,22 @@ from mixing_env.errors import ConfigError
 from rl_models.attention_lstm import AttentionLSTMModule
 from rl_models.modules.config import AttentionLSTMConfig
 
-__all__ = ["CHECKPOINT_MODULE_SUBDIR", "MODULES", "module_spec"]
+__all__ = ["DEFAULT_MODULE", "MODULES", "module_name_of", "module_spec"]
 
-CHECKPOINT_MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
-"""Where an RLlib algorithm checkpoint keeps the policy module (single-agent default id)."""
+DEFAULT_MODULE = "deepmixing_attention_lstm"
+"""The registered module used when an experiment names none."""
 
-MODULES: dict[str, type] = {"deepmixing_attention_lstm": AttentionLSTMModule}
+MODULES: dict[str, type] = {DEFAULT_MODULE: AttentionLSTMModule}
 """Registered module name -> RLModule class."""
 
-_CONFIGS = {"deepmixing_attention_lstm": AttentionLSTMConfig}
+_CONFIGS = {DEFAULT_MODULE: AttentionLSTMConfig}
 
 
 def module_spec(name: str, model_config: dict[str, Any] | None = None) -> RLModuleSpec:
     """Returns the RLModuleSpec of a registered module with a validated model_config.
 
     Args:
-        name: A key of MODULES, e.g. ``"deepmixing_attention_lstm"``.
+        name: A key of MODULES, e.g. :data:`DEFAULT_MODULE`.
         model_config: The module's hyperparameters; missing keys take their defaults, which
             are written into the spec (so ``max_seq_len`` is always present for RLlib).
 
@@ -37,3 +36,16 @@ def module_spec(name: str, model_config: dict[str, Any] | None = None) -> RLModu
         raise ConfigError(f"unknown model name {name!r}; known: {sorted(MODULES)}")
     config = _CONFIGS[name].from_dict(model_config)
     return RLModuleSpec(module_class=MODULES[name], model_config=config.to_dict())
+
+
+def module_name_of(module: Any) -> str:
+    """The registered name of a built module's class.
+
+    Raises:
+        ConfigError: The class is not registered (e.g. RLlib's own default module).
+    """
+    for name, cls in MODULES.items():
+        if type(module) is cls:
+            return name
+    raise ConfigError(f"{type(module).__name__} is not a registered module; known: "
+                      f"{sorted(MODULES)}")

@@ -4,35 +4,38 @@ Every trial runs :class:`DeepMixingTrainable`, a thin Tune Trainable around the 
 that :func:`rl_models.algorithms.build_algorithm_config` builds from the trial's experiment
 dict. The trial config *is* the experiment (``env``, ``model``, ``training``... sections), so
 a sweep can search any value of the file (``env.rho``, ``model.k``, ``training.lr``) and PBT
-mutates the same paths. Each checkpoint holds the RLlib algorithm checkpoint plus
-``deepmixing.json`` (the experiment and the slot layout), which evaluate and mix read.
+mutates the same paths. Each checkpoint holds the RLlib algorithm checkpoint (for resuming)
+plus the plain files of :mod:`rl_models.checkpoints` (experiment, slot layout, policy weights
+without pickle), which evaluate and mix read. Each trial folder gets a learning-curve PNG.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from mixing_env.errors import CheckpointError, ConfigError
+from rl_models import checkpoints
+from rl_models.experiment import ExperimentConfig
 
 __all__ = [
-    "METADATA_FILE",
+    "CURVE_FILE",
     "build_config",
+    "check_experiment",
     "DeepMixingTrainable",
     "init_ray",
     "make_tuner",
     "run_experiment",
-    "slot_layout",
     "resume_experiment",
+    "summarize_results",
     "trial_config",
 ]
 
-METADATA_FILE = "deepmixing.json"
-"""Written into every checkpoint: the experiment dict, slot names, chunk size, sample rate."""
+CURVE_FILE = "learning_curve.png"
+"""Written into every trial folder at the end of a run (mean episode return and gap_closed)."""
 
 # Keys Tune's Trainable.train() fills in; the inner Algorithm.train() fills them too, so the
 # wrapper drops the inner ones and lets Tune count iterations of the trial itself.
@@ -44,38 +47,39 @@ _AUTO_KEYS = (
 )
 
 
-def build_config(experiment: dict):
+def build_config(experiment: dict | ExperimentConfig):
     """The RLlib AlgorithmConfig of one (fully resolved) experiment, with our callbacks."""
+    from ray.rllib.callbacks.callbacks import RLlibCallback
     from ray.rllib.utils import force_list
 
     from rl_models.algorithms import build_algorithm_config
     from rl_models.callbacks import DeepMixingCallbacks
 
-    rllib_eval = experiment.get("evaluation", {}).get("rllib")
-    fault_tolerance = {k: v for k, v in experiment.get("fault_tolerance", {}).items()
-                       if k != "max_failures"}
+    exp = experiment if isinstance(experiment, ExperimentConfig) else \
+        ExperimentConfig.from_dict(experiment)
+    fault_tolerance = {k: v for k, v in exp.fault_tolerance.items() if k != "max_failures"}
     config = build_algorithm_config(
-        experiment["algorithm"],
-        env_config=experiment["env"],
-        model=experiment.get("model") or {},
-        module=experiment.get("module"),
-        training=experiment.get("training") or {},
-        env_runners=experiment.get("env_runners") or {},
-        resources=experiment.get("resources") or {},
-        evaluation=rllib_eval,
+        exp.algorithm,
+        env_config=exp.env,
+        model=exp.model,
+        module=exp.module,
+        training=exp.training,
+        env_runners=exp.env_runners,
+        resources=exp.resources,
+        evaluation=exp.evaluation.rllib,
         fault_tolerance=fault_tolerance or None,
-        reporting=experiment.get("reporting") or None,
-        offline_data=experiment.get("offline_data") or None,
-        init_module_from=experiment.get("init_module_from"),
-        seed=experiment.get("seed"),
+        reporting=exp.reporting or None,
+        offline_data=exp.offline_data or None,
+        init_module_from=exp.init_module_from,
+        seed=exp.seed,
     )
     evaluation = {
-        "interval": experiment.get("evaluation", {}).get("interval", 0),
-        "env": {**experiment["env"], **experiment.get("evaluation", {}).get("env", {})},
+        "interval": exp.evaluation.interval,
+        "env": {**exp.env, **exp.evaluation.env},
+        # A run shorter than the interval is still evaluated once, at its last iteration.
+        "last_iteration": exp.stop.get("training_iteration"),
     }
     existing = [c for c in force_list(config.callbacks_class) if c is not None]
-    from ray.rllib.callbacks.callbacks import RLlibCallback
-
     existing = [c for c in existing if c is not RLlibCallback]
     config.callbacks(
         callbacks_class=existing + [functools.partial(DeepMixingCallbacks, evaluation=evaluation)]
@@ -83,19 +87,38 @@ def build_config(experiment: dict):
     return config
 
 
-def slot_layout(song: Any) -> dict[str, Any]:
-    """The slot layout a checkpoint records for evaluation and mixing.
-
-    Every song of one env shares it, so any of them will do.
-    """
-    return {"slot_names": list(song.slot_names), "chunk_size": int(song.chunk_size),
-            "sample_rate": int(song.sample_rate)}
-
-
-def _slot_layout(env_config: dict) -> dict[str, Any]:
+def _env_facts(env_config: dict) -> tuple[dict[str, Any], Any, Any]:
+    """The slot layout and the spaces of an env config (reads the dataset: checks it)."""
     from mixing_env.envs.song_source import SongSource
 
-    return SongSource(dict(env_config)).layout.to_dict()
+    source = SongSource(dict(env_config))
+    return (source.layout.to_dict(), *source.spaces())
+
+
+def check_experiment(experiment: dict) -> None:
+    """Checks an experiment before Ray starts: the schema, the RLlib config, the datasets.
+
+    Raises:
+        ConfigError, CacheError, DatasetError: A user mistake, naming the key or the folder.
+    """
+    from mixing_env.envs.config import EnvConfig
+    from rl_models.experiment import has_search_space
+
+    if has_search_space({k: v for k, v in experiment.items() if k != "tune"}):
+        raise ConfigError("the experiment holds search specs outside tune.param_space; "
+                          "use `deepmixing tune` for a sweep")
+    exp = ExperimentConfig.from_dict(experiment)
+    for key, env in (("env", exp.env), ("evaluation.env", {**exp.env, **exp.evaluation.env})):
+        try:
+            EnvConfig.from_dict(env)
+        except ConfigError as e:
+            raise ConfigError(f"{key}: {e}") from e
+    _env_facts(exp.env)
+    if exp.evaluation.interval > 0:
+        _env_facts({**exp.env, **exp.evaluation.env})
+    if exp.init_module_from is not None:
+        checkpoints.load_rllib_module(exp.init_module_from)  # RLlib loads it in the trial
+    build_config(exp)
 
 
 try:
@@ -113,8 +136,9 @@ class DeepMixingTrainable(_TrainableBase):
     def setup(self, config: dict) -> None:
         """Builds the algorithm; records the slot layout for evaluation and mixing."""
         self.experiment = copy.deepcopy(dict(config))
-        self.algo = build_config(self.experiment).build_algo()
-        self.layout = _slot_layout(self.experiment["env"])
+        self.typed = ExperimentConfig.from_dict(self.experiment)
+        self.algo = build_config(self.typed).build_algo()
+        self.layout, self.observation_space, self.action_space = _env_facts(self.typed.env)
 
     def step(self) -> dict:
         """One ``Algorithm.train()`` call; Tune fills in iteration and time keys."""
@@ -125,10 +149,20 @@ class DeepMixingTrainable(_TrainableBase):
         return {k: v for k, v in result.items() if k not in _AUTO_KEYS}
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict:
-        """Saves the RLlib algorithm plus ``deepmixing.json``."""
+        """Saves the RLlib algorithm plus the plain files of :mod:`rl_models.checkpoints`."""
+        from rl_models.algorithms import RLLIB_DEFAULT_MODULE
+
         self.algo.save_to_path(checkpoint_dir)
-        meta = {"experiment": self.experiment, **self.layout, "iteration": self.iteration}
-        Path(checkpoint_dir, METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        checkpoints.write_metadata(checkpoint_dir, experiment=self.experiment,
+                                   layout=self.layout, iteration=self.iteration)
+        if self.typed.module != RLLIB_DEFAULT_MODULE:
+            module_id = checkpoints.MODULE_SUBDIR.name
+            state = self.algo.learner_group.get_weights(module_ids=[module_id])[module_id]
+            checkpoints.write_policy_files(
+                checkpoint_dir, state=state, module_name=self.typed.module,
+                model_config=self.algo.config.rl_module_spec.model_config,
+                observation_space=self.observation_space, action_space=self.action_space,
+                layout=self.layout)
         return None
 
     def load_checkpoint(self, checkpoint: str | dict) -> None:
@@ -193,11 +227,11 @@ def trial_config(experiment: dict, *, sweep: bool) -> dict:
     With ``sweep`` the ``tune.param_space`` tree (search specs as data) is laid over the
     experiment and turned into Tune search objects.
     """
-    from rl_models.experiment import _merge, to_search_space
+    from rl_models.experiment import merge_trees, to_search_space
 
     space = {k: v for k, v in experiment.items() if k != "tune"}
     if sweep:
-        space = _merge(space, experiment["tune"].get("param_space") or {})
+        space = merge_trees(space, experiment["tune"].get("param_space") or {})
         return to_search_space(space)
     return space
 
@@ -265,29 +299,38 @@ def _trial_name(trial) -> str:
     return f"{trial.config.get('algorithm', 'trial')}_{trial.trial_id}"
 
 
-def _check_results(results) -> None:
+def _finish(results) -> None:
+    """Draws each trial's learning curve; raises when every trial failed."""
+    from rl_models.plots import plot_training_curve
+
+    for r in results:
+        if r.path and Path(r.path, "result.json").is_file():
+            plot_training_curve(Path(r.path, "result.json"), Path(r.path, CURVE_FILE))
     errors = [r.error for r in results if r.error is not None]
     if errors and len(errors) == len(results):
         raise errors[0]
 
 
 def run_experiment(experiment: dict, *, sweep: bool = False, storage_path: str | None = None,
-                   verbose: int = 1, callbacks: list | None = None):
+                   verbose: int = 1, callbacks: list | None = None, checked: bool = False):
     """Runs one experiment (``sweep=False``) or its sweep through Tune; returns the ResultGrid.
+
+    Args:
+        experiment: The experiment dict (:func:`rl_models.experiment.load_experiment`).
+        sweep: Run the ``tune`` section's sweep instead of one trial.
+        storage_path: Where results go (None: the experiment's ``storage_path``).
+        verbose: Tune's console verbosity.
+        callbacks: Extra Tune callbacks.
+        checked: :func:`check_experiment` already passed (the CLI runs it before Ray starts).
 
     Raises:
         ConfigError: The experiment does not build (checked before any trial starts).
     """
-    from rl_models.experiment import has_search_space
-
-    if not sweep and has_search_space({k: v for k, v in experiment.items() if k != "tune"}):
-        raise ConfigError("the experiment holds search specs outside tune.param_space; "
-                          "use `deepmixing tune` for a sweep")
-    if not sweep:
-        build_config(experiment)  # fail fast with a ConfigError, before Tune starts a trial
+    if not sweep and not checked:
+        check_experiment(experiment)  # fail fast with a ConfigError, before a trial starts
     results = make_tuner(experiment, sweep=sweep, storage_path=storage_path, verbose=verbose,
                          callbacks=callbacks).fit()
-    _check_results(results)
+    _finish(results)
     return results
 
 
@@ -309,5 +352,26 @@ def resume_experiment(path: str | Path, *, verbose: int = 1):
     tuner = tune.Tuner.restore(str(path), trainable=DeepMixingTrainable,
                                resume_unfinished=True, resume_errored=True)
     results = tuner.fit()
-    _check_results(results)
+    _finish(results)
     return results
+
+
+def summarize_results(results) -> list[str]:
+    """Lines describing each trial: iterations, training metrics, gap closed, folders."""
+
+    def num(value: Any) -> str:
+        return "-" if value is None or value != value else f"{value:.3f}"
+
+    lines = []
+    for r in results:
+        metrics = r.metrics or {}
+        custom = metrics.get("deepmixing", {}) or {}
+        ckpt = r.checkpoint.path if r.checkpoint else "-"
+        gap = custom.get("gap_closed")
+        gap_text = num(gap) if gap is not None and gap == gap else "- (no held-out evaluation)"
+        lines.append(f"trial {Path(r.path).name}: iterations={metrics.get('training_iteration')} "
+                     f"mfcc_distance={num(custom.get('mfcc_distance_mean'))} "
+                     f"reward={num(custom.get('reward_mean'))} gap_closed={gap_text}")
+        lines.append(f"  results: {r.path}  (learning curve: {CURVE_FILE})")
+        lines.append(f"  checkpoint: {ckpt}")
+    return lines

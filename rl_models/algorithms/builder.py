@@ -15,25 +15,22 @@ from ray.rllib.algorithms.marwil import MARWILConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from mixing_env.envs import register_with_ray
+from mixing_env.envs import RAY_ENV_NAME, register_with_ray
 from mixing_env.envs.config import EnvConfig
 from mixing_env.errors import ConfigError
 from rl_models.algorithms.pg import PGConfig
-from rl_models.registry import CHECKPOINT_MODULE_SUBDIR, module_spec
+from rl_models.checkpoints import module_checkpoint_dir
+from rl_models.registry import DEFAULT_MODULE, module_spec
 
 __all__ = [
     "ALGORITHMS",
     "DEFAULTS",
     "DEFAULT_MODULE",
-    "ENV_NAME",
     "RLLIB_DEFAULT_MODULE",
     "build_algorithm_config",
     "module_checkpoint_dir",
 ]
 
-ENV_NAME = "deepmixing"
-DEFAULT_MODULE = "deepmixing_attention_lstm"
-"""The registered module used when ``module`` is None."""
 RLLIB_DEFAULT_MODULE = "rllib_default"
 """``module`` value selecting the algorithm's own RLlib default module (benchmark baseline)."""
 
@@ -125,8 +122,8 @@ def build_algorithm_config(
     """Builds the RLlib config that trains a DeepMixing policy on ``MixingEnv``.
 
     The config is always on RLlib's new API stack (RLModule, Learner, ConnectorV2), runs the
-    environment registered as ``"deepmixing"``, and uses the module registered under
-    ``module`` in :mod:`rl_models.registry`. The option dicts are applied with the
+    environment registered as :data:`mixing_env.envs.RAY_ENV_NAME`, and uses the module
+    registered under ``module`` in :mod:`rl_models.registry`. The option dicts are applied with the
     AlgorithmConfig method of the same name, over small CPU defaults (:data:`DEFAULTS`).
 
     Args:
@@ -182,7 +179,7 @@ def build_algorithm_config(
     # treat the sample as living in [-1, 1] and rescale it onto Box(0, 1), and clipping could
     # break the sum: both must stay off so the env sees the sampled gains unchanged.
     config.environment(
-        ENV_NAME,
+        RAY_ENV_NAME,
         env_config=dict(env_config),
         normalize_actions=False,
         clip_actions=False,
@@ -224,23 +221,6 @@ def build_algorithm_config(
     except (ValueError, TypeError) as e:
         raise ConfigError(f"invalid {name} configuration: {e}") from e
     return config
-
-
-def module_checkpoint_dir(path: str) -> Path:
-    """The RLModule folder for ``path`` (a module checkpoint, or an algorithm's default policy).
-
-    ``path`` may be an RLModule checkpoint itself, an algorithm checkpoint, or a trial or
-    experiment folder (its latest checkpoint).
-
-    Raises:
-        CheckpointError: ``path`` holds neither.
-    """
-    from rl_models.evaluate import find_checkpoint
-
-    root = Path(path).expanduser()
-    if (root / "module_state.pt").is_file() or (root / "module_state.pkl").is_file():
-        return root.resolve()
-    return (find_checkpoint(root) / CHECKPOINT_MODULE_SUBDIR).resolve()
 
 
 def _apply_offline(

@@ -11,10 +11,12 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.appo import APPOConfig
 from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.algorithms.ppo import PPOConfig
-from ray.rllib.utils.postprocessing.value_predictions import compute_value_targets
+from ray.rllib.core.columns import Columns
+from ray.rllib.evaluation.postprocessing import Postprocessing
 
+from mixing_env.envs import RAY_ENV_NAME
 from mixing_env.errors import ConfigError
-from rl_models.algorithms import ALGORITHMS, ENV_NAME, PGConfig, build_algorithm_config
+from rl_models.algorithms import ALGORITHMS, PGConfig, build_algorithm_config
 
 pytestmark = pytest.mark.ray
 
@@ -62,7 +64,7 @@ def test_config_is_new_stack_with_unchanged_actions(name, config_cls):
     config = build_algorithm_config(name, env_config=ENV_CONFIG, model=TINY_MODEL, seed=3)
     assert type(config) is config_cls
     assert config.enable_rl_module_and_learner and config.enable_env_runner_and_connector_v2
-    assert config.env == ENV_NAME
+    assert config.env == RAY_ENV_NAME
     assert config.env_config == ENV_CONFIG
     assert config.normalize_actions is False and config.clip_actions is False
     assert config.num_env_runners == 0 and config.num_learners == 0
@@ -123,23 +125,6 @@ def test_bad_config_raises_config_error(kwargs, match):
     kwargs = {"env_config": ENV_CONFIG, "model": TINY_MODEL} | kwargs
     with pytest.raises(ConfigError, match=match):
         build_algorithm_config(**kwargs)
-
-
-def test_gae_at_lambda_one_gives_monte_carlo_returns():
-    # PG's learner takes its returns from GAE at lambda=1; on a terminated episode these
-    # must be the discounted Monte-Carlo returns, whatever the value predictions are.
-    rng = np.random.default_rng(0)
-    rewards = rng.random(6).astype(np.float32)
-    values = rng.normal(size=7).astype(np.float32)  # last entry: the artificial bootstrap ts
-    rewards_ext = np.append(rewards, 0.0).astype(np.float32)
-    terminateds = np.zeros(7, bool)
-    terminateds[-1] = True
-    targets = compute_value_targets(
-        values=values, rewards=rewards_ext, terminateds=terminateds,
-        truncateds=np.zeros(7, bool), gamma=0.9, lambda_=1.0,
-    )
-    expected = [sum(0.9**k * r for k, r in enumerate(rewards[t:])) for t in range(6)]
-    np.testing.assert_allclose(targets[:6], expected, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------- training
@@ -222,3 +207,66 @@ def test_checkpoint_restores_identical_deterministic_actions(ray_session, tmp_pa
         restored_algo.stop()
     assert not np.allclose(initial, trained)  # training moved the policy...
     np.testing.assert_array_equal(restored, trained)  # ...and the checkpoint kept it
+
+
+def _pg_learner_batch(algo):
+    """On-policy episodes run through the PG learner's own connector pipeline."""
+    learner = algo.learner_group._learner
+    episodes = algo.env_runner.sample(num_timesteps=32, random_actions=False)
+    assert all(e.is_terminated for e in episodes)
+    # The pipeline appends an artificial step to each episode: keep the real rewards first.
+    rewards = [np.asarray(e.get_rewards(), dtype=np.float64) for e in episodes]
+    batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes,
+                                       explore=False, shared_data={}, metrics=learner.metrics)
+    return learner, rewards, batch["default_policy"]
+
+
+def test_pg_learner_targets_are_monte_carlo_returns(ray_session):
+    gamma = 0.9
+    algo = _build("PG", training=SMALL_TRAINING["PG"] | {"gamma": gamma})
+    try:
+        learner, episode_rewards, batch = _pg_learner_batch(algo)
+    finally:
+        algo.stop()
+    valid = batch[Columns.LOSS_MASK].numpy().astype(bool)
+    targets = batch[Postprocessing.VALUE_TARGETS].numpy()[valid]
+    expected = []
+    for rewards in episode_rewards:
+        expected += [sum(gamma**k * r for k, r in enumerate(rewards[t:]))
+                     for t in range(len(rewards))]
+    # The learner's pipeline (an artificial last step, GAE at lambda 1) must give the
+    # discounted Monte-Carlo returns of terminated episodes, whatever the value predictions.
+    np.testing.assert_allclose(targets, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_pg_learner_loss_is_reinforce_with_a_value_baseline(ray_session):
+    import torch
+
+    training = SMALL_TRAINING["PG"] | {"entropy_coeff": 0.01, "vf_loss_coeff": 0.5}
+    algo = _build("PG", training=training)
+    try:
+        learner, _, batch = _pg_learner_batch(algo)
+        module = learner.module["default_policy"].unwrapped()
+        config = learner.config.get_config_for_module("default_policy")
+        with torch.no_grad():
+            fwd_out = module.forward_train(batch)
+            loss = learner.compute_loss_for_module(module_id="default_policy", config=config,
+                                                   batch=batch, fwd_out=fwd_out)
+            mask = batch[Columns.LOSS_MASK].float()
+            dist = module.get_train_action_dist_cls().from_logits(
+                fwd_out[Columns.ACTION_DIST_INPUTS])
+            logp, entropy = dist.logp(batch[Columns.ACTIONS]), dist.entropy()
+            values = module.compute_values(batch)
+    finally:
+        algo.stop()
+    returns = batch[Postprocessing.VALUE_TARGETS]
+    n = mask.sum()
+    advantages = returns - values
+    if config.standardize_advantages:
+        mean = (advantages * mask).sum() / n
+        std = (((advantages - mean) ** 2 * mask).sum() / n).sqrt().clamp_min(1e-4)
+        advantages = (advantages - mean) / std
+    expected = (-(logp * advantages * mask).sum() / n
+                + 0.5 * (((values - returns) ** 2) * mask).sum() / n
+                - 0.01 * (entropy * mask).sum() / n)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-4, abs=1e-6)

@@ -9,10 +9,9 @@ from gymnasium.utils.env_checker import check_env
 
 import mixing_env  # noqa: F401
 from mixing_env.baselines import EqualGains, OraclePolicy
+from mixing_env.data import prepare, synthetic
 from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.episodes import run_episode
-
-synthetic = pytest.importorskip("mixing_env.data.synthetic")
 
 SYNTH = {"n_songs": 2, "seconds": 0.4, "n_tracks": 3, "seed": 0}
 
@@ -29,7 +28,6 @@ def test_make_with_synthetic_config():
 
 
 def test_prepared_cache_route(tmp_path):
-    prepare = pytest.importorskip("mixing_env.data.prepare")
     src = tmp_path / "src"
     synthetic.make_synthetic_dataset(src, **SYNTH)
     ds = prepare.prepare_dataset(src, tmp_path / "cache", progress=False)

@@ -67,7 +67,6 @@ def test_rllib_hands_module_actions_to_env_unchanged(ray_session):
 
 
 def test_ppo_trains_one_step_via_registry(ray_session):
-    pytest.importorskip("mixing_env.data.synthetic")
     name = register_with_ray()
     config = {"synthetic": {"n_songs": 2, "seconds": 0.3, "n_tracks": 3, "seed": 0},
               "obs_features": "logmel", "episode_chunks": 8}

@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import soundfile as sf
 from rl_models import cli
 
 COMMANDS = ["synth", "prepare", "taxonomy", "train", "tune", "balance", "evaluate", "mix",
+            "export-weights",
             "benchmark", "demo"]
 
 
@@ -106,7 +108,9 @@ def _progress(trial_dir):
         return list(csv.DictReader(f))
 
 
-def test_train_writes_checkpoints_logs_and_custom_metrics(trained):
+def test_train_writes_checkpoints_logs_and_custom_metrics(trained, product_cache):
+    from mixing_env.data.cache import PreparedDataset
+
     trial = _trial_dir(trained)
     rows = _progress(trial)
     assert [int(r["training_iteration"]) for r in rows] == [1, 2]
@@ -114,8 +118,13 @@ def test_train_writes_checkpoints_logs_and_custom_metrics(trained):
     assert len(ckpts) == 2  # frequency 1 (the end one coincides with iteration 2)
     meta = json.loads((ckpts[-1] / "deepmixing.json").read_text())
     assert meta["chunk_size"] == 500 and meta["sample_rate"] == 44100
-    assert len(meta["slot_names"]) == len(meta["experiment"]["env"] and meta["slot_names"])
+    assert len(meta["slot_names"]) == PreparedDataset(product_cache).n_slots
+    policy = json.loads((ckpts[-1] / "policy.json").read_text())
+    assert policy["layout"]["slot_names"] == meta["slot_names"]
+    assert policy["module"] == meta["experiment"]["module"]
+    assert (ckpts[-1] / "policy_weights.pt").stat().st_size > 0
     assert list(trial.glob("events.out.tfevents*")), "TensorBoard log missing"
+    assert (trial / "learning_curve.png").stat().st_size > 0
     results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
     custom = results[-1]["deepmixing"]
     assert np.isfinite(custom["mfcc_distance_mean"]) and custom["mfcc_distance_mean"] > 0
@@ -235,17 +244,20 @@ def test_tune_runs_a_grid(product_cache, ray_session, tmp_path, deepmixing, tiny
         assert list(t.glob("checkpoint_*/deepmixing.json"))
 
 
-def test_benchmark_passes_arguments_through(tmp_path, monkeypatch):
-    bench = tmp_path / "benchmarks"
-    bench.mkdir()
-    record = tmp_path / "argv.json"
-    (bench / "bench_env.py").write_text(
-        "import json, sys\n"
-        f"json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n"
-    )
-    monkeypatch.setattr(cli, "_REPO", tmp_path)
+def test_benchmark_calls_the_benchmark_function_with_the_arguments(monkeypatch):
+    seen = []
+    fake = types.ModuleType("benchmarks.bench_env")
+    fake.main = lambda argv: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "benchmarks.bench_env", fake)
     assert cli.main(["benchmark", "env", "--", "--sizes", "8", "--quick"]) == 0
-    assert json.loads(record.read_text()) == ["--sizes", "8", "--quick"]
+    assert seen == [["--sizes", "8", "--quick"]]
+
+
+def test_benchmark_quality_help_comes_from_its_module(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["benchmark", "quality", "--", "--help"])
+    assert exc.value.code == 0
+    assert "--tiny" in capsys.readouterr().out
 
 
 def test_demo_runs_the_whole_job(ray_session, tmp_path, capsys, deepmixing, tiny_sets):
@@ -261,4 +273,7 @@ def test_demo_runs_the_whole_job(ray_session, tmp_path, capsys, deepmixing, tiny
     rows = json.loads((out / "evaluation" / "evaluation.json").read_text())["rows"]
     assert {r["policy"] for r in rows} >= {"equal", "loudness", "oracle", "static_oracle"}
     assert len(list((out / "mix").glob("*_mix.wav"))) == 1
-    assert sys.executable  # the demo ran in this interpreter
+    (trial,) = [p for p in (out / "runs" / "demo").iterdir() if (p / "result.json").is_file()]
+    assert (trial / "learning_curve.png").stat().st_size > 0
+    agent = [r for r in rows if r["song"] == "MEAN" and "checkpoint_" in r["policy"]]
+    assert len(agent) == 1 and np.isfinite(agent[0]["mfcc_distance"])

@@ -106,3 +106,48 @@ def test_parse_override_types():
     assert parse_override("a={x: 1}") == (["a"], {"x": 1})
     assert apply_overrides({"env": {}}, ["env.synthetic.n_songs=3"]) == {
         "env": {"synthetic": {"n_songs": 3}}}
+
+
+def test_typed_config_is_the_one_schema():
+    import dataclasses
+
+    from rl_models.algorithms import ALGORITHMS
+    from rl_models.experiment import DEFAULTS, ExperimentConfig
+    from rl_models.registry import DEFAULT_MODULE
+
+    assert TOP_LEVEL_KEYS == tuple(f.name for f in dataclasses.fields(ExperimentConfig))
+    assert DEFAULTS["module"] == DEFAULT_MODULE
+    for name in ALGORITHMS:  # every algorithm the builder knows is a valid experiment
+        assert ExperimentConfig.from_dict({"algorithm": name.lower()}).algorithm == name
+    config = ExperimentConfig.from_dict(load_experiment("quickstart"))
+    assert config.evaluation.interval == 5 and config.checkpoint.num_to_keep == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.algorithm = "PG"
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"algorithm": "DQN"}, "algorithm must be one of"),
+    ({"checkpoint": {"every": 3}}, r"unknown checkpoint key\(s\) \['every'\]"),
+    ({"tune": {"mode": "best"}}, "tune.mode must be 'max' or 'min'"),
+    ({"training": {"lr": "fast"}}, "training.lr must be a number"),
+    ({"seed": "x"}, "seed must be an integer"),
+    ({"stop": [1]}, "'stop' must be a mapping"),
+    ({"name": 3}, "name must be a string"),
+], ids=["algorithm", "section-key", "tune-mode", "lr", "seed", "stop", "name"])
+def test_typed_config_errors_name_the_key(data, match):
+    from rl_models.experiment import ExperimentConfig
+
+    with pytest.raises(ConfigError, match=match):
+        ExperimentConfig.from_dict(data, source="here")
+
+
+def test_an_override_mistake_names_the_override():
+    with pytest.raises(ConfigError, match=r"^--set training.lr=abc: training.lr must be"):
+        load_experiment("quickstart", overrides=["training.lr=1e-3", "training.lr=abc"])
+
+
+def test_lr_schedules_and_search_specs_stay_valid():
+    exp = load_experiment("quickstart", overrides=["training.lr=[[0, 0.001], [1000, 0.0001]]"])
+    assert exp["training"]["lr"] == [[0, 1e-3], [1000, 1e-4]]
+    assert load_experiment("sweep_asha")["tune"]["param_space"]

@@ -1,6 +1,6 @@
 """The learning benchmark: agents trained on synthetic songs, scored on held-out songs.
 
-One command (``deepmixing benchmark quality`` = ``benchmarks/bench_quality.py``) makes a
+One command (``deepmixing benchmark quality``, :mod:`benchmarks.bench_quality`) makes a
 synthetic dataset with known gain automation, prepares it into a cache, splits it into
 training and held-out songs, and fills one table (the product's evaluation, on the held-out
 songs only) with:
@@ -159,14 +159,14 @@ def record_oracle_demonstrations(split: Split, setup: QualitySetup, out_dir: str
 
 def _experiment(name: str, algorithm: str, env: dict, model: dict, *, minutes: float,
                 seed: int, storage: str, **sections: Any) -> dict:
-    from rl_models.experiment import DEFAULTS, _merge
+    from rl_models.experiment import DEFAULTS, merge_trees
 
-    exp = _merge(DEFAULTS, {
+    exp = merge_trees(DEFAULTS, {
         "name": name, "algorithm": algorithm, "env": env, "model": model,
         "checkpoint": {"frequency": 0, "num_to_keep": 1},
         "storage_path": storage, "seed": seed,
     })
-    exp = _merge(exp, sections)
+    exp = merge_trees(exp, sections)
     exp["stop"] = {"time_total_s": int(minutes * 60)}  # a wall-clock budget, nothing else
     return exp
 
@@ -265,57 +265,6 @@ def score_policies(policies: dict[str, str], split: Split, setup: QualitySetup,
     return means
 
 
-def _learning_curve(result_path: Path) -> list[dict]:
-    """(iteration, seconds, env steps, mean episode return) rows of a trial's result.json."""
-    rows = []
-    if not result_path.is_file():
-        return rows
-    for line in result_path.read_text().splitlines():
-        r = json.loads(line)
-        er = r.get("env_runners", {})
-        rows.append({
-            "iteration": r.get("training_iteration"),
-            "time_s": r.get("time_total_s"),
-            "env_steps": er.get("num_env_steps_sampled_lifetime"),
-            "return_mean": er.get("episode_return_mean"),
-            "policy_loss": r.get("learners", {}).get("default_policy", {}).get("policy_loss"),
-        })
-    return rows
-
-
-def plot_curves(curves: dict[str, list[dict]], out: Path) -> Path:
-    """Learning curves (mean episode return per env step; BC: its loss per iteration)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_rl, ax_bc) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, rows in curves.items():
-        if name in IN_PROCESS_BC:
-            pts = [(r["iteration"], r["policy_loss"]) for r in rows if r["policy_loss"] is not None]
-            if pts:
-                ax_bc.plot(*zip(*pts, strict=True), label=AGENT_LABELS[name])
-            continue
-        pts = [(r["time_s"], r["return_mean"]) for r in rows
-               if r["return_mean"] is not None and r["time_s"] is not None]
-        if pts:
-            ax_rl.plot(*zip(*pts, strict=True), label=AGENT_LABELS.get(name, name))
-    ax_rl.set(xlabel="wall time (s, 2 CPU cores)", ylabel="mean episode return",
-              title="RL agents on training songs")
-    ax_bc.set(xlabel="iteration", ylabel="BC loss (-log p of oracle action)",
-              title="Behaviour cloning")
-    for ax in (ax_rl, ax_bc):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
 def results_markdown(rows: list[dict], *, setup: QualitySetup, command: str,
                      wall_s: dict[str, float], curves_png: str | None) -> str:
     """The results page: table, setup, commands, seeds, wall times."""
@@ -355,6 +304,7 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
     evaluation tables and plots under ``out/evaluation``.
     """
     from rl_models.behaviour_cloning import train_behaviour_cloning
+    from rl_models.plots import plot_learning_curves, read_learning_curve
     from rl_models.train import run_experiment
 
     out = Path(out).resolve()
@@ -387,7 +337,7 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
             results = run_experiment(copy.deepcopy(experiments[name](checkpoints)), verbose=0)
             best = results[0]
             checkpoints[name] = best.checkpoint.path
-            curves[name] = _learning_curve(Path(best.path) / "result.json")
+            curves[name] = read_learning_curve(Path(best.path) / "result.json")
         wall[label] = time.time() - t
         log(f"{label}: {len(curves[name])} curve points in {wall[label]:.0f} s")
     from mixing_env.balance import fit_dataset_balance
@@ -396,7 +346,8 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
     policies = {b: f"{b}={table}" if b == "instrument_balance" else b for b in BASELINE_ROWS}
     policies |= {AGENT_LABELS[n]: p for n, p in checkpoints.items()}
     rows = score_policies(policies, split, setup, out / "evaluation")
-    png = plot_curves(curves, out / "learning_curves.png") if curves else None
+    png = plot_learning_curves(curves, out / "learning_curves.png", labels=AGENT_LABELS,
+                               loss_curves=tuple(IN_PROCESS_BC)) if curves else None
     page = results_markdown(rows, setup=setup, command=command, wall_s=wall,
                             curves_png=png.name if png else None)
     (out / "results.md").write_text(page)
