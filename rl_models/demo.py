@@ -36,9 +36,11 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
     Returns:
         Paths of the songs, cache, trial, checkpoint, evaluation table and mix outputs.
     """
+    from mixing_env.balance import fit_dataset_balance
+    from mixing_env.baselines import BASELINES
     from mixing_env.data.prepare import prepare_dataset
     from mixing_env.data.synthetic import make_synthetic_dataset
-    from rl_models.evaluate import BASELINES, evaluate, format_table
+    from rl_models.evaluate import evaluate, format_table
     from rl_models.experiment import load_experiment
     from rl_models.mix import mix_song
     from rl_models.train import check_experiment, init_ray, run_experiment, summarize_results
@@ -72,6 +74,7 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
     best = results[0]
     checkpoint = best.checkpoint.path
     log(f"[4/5] evaluate on held-out songs {held_out} against the baselines")
+    fit_dataset_balance(out / "cache", songs=train_songs)  # instrument_balance's table
     rows = evaluate([checkpoint, *BASELINES],
                     env_config={"dataset_dir": str(out / "cache"), "songs": held_out},
                     out_dir=out / "evaluation", progress=progress)
