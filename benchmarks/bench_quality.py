@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from rl_models.train import init_ray
+    from rl_models.app.train import init_ray
 
     started_ray = not ray.is_initialized()
     init_ray(num_cpus=args.num_cpus)

@@ -150,7 +150,7 @@ def record_oracle_demonstrations(split: Split, setup: QualitySetup, out_dir: str
 
     ``env_overrides`` change the observation recorded (e.g. ``stem_level_features=False``).
     """
-    from rl_models.demonstrations import record_episodes, write_demonstrations
+    from rl_models.app.demonstrations import record_episodes, write_demonstrations
 
     episodes = record_episodes(split.env(setup, **env_overrides), policy="oracle",
                                episodes_per_song=setup.demo_episodes_per_song, seed=setup.seed)
@@ -159,7 +159,7 @@ def record_oracle_demonstrations(split: Split, setup: QualitySetup, out_dir: str
 
 def _experiment(name: str, algorithm: str, env: dict, model: dict, *, minutes: float,
                 seed: int, storage: str, **sections: Any) -> dict:
-    from rl_models.experiment import DEFAULTS, merge_trees
+    from rl_models.app.experiment import DEFAULTS, merge_trees
 
     exp = merge_trees(DEFAULTS, {
         "name": name, "algorithm": algorithm, "env": env, "model": model,
@@ -180,13 +180,13 @@ def agent_experiments(split: Split, setup: QualitySetup, *,
                       storage: str | Path) -> dict[str, Callable[[dict], dict]]:
     """Experiment dicts of the agents trained through Ray Tune (all but ``bc``).
 
-    ``bc`` is trained in-process by :func:`rl_models.behaviour_cloning.train_behaviour_cloning`
+    ``bc`` is trained in-process by :func:`rl_models.app.behaviour_cloning.train_behaviour_cloning`
     on the same demonstrations RLlib's BC reads (RLlib's offline pipeline needs about a minute
     per update here); BC-then-PPO starts from its checkpoint.
 
     Returns:
         Agent name -> function of the checkpoints trained so far (name -> path) giving the
-        experiment dict to run through :func:`rl_models.train.run_experiment`.
+        experiment dict to run through :func:`rl_models.app.train.run_experiment`.
     """
     env = split.env(setup)
     storage = str(Path(storage).resolve())
@@ -252,7 +252,7 @@ def score_policies(policies: dict[str, str], split: Split, setup: QualitySetup,
     Returns:
         One MEAN row per policy, with ``label`` and ``gap_closed``.
     """
-    from rl_models.evaluate import evaluate
+    from rl_models.app.evaluate import evaluate
 
     specs = list(policies.values())
     rows = evaluate(specs, env_config={"dataset_dir": split.cache_dir,
@@ -303,9 +303,9 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
     Writes ``out/results.json``, ``out/results.md``, ``out/learning_curves.png`` and the
     evaluation tables and plots under ``out/evaluation``.
     """
-    from rl_models.behaviour_cloning import train_behaviour_cloning
-    from rl_models.plots import plot_learning_curves, read_learning_curve
-    from rl_models.train import run_experiment
+    from rl_models.app.behaviour_cloning import train_behaviour_cloning
+    from rl_models.app.plots import plot_learning_curves, read_learning_curve
+    from rl_models.app.train import run_experiment
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 # Offline reading on a small machine: RLlib's defaults ask Ray Data for more CPU-bound
 # pre-learner actors than 2 cores hold, and the run then waits forever for them.
 _OFFLINE_DEFAULTS: dict[str, Any] = {
-    "input_read_episodes": True,  # rl_models.demonstrations writes whole episodes
+    "input_read_episodes": True,  # rl_models.app.demonstrations writes whole episodes
     # A Parquet row is a whole episode: without this RLlib pulls train_batch_size_per_learner
     # *episodes* per update (1024 x 128 steps), minutes and gigabytes per iteration.
     "input_read_batch_size": 8,
@@ -149,7 +149,7 @@ def build_algorithm_config(
         fault_tolerance: Keyword arguments of ``config.fault_tolerance()``.
         reporting: Keyword arguments of ``config.reporting()`` (min_time_s_per_iteration, ...).
         offline_data: Keyword arguments of ``config.offline_data()`` for BC and MARWIL, at
-            least ``input_`` (a demonstrations folder, :mod:`rl_models.demonstrations`);
+            least ``input_`` (a demonstrations folder, :mod:`rl_models.app.demonstrations`);
             small-machine defaults for the rest (episodes, one pre-learner actor).
         init_module_from: Start the module from these weights: an RLModule checkpoint folder,
             or an algorithm checkpoint (its ``default_policy`` module is used). This is how
@@ -230,7 +230,7 @@ def _apply_offline(
     if not offline or "input_" not in offline:
         raise ConfigError(
             f"{name} learns from demonstrations: set offline_data.input_ to a folder written "
-            "by rl_models.demonstrations (deepmixing demonstrations ...)"
+            "by rl_models.app.demonstrations (deepmixing demonstrations ...)"
         )
     kwargs = {**_OFFLINE_DEFAULTS, **dict(offline)}
     inputs = kwargs["input_"] if isinstance(kwargs["input_"], list) else [kwargs["input_"]]

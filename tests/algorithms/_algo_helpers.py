@@ -8,7 +8,7 @@ from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
 from mixing_env.data.song import Song
 from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.episodes import run_episode
-from rl_models.module_policy import ModulePolicy
+from rl_models.app.module_policy import ModulePolicy
 
 __all__ = ["OneTrackEnv", "deterministic_rollout", "one_track_song"]
 

@@ -121,7 +121,7 @@ def test_dockerfile_installs_the_package_and_runs_its_entry_point(dockerfile):
 
 def test_entry_point_is_declared():
     scripts = _pyproject()["project"]["scripts"]
-    assert scripts.get("deepmixing") == "rl_models.cli:main"
+    assert scripts.get("deepmixing") == "rl_models.app.cli:main"
     module, _, func = scripts["deepmixing"].partition(":")
     source = ROOT / (module.replace(".", "/") + ".py")
     if not source.is_file():

@@ -116,7 +116,7 @@ def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path
     exp_dir = tmp_path / "runs" / "killed_driver"
 
     log = tmp_path / "first.log"
-    first = ray_cluster.popen_driver("-m", "rl_models.cli", "train", str(config),
+    first = ray_cluster.popen_driver("-m", "rl_models.app.cli", "train", str(config),
                                      "--address", ray_cluster.address, log=log)
     try:
         deadline = time.monotonic() + 300
@@ -143,7 +143,7 @@ def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path
     done_before = _logged_iterations(exp_dir)
     assert done_before and max(done_before) < iterations, f"logged before kill: {done_before}"
 
-    second = ray_cluster.run_driver("-m", "rl_models.cli", "train", "--resume", str(exp_dir),
+    second = ray_cluster.run_driver("-m", "rl_models.app.cli", "train", "--resume", str(exp_dir),
                                     "--address", ray_cluster.address, timeout=400)
     (trial,) = _trial_dirs(exp_dir)
     rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]

@@ -17,7 +17,7 @@ from mixing_env.data.synthetic import generate_song
 from mixing_env.data.taxonomy import Taxonomy
 from mixing_env.errors import ConfigError
 from mixing_env.metrics import integrated_loudness
-from rl_models.cli import main
+from rl_models.app.cli import main
 
 SR, K = 44100, 500
 

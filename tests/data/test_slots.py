@@ -23,7 +23,7 @@ from mixing_env.data.slots import (
 from mixing_env.data.synthetic import make_synthetic_dataset, synthetic_songs
 from mixing_env.data.taxonomy import Taxonomy
 from mixing_env.errors import ConfigError, DatasetError
-from rl_models.cli import main
+from rl_models.app.cli import main
 
 N = int(0.2 * SR)
 
@@ -147,8 +147,8 @@ def test_cli_prepare_layout_from_a_checkpoint_metadata_and_stereo_refused(
 
 
 def test_cli_prepare_layout_from_a_checkpoint_folder(two_datasets, tmp_path):
+    from rl_models.app.train import METADATA_FILE
     from rl_models.registry import CHECKPOINT_MODULE_SUBDIR
-    from rl_models.train import METADATA_FILE
 
     _, other = two_datasets
     ckpt = tmp_path / "trial" / "checkpoint_000003"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rl_models import cli
+from rl_models.app import cli
 
 # A model and batch small enough that an iteration takes a second or two on 2 cores.
 TINY = [

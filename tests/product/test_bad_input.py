@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rl_models import cli
+from rl_models.app import cli
 
 
 def run(*argv) -> int:

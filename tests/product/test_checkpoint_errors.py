@@ -9,7 +9,8 @@ import shutil
 
 import pytest
 
-from rl_models import checkpoints, cli
+from rl_models import checkpoints
+from rl_models.app import cli
 
 
 def _one_line_error(capsys) -> str:
@@ -127,7 +128,7 @@ def test_help_says_which_files_are_read(command, capsys):
 
 def test_a_garbled_module_constructor_file_is_named_before_training(trained_copy, tmp_path,
                                                                     capsys, monkeypatch):
-    from rl_models import train
+    from rl_models.app import train
 
     monkeypatch.setattr(train, "init_ray", lambda **kw: pytest.fail("Ray started"))
     ckpt = _newest(trained_copy)

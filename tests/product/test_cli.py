@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rl_models import cli
+from rl_models.app import cli
 
 COMMANDS = ["synth", "prepare", "taxonomy", "train", "tune", "balance", "evaluate", "mix",
             "export-weights",

@@ -9,7 +9,7 @@ import pytest
 from mixing_env.balance import fit_instrument_balance
 from mixing_env.envs import song_source
 from mixing_env.envs.song_source import SongSource
-from rl_models.evaluate import evaluate, format_table
+from rl_models.app.evaluate import evaluate, format_table
 
 HELD_OUT = {"synthetic": {"n_songs": 2, "seconds": 1.0, "n_tracks": 3, "seed": 5}}
 
@@ -67,7 +67,7 @@ def test_synthetic_songs_are_made_once_per_config(monkeypatch, tmp_path):
 def test_balance_fit_command_then_evaluate_demos_and_mix(product_cache, product_songs, tmp_path,
                                                          deepmixing, capsys):
     from mixing_env.data.cache import PreparedDataset
-    from rl_models.demonstrations import read_demonstrations
+    from rl_models.app.demonstrations import read_demonstrations
 
     names = PreparedDataset(product_cache).names
     table = tmp_path / "balance.json"

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from mixing_env.errors import ConfigError
-from rl_models.experiment import (
+from rl_models.app.experiment import (
     TOP_LEVEL_KEYS,
     apply_overrides,
     has_search_space,
@@ -112,7 +112,7 @@ def test_typed_config_is_the_one_schema():
     import dataclasses
 
     from rl_models.algorithms import ALGORITHMS
-    from rl_models.experiment import DEFAULTS, ExperimentConfig
+    from rl_models.app.experiment import DEFAULTS, ExperimentConfig
     from rl_models.registry import DEFAULT_MODULE
 
     assert TOP_LEVEL_KEYS == tuple(f.name for f in dataclasses.fields(ExperimentConfig))
@@ -136,7 +136,7 @@ def test_typed_config_is_the_one_schema():
     ({"name": 3}, "name must be a string"),
 ], ids=["algorithm", "section-key", "tune-mode", "lr", "seed", "stop", "name"])
 def test_typed_config_errors_name_the_key(data, match):
-    from rl_models.experiment import ExperimentConfig
+    from rl_models.app.experiment import ExperimentConfig
 
     with pytest.raises(ConfigError, match=match):
         ExperimentConfig.from_dict(data, source="here")

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Runs in a fresh process: the test session's own Ray (ray_session) must not be the one checked.
 PROBE = textwrap.dedent("""
     import json, os, ray
-    from rl_models.train import init_ray
+    from rl_models.app.train import init_ray
     from ray._private.authentication.authentication_utils import is_token_auth_enabled
 
     def descendants(root):

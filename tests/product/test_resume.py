@@ -9,8 +9,8 @@ import signal
 
 from ray import tune
 
-from rl_models.experiment import load_experiment
-from rl_models.train import run_experiment
+from rl_models.app.experiment import load_experiment
+from rl_models.app.train import run_experiment
 
 
 class InterruptAfter(tune.Callback):

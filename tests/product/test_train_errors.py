@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from rl_models import cli, train
+from rl_models.app import cli, train
 
 
 @pytest.fixture

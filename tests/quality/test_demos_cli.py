@@ -1,7 +1,7 @@
 import numpy as np
 
-from rl_models.cli import main
-from rl_models.demonstrations import read_demonstrations
+from rl_models.app.cli import main
+from rl_models.app.demonstrations import read_demonstrations
 
 
 def test_demos_command_writes_episodes_bc_reads(tmp_path, capsys):

@@ -16,7 +16,7 @@ from benchmarks.quality import (
 from mixing_env.baselines import OraclePolicy
 from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.errors import ConfigError
-from rl_models.demonstrations import read_demonstrations
+from rl_models.app.demonstrations import read_demonstrations
 
 TINY = QualitySetup(n_train=3, n_heldout=2, seconds=1.0, n_tracks=(3, 5), episode_chunks=16,
                     demo_episodes_per_song=2, agents=("bc", "bc_ppo", "ppo"))
@@ -105,8 +105,8 @@ def test_agent_experiments_chain_bc_into_ppo(split, tmp_path):
 
 
 def test_behaviour_cloning_learns_the_oracle_and_writes_a_checkpoint(split, tmp_path):
-    from rl_models.behaviour_cloning import train_behaviour_cloning
-    from rl_models.evaluate import ModulePolicy, load_checkpoint, play_songs
+    from rl_models.app.behaviour_cloning import train_behaviour_cloning
+    from rl_models.app.evaluate import ModulePolicy, load_checkpoint, play_songs
 
     demos = record_oracle_demonstrations(split, TINY, tmp_path / "demos")
     model = {**TINY.model, "hidden_size": 16, "attention_dim": 16, "max_seq_len": 8}
@@ -143,7 +143,7 @@ def test_setup_rejects_bad_values():
 
 
 def test_every_tune_agent_has_a_valid_experiment(split, tmp_path):
-    from rl_models.train import build_config
+    from rl_models.app.train import build_config
 
     setup = dataclasses.replace(TINY, agents=("bc", "bc_ppo", "ppo", "pg", "paper"))
     exps = agent_experiments(split, setup, storage=tmp_path)

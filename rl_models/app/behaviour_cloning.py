@@ -50,7 +50,7 @@ def train_behaviour_cloning(
     """Fits the module to the demonstrated actions for a wall-clock budget.
 
     Args:
-        demonstrations: Folder written by :mod:`rl_models.demonstrations`.
+        demonstrations: Folder written by :mod:`rl_models.app.demonstrations`.
         env_config: The MixingEnv config the demonstrations were recorded with (for the
             observation and action spaces, and for the checkpoint's metadata).
         model: The module's ``model_config`` (its ``max_seq_len`` is the sequence length).
@@ -75,7 +75,7 @@ def train_behaviour_cloning(
 
     from mixing_env.envs.song_source import SongSource
     from rl_models import checkpoints
-    from rl_models.demonstrations import read_demonstrations
+    from rl_models.app.demonstrations import read_demonstrations
     from rl_models.registry import DEFAULT_MODULE, module_spec
 
     if not minutes > 0:

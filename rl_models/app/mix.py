@@ -177,8 +177,8 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     from mixing_env.data.audio_io import read_audio, write_audio
     from mixing_env.data.slots import build_song, default_layout, place_stems
     from mixing_env.data.taxonomy import Taxonomy
-    from rl_models.evaluate import ModulePolicy, load_checkpoint, play_songs
-    from rl_models.plots import plot_automation
+    from rl_models.app.evaluate import ModulePolicy, load_checkpoint, play_songs
+    from rl_models.app.plots import plot_automation
 
     check_mix_options(out_dir=out_dir, target_lufs=target_lufs, peak_dbfs=peak_dbfs)
     if is_baseline(str(checkpoint)):  # a baseline plays in the fixed layout's slots

@@ -19,7 +19,7 @@ from typing import Any
 
 from mixing_env.errors import CheckpointError, ConfigError
 from rl_models import checkpoints
-from rl_models.experiment import ExperimentConfig
+from rl_models.app.experiment import ExperimentConfig
 
 __all__ = [
     "CURVE_FILE",
@@ -53,7 +53,7 @@ def build_config(experiment: dict | ExperimentConfig):
     from ray.rllib.utils import force_list
 
     from rl_models.algorithms import build_algorithm_config
-    from rl_models.callbacks import DeepMixingCallbacks
+    from rl_models.app.callbacks import DeepMixingCallbacks
 
     exp = experiment if isinstance(experiment, ExperimentConfig) else \
         ExperimentConfig.from_dict(experiment)
@@ -102,7 +102,7 @@ def check_experiment(experiment: dict) -> None:
         ConfigError, CacheError, DatasetError: A user mistake, naming the key or the folder.
     """
     from mixing_env.envs.config import EnvConfig
-    from rl_models.experiment import has_search_space
+    from rl_models.app.experiment import has_search_space
 
     if has_search_space({k: v for k, v in experiment.items() if k != "tune"}):
         raise ConfigError("the experiment holds search specs outside tune.param_space; "
@@ -126,7 +126,7 @@ try:
 
     _TrainableBase = _tune.Trainable
 except ImportError as e:  # pragma: no cover - ray is a hard dependency
-    raise ImportError("rl_models.train needs ray[tune]: pip install 'ray[rllib,tune]==2.60.0'"
+    raise ImportError("rl_models.app.train needs ray[tune]: pip install 'ray[rllib,tune]==2.60.0'"
                       ) from e
 
 
@@ -227,7 +227,7 @@ def trial_config(experiment: dict, *, sweep: bool) -> dict:
     With ``sweep`` the ``tune.param_space`` tree (search specs as data) is laid over the
     experiment and turned into Tune search objects.
     """
-    from rl_models.experiment import merge_trees, to_search_space
+    from rl_models.app.experiment import merge_trees, to_search_space
 
     space = {k: v for k, v in experiment.items() if k != "tune"}
     if sweep:
@@ -239,7 +239,7 @@ def trial_config(experiment: dict, *, sweep: bool) -> dict:
 def _scheduler(spec: dict | None, *, metric: str | None, mode: str):
     from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 
-    from rl_models.experiment import to_search_space
+    from rl_models.app.experiment import to_search_space
 
     if not spec:
         return None
@@ -301,7 +301,7 @@ def _trial_name(trial) -> str:
 
 def _finish(results) -> None:
     """Draws each trial's learning curve; raises when every trial failed."""
-    from rl_models.plots import plot_training_curve
+    from rl_models.app.plots import plot_training_curve
 
     for r in results:
         if r.path and Path(r.path, "result.json").is_file():
@@ -316,7 +316,7 @@ def run_experiment(experiment: dict, *, sweep: bool = False, storage_path: str |
     """Runs one experiment (``sweep=False``) or its sweep through Tune; returns the ResultGrid.
 
     Args:
-        experiment: The experiment dict (:func:`rl_models.experiment.load_experiment`).
+        experiment: The experiment dict (:func:`rl_models.app.experiment.load_experiment`).
         sweep: Run the ``tune`` section's sweep instead of one trial.
         storage_path: Where results go (None: the experiment's ``storage_path``).
         verbose: Tune's console verbosity.

@@ -47,8 +47,8 @@ def _layout_arg(path: Path | None) -> str | None:
     """``--layout``: a layout file, or a checkpoint folder read through its metadata JSON."""
     if path is None or not Path(path).is_dir():
         return None if path is None else str(path)
-    from rl_models.evaluate import find_checkpoint
-    from rl_models.train import METADATA_FILE
+    from rl_models.app.evaluate import find_checkpoint
+    from rl_models.app.train import METADATA_FILE
 
     return str(find_checkpoint(path) / METADATA_FILE)
 
@@ -82,7 +82,7 @@ def _cmd_taxonomy(args: argparse.Namespace) -> int:
     from mixing_env.data.layouts import SongSource, StemSource, scan_songs
     from mixing_env.data.slots import placement_table
     from mixing_env.data.taxonomy import Taxonomy
-    from rl_models.mix import find_stems
+    from rl_models.app.mix import find_stems
 
     songs, errors = scan_songs(args.source, mix_pattern=args.mix_pattern)
     # A folder without a mix is a valid mix input (prepare skips it): show its stems too.
@@ -113,7 +113,7 @@ def _cmd_taxonomy(args: argparse.Namespace) -> int:
 
 
 def _load_experiment(args: argparse.Namespace) -> dict:
-    from rl_models.experiment import load_experiment
+    from rl_models.app.experiment import load_experiment
 
     experiment = load_experiment(args.experiment, overrides=args.set or [])
     if getattr(args, "name", None):
@@ -122,7 +122,7 @@ def _load_experiment(args: argparse.Namespace) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
-    from rl_models.train import (
+    from rl_models.app.train import (
         check_experiment,
         init_ray,
         resume_experiment,
@@ -156,7 +156,7 @@ def _cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
 
 
 def _env_config_from_args(args: argparse.Namespace) -> dict:
-    from rl_models.experiment import apply_overrides
+    from rl_models.app.experiment import apply_overrides
 
     env: dict = {}
     if args.dataset:
@@ -173,7 +173,7 @@ def _env_config_from_args(args: argparse.Namespace) -> dict:
 
 
 def _cmd_demos(args: argparse.Namespace) -> int:
-    from rl_models.demonstrations import record_episodes, write_demonstrations
+    from rl_models.app.demonstrations import record_episodes, write_demonstrations
 
     experiment = _load_experiment(args)
     episodes = record_episodes(experiment["env"], policy=args.policy,
@@ -186,7 +186,7 @@ def _cmd_demos(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from rl_models.evaluate import evaluate, format_table
+    from rl_models.app.evaluate import evaluate, format_table
 
     rows = evaluate(args.policies, env_config=_env_config_from_args(args), out_dir=args.out,
                     plots=not args.no_plots, progress=not args.no_progress)
@@ -206,7 +206,7 @@ def _cmd_balance_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_mix(args: argparse.Namespace) -> int:
-    from rl_models.mix import mix_song
+    from rl_models.app.mix import mix_song
 
     result = mix_song(args.checkpoint, args.folder, out_dir=args.out,
                       target_lufs=None if args.peak_only else args.target_lufs,
@@ -240,7 +240,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from rl_models.demo import run_demo
+    from rl_models.app.demo import run_demo
 
     run_demo(args.out, n_songs=args.n_songs, seconds=args.seconds, tracks=args.tracks,
              seed=args.seed, iterations=args.iterations, overrides=args.set or [],

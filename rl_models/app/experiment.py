@@ -46,7 +46,7 @@ __all__ = [
     "list_experiments",
 ]
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "tune_configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "tune_configs"
 """The experiment files shipped with the project."""
 
 _SEARCH_KEYS = ("grid_search", "choice", "loguniform", "uniform", "randint", "qloguniform",

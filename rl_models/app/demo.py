@@ -40,10 +40,10 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
     from mixing_env.baselines import BASELINES
     from mixing_env.data.prepare import prepare_dataset
     from mixing_env.data.synthetic import make_synthetic_dataset
-    from rl_models.evaluate import evaluate, format_table
-    from rl_models.experiment import load_experiment
-    from rl_models.mix import mix_song
-    from rl_models.train import check_experiment, init_ray, run_experiment, summarize_results
+    from rl_models.app.evaluate import evaluate, format_table
+    from rl_models.app.experiment import load_experiment
+    from rl_models.app.mix import mix_song
+    from rl_models.app.train import check_experiment, init_ray, run_experiment, summarize_results
 
     out = Path(out).resolve()
     started = time.time()

@@ -29,9 +29,9 @@ from mixing_env.envs.song_source import SongSource
 from mixing_env.episodes import EpisodeRecord, Policy, run_episode
 from mixing_env.errors import CheckpointError, ConfigError
 from mixing_env.paths import check_output_folder
+from rl_models.app.module_policy import ModulePolicy
 from rl_models.checkpoints import find_checkpoint
 from rl_models.checkpoints import load_policy as load_checkpoint
-from rl_models.module_policy import ModulePolicy
 
 __all__ = [
     "GAP_COLUMNS",
@@ -193,7 +193,7 @@ def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: st
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(rows, out_dir)
     if plots:
-        from rl_models.plots import plot_evaluation
+        from rl_models.app.plots import plot_evaluation
 
         plot_evaluation(by_policy, out_dir / "plots")
     return rows
