@@ -11,7 +11,6 @@ from rl_models.algorithms.builder import (
     DEFAULTS,
     RLLIB_DEFAULT_MODULE,
     build_algorithm_config,
-    module_checkpoint_dir,
 )
 from rl_models.algorithms.pg import PG, PGConfig
 
@@ -23,5 +22,4 @@ __all__ = [
     "PG",
     "PGConfig",
     "build_algorithm_config",
-    "module_checkpoint_dir",
 ]

@@ -28,7 +28,6 @@ __all__ = [
     "DEFAULT_MODULE",
     "RLLIB_DEFAULT_MODULE",
     "build_algorithm_config",
-    "module_checkpoint_dir",
 ]
 
 RLLIB_DEFAULT_MODULE = "rllib_default"

@@ -47,8 +47,7 @@ def _layout_arg(path: Path | None) -> str | None:
     """``--layout``: a layout file, or a checkpoint folder read through its metadata JSON."""
     if path is None or not Path(path).is_dir():
         return None if path is None else str(path)
-    from rl_models.app.evaluate import find_checkpoint
-    from rl_models.app.train import METADATA_FILE
+    from rl_models.checkpoints import METADATA_FILE, find_checkpoint
 
     return str(find_checkpoint(path) / METADATA_FILE)
 

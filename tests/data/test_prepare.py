@@ -111,7 +111,8 @@ def test_musdb_stereo_48k_through_prepare(tmp_path):
 def _kill_script(src, cache, kill_at):
     return textwrap.dedent(f"""
         import os, signal
-        import mixing_env.data.prepare as P
+        import mixing_env.data.song_writer as P
+        import mixing_env.data.prepare as prepare
         orig, calls = P.read_audio, [0]
         def killer(path, **kw):
             calls[0] += 1
@@ -119,7 +120,7 @@ def _kill_script(src, cache, kill_at):
                 os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: a real crash
             return orig(path, **kw)
         P.read_audio = killer
-        P.prepare_dataset({str(src)!r}, {str(cache)!r}, progress=False, layout="compact")
+        prepare.prepare_dataset({str(src)!r}, {str(cache)!r}, progress=False, layout="compact")
     """)
 
 
@@ -153,7 +154,7 @@ def test_killed_mid_song_then_rerun_equals_clean_run(tiny_dataset, tmp_path):
 
 
 def test_interrupt_inside_song_write_leaves_previous_song_good(tiny_dataset, tmp_path, monkeypatch):
-    import mixing_env.data.prepare as P
+    import mixing_env.data.song_writer as P
 
     cache = tmp_path / "cache"
     prep(tiny_dataset, cache)

@@ -147,12 +147,11 @@ def test_cli_prepare_layout_from_a_checkpoint_metadata_and_stereo_refused(
 
 
 def test_cli_prepare_layout_from_a_checkpoint_folder(two_datasets, tmp_path):
-    from rl_models.app.train import METADATA_FILE
-    from rl_models.registry import CHECKPOINT_MODULE_SUBDIR
+    from rl_models.checkpoints import METADATA_FILE, MODULE_SUBDIR
 
     _, other = two_datasets
     ckpt = tmp_path / "trial" / "checkpoint_000003"
-    (ckpt / CHECKPOINT_MODULE_SUBDIR).mkdir(parents=True)
+    (ckpt / MODULE_SUBDIR).mkdir(parents=True)
     layout = ["Drums/Tom#1", "Drums/Tom#2", "Brass/Brass#1", "Extra/Unknown#1"]
     (ckpt / METADATA_FILE).write_text(json.dumps({"slot_names": layout}))
     assert main(["prepare", str(other), str(tmp_path / "c"), "--no-progress",

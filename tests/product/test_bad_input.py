@@ -304,4 +304,4 @@ def test_prepare_warnings_are_one_line_without_source(songs, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert any(line.startswith("deepmixing: warning: stem ") and "is silent" in line
                for line in err), err
-    assert not [line for line in err if "_write_song(" in line or "warnings.warn" in line]
+    assert not [line for line in err if "write_song(" in line or "warnings.warn" in line]
