@@ -63,12 +63,7 @@ def plot_automation(
     axes[0, 0].legend(loc="upper right", fontsize=7)
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(title or "gain automation")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_evaluation(records: dict[str, list[Any]], out_dir: str | Path) -> list[Path]:
@@ -122,11 +117,7 @@ def plot_evaluation(records: dict[str, list[Any]], out_dir: str | Path) -> list[
         ax.set_ylabel("MFCC distance")
         ax.set_title(f"{song_name}: MFCC distance to the reference per chunk")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / f"{song_name}__mfcc_distance.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out_dir / f"{song_name}__mfcc_distance.png"))
     return written
 
 
@@ -197,12 +188,7 @@ def plot_training_curve(result_json: str | Path, path: str | Path) -> Path:
     ax_gap.set(xlabel="iteration", ylabel="gap closed", title="held-out songs")
     for ax in (ax_ret, ax_gap):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_learning_curves(curves: dict[str, list[dict]], out: str | Path, *,
@@ -241,9 +227,14 @@ def plot_learning_curves(curves: dict[str, list[dict]], out: str | Path, *,
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
+    return _save(fig, out, dpi=110)
+
+
+def _save(fig: Any, path: str | Path, *, dpi: int = 90) -> Path:
+    """Lay out, write (making the folder) and close a figure."""
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
