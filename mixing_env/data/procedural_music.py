@@ -120,6 +120,29 @@ def _render(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return oaconvolve(x, h).astype(np.float32)
 
 
+FORM = ("intro", "verse", "chorus", "verse", "chorus", "bridge", "chorus")
+"""The song form's first sections; later ones cycle verse, chorus, bridge, chorus."""
+
+SECTION_BARS = {"intro": (1, 2), "verse": (2, 4), "chorus": (2, 4), "bridge": (2, 2),
+                "outro": (1, 2)}
+"""Bars each section kind lasts, (fewest, most)."""
+
+
+def song_form(rng: np.random.Generator, n_bars: int) -> list[tuple[str, int, int]]:
+    """Sections ``(kind, first bar, end bar)`` covering ``n_bars``; the last is an outro."""
+    out, bar, i = [], 0, 0
+    while bar < n_bars:
+        kind = FORM[i] if i < len(FORM) else ("verse", "chorus", "bridge", "chorus")[
+            (i - len(FORM)) % 4]
+        lo, hi = SECTION_BARS[kind]
+        length = int(rng.integers(lo, hi + 1))
+        out.append([kind, bar, min(bar + length, n_bars)])
+        bar += length
+        i += 1
+    if len(out) >= 3:
+        out[-1][0] = "outro"
+    return [tuple(s) for s in out]
+
 class ProceduralSong:
     """Timing and harmony of one song; renders instruments on demand."""
 
@@ -138,29 +161,7 @@ class ProceduralSong:
         self._hits: dict = {}
 
     def _sections(self):
-        lengths = {
-            "intro": (1, 2),
-            "verse": (2, 4),
-            "chorus": (2, 4),
-            "bridge": (2, 2),
-            "outro": (1, 2),
-        }
-        order = ["intro", "verse", "chorus", "verse", "chorus", "bridge", "chorus"]
-        out, bar, i = [], 0, 0
-        while bar < self.n_bars:
-            kind = (
-                order[i]
-                if i < len(order)
-                else ("verse", "chorus", "bridge", "chorus")[(i - len(order)) % 4]
-            )
-            lo, hi = lengths[kind]
-            length = int(self.rng.integers(lo, hi + 1))
-            out.append([kind, bar, min(bar + length, self.n_bars)])
-            bar += length
-            i += 1
-        if len(out) >= 3:
-            out[-1][0] = "outro"
-        return [tuple(s) for s in out]
+        return song_form(self.rng, self.n_bars)
 
     def chord(self, bar: int, octave_shift: int = 0) -> np.ndarray:
         """MIDI notes of the triad of ``bar``'s chord, shifted by octaves."""

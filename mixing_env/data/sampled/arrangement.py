@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from mixing_env.data.procedural_music import song_form
 from mixing_env.data.sampled.parts import Part
 
 __all__ = ["SECTIONS", "Arrangement"]
@@ -25,8 +26,6 @@ SECTIONS = ("intro", "verse", "chorus", "bridge", "outro")
 _MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
 _MINOR = np.array([0, 2, 3, 5, 7, 8, 10])
 _PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 3), (5, 3, 0, 4), (0, 3, 0, 4), (0, 4, 3, 4))
-_FORM = ("intro", "verse", "chorus", "verse", "chorus", "bridge", "chorus")
-_BARS = {"intro": (1, 2), "verse": (2, 4), "chorus": (2, 4), "bridge": (2, 2), "outro": (1, 2)}
 _DYNAMICS = {"intro": -8.0, "verse": -6.0, "chorus": 8.0, "bridge": 0.0, "outro": -10.0}
 """Velocity offset per section: the band plays harder in choruses."""
 _KIT = {"kick": 36, "snare": 38, "hat": 42, "open_hat": 46, "crash": 49, "ride": 51}
@@ -61,17 +60,7 @@ class Arrangement:
         self.drive = float(rng.uniform(0.6, 1.3))  # how much harder the band plays in choruses
 
     def _form(self) -> list[tuple[str, int, int]]:
-        out, bar, i = [], 0, 0
-        while bar < self.n_bars:
-            kind = _FORM[i] if i < len(_FORM) else ("verse", "chorus", "bridge", "chorus")[i % 4]
-            lo, hi = _BARS[kind]
-            length = int(self.rng.integers(lo, hi + 1))
-            out.append([kind, bar, min(bar + length, self.n_bars)])
-            bar += length
-            i += 1
-        if len(out) >= 3:
-            out[-1][0] = "outro"
-        return [tuple(s) for s in out]
+        return song_form(self.rng, self.n_bars)
 
     # -- helpers --------------------------------------------------------------------------
     def active_bars(self, part: Part) -> np.ndarray:
