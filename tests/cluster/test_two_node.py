@@ -91,9 +91,19 @@ def _logged_iterations(experiment_dir) -> list[int]:
     return rows
 
 
-# Timing-sensitive (a driver killed while a trial runs): on a quiet machine the trial can race
-# the freeze; a rerun starts from scratch, so a real loss of iterations still fails.
-@pytest.mark.flaky(reruns=2)
+def _snapshot_iteration(experiment_dir) -> int:
+    """The newest training_iteration the driver's experiment snapshot records (0: none yet)."""
+    states = sorted(experiment_dir.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return 0
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"]
+    except (ValueError, KeyError):  # being replaced right now
+        return 0
+    return max((int(json.loads(meta).get("last_result", {}).get("training_iteration") or 0)
+                for _, meta in trials), default=0)
+
+
 def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path):
     ray_cluster.start_node("head", num_cpus=2)
     cache = ray_cluster.run_driver(str(DRIVERS / "common.py"), str(tmp_path), timeout=120)
@@ -125,13 +135,19 @@ def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path
             assert first.poll() is None, f"driver ended before the kill:\n{log.read_text()[-4000:]}"
             assert time.monotonic() < deadline, f"no {target}:\n{log.read_text()[-4000:]}"
             time.sleep(0.05)
-        # Freeze the trial so the experiment cannot finish first, give the driver time to
-        # snapshot its state as it does in a long run, then kill the driver.
+        # Freeze the trial so the experiment cannot finish first, wait until the driver's
+        # snapshot holds every iteration it has logged (as it does in a long run; waiting on
+        # the snapshot itself, not on a fixed time, is what makes this deterministic), then
+        # kill the driver.
         trial_pids = ray_cluster.pids("DeepMixingTrainable")
         assert trial_pids, "no trial actor process found"
         for pid in trial_pids:
             os.kill(pid, signal.SIGSTOP)
-        time.sleep(3 * float(ray_cluster.env["TUNE_GLOBAL_CHECKPOINT_S"]))
+        logged = max(_logged_iterations(exp_dir), default=0)
+        while _snapshot_iteration(exp_dir) < logged:
+            assert first.poll() is None, f"driver ended:\n{log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline + 120, f"no snapshot of iteration {logged}"
+            time.sleep(0.1)
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the driver dies mid-experiment
         first.wait()
