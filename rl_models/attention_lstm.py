@@ -22,7 +22,8 @@ from torch import nn
 from mixing_env.errors import ConfigError
 from rl_models.distributions import TorchMaskedDirichlet
 from rl_models.modules.config import AttentionLSTMConfig
-from rl_models.modules.core import NO_MASS, AttentionLSTMCore
+from rl_models.modules.core import AttentionLSTMCore
+from rl_models.modules.running_attention import NO_MASS
 
 __all__ = ["AttentionLSTMModule"]
 

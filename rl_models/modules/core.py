@@ -16,9 +16,9 @@ from mixing_env.errors import ConfigError
 from rl_models.modules.config import DB_CENTER, DB_SPREAD, AttentionLSTMConfig
 from rl_models.modules.derived_tensors import select_tracks
 from rl_models.modules.grouped_lstm import GroupedLinear, GroupedLSTM, GroupedNewestBackwardStep
-from rl_models.modules.running_attention import NO_MASS, running_attention
+from rl_models.modules.running_attention import running_attention
 
-__all__ = ["AttentionLSTMCore", "masked_softmax", "NO_MASS"]
+__all__ = ["AttentionLSTMCore", "masked_softmax"]
 
 _LOG_KAPPA_MIN, _LOG_KAPPA_MAX = math.log(1e-2), math.log(1e4)
 _SILENT_DB = -60.0  # the level prior treats a track at or below this as not playing (yet)
