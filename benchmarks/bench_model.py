@@ -1,15 +1,17 @@
-"""Benchmark of the attention-LSTM policy at the report's size (C=72, chunk 500, k=100, W=16).
+"""Benchmark of the attention-LSTM policy at the report's size (C=72, chunk 500, k=r=100, l=5).
 
 Measures in one run: parameter count, recurrent state size, single-step inference latency on
 one CPU core (batch 1, no_grad, median; 24 real tracks of the 72 slots, and all 72 real: the
-module computes only real tracks), one training forward+backward (PPO-style loss) on
+module computes only real tracks; early in a song and 1,000 steps into it, since the cost
+must not grow with the history), RLlib's default LSTM module on the same observation
+(flattened) for the ratio, one training forward+backward (PPO-style loss) on
 B x max_seq_len sequences with extrapolation to a 4000-step batch, and env steps sampled per
 second by one RLlib SingleAgentEnvRunner on MixingEnv with this module against RLlib's default
 LSTM module. MixingEnv's synthetic songs have at most 24 tracks; a wrapper pads them to C=72
 slots (dummy slots, as a prepared report-size dataset would have).
 
 Usage:
-    python benchmarks/bench_model.py [--quick] [--share-encoder] [--json out.json]
+    python benchmarks/bench_model.py [--quick] [--per-track] [--json out.json]
 """
 
 from __future__ import annotations
@@ -59,36 +61,58 @@ def batch_of(module, b: int, t: int, seed: int = 0, n_real: int = N_REAL) -> dic
         "track_mask": mask,
     }
     state = tree.map_structure(
-        lambda s: torch.from_numpy(s).unsqueeze(0).repeat(b, *[1] * s.ndim),
+        lambda s: torch.as_tensor(s).unsqueeze(0).repeat(b, *[1] * s.ndim),
         module.get_initial_state(),
     )
     return {Columns.OBS: obs, Columns.STATE_IN: state}
 
 
-def bench_inference(module, steps: int, n_real: int = N_REAL) -> dict:
+def bench_inference(module, steps: int, n_real: int = N_REAL, obs: dict | None = None,
+                    late_from: int = 1000) -> dict:
+    """Median ms per single-step forward (and + sample) over ``steps`` steps after a 20-step
+    warm-up, and the forward's median over ``steps`` steps from step ``late_from`` (0: skip).
+    ``obs`` replaces the observation (RLlib's default module reads a flat Box)."""
     torch.set_num_threads(1)
     batch = batch_of(module, 1, 1, n_real=n_real)
+    obs = batch[Columns.OBS] if obs is None else obs
     dist_cls = module.get_exploration_action_dist_cls()
-    fwd, full = [], []
+    fwd, full, late = [], [], []
     state = batch[Columns.STATE_IN]
+    total = max(steps + 20, late_from + steps if late_from else 0)
     with torch.no_grad():
-        for i in range(steps + 20):
+        for i in range(total):
             t0 = time.perf_counter()
-            out = module.forward_exploration(
-                {Columns.OBS: batch[Columns.OBS], Columns.STATE_IN: state}
-            )
+            out = module.forward_exploration({Columns.OBS: obs, Columns.STATE_IN: state})
             t1 = time.perf_counter()
-            dist = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
-            dist.logp(dist.sample())
-            t2 = time.perf_counter()
-            state = out[Columns.STATE_OUT]
-            if i >= 20:  # warm-up: the window fills within W steps
+            if 20 <= i < steps + 20:
+                dist = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS])
+                dist.logp(dist.sample())
                 fwd.append(t1 - t0)
-                full.append(t2 - t0)
-    return {
+                full.append(time.perf_counter() - t0)
+            if late_from and i >= late_from:
+                late.append(t1 - t0)
+            state = out[Columns.STATE_OUT]
+    res = {
         "inference_forward_ms_median": 1e3 * statistics.median(fwd),
         "inference_forward_plus_sample_ms_median": 1e3 * statistics.median(full),
     }
+    if late:
+        res[f"inference_forward_ms_median_from_step_{late_from}"] = 1e3 * statistics.median(late)
+    return res
+
+
+def default_lstm_module():
+    """RLlib's default PPO module with ``use_lstm`` on the report-size observation, flattened."""
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import (
+        DefaultPPOTorchRLModule,
+    )
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    obs_space, act_space = report_spaces()
+    flat = gym.spaces.Box(-np.inf, np.inf, (gym.spaces.flatdim(obs_space),), np.float32)
+    module = DefaultPPOTorchRLModule(observation_space=flat, action_space=act_space,
+                                     model_config=DefaultModelConfig(use_lstm=True))
+    return module, flat
 
 
 def bench_train(module, n_seq: int, seq_len: int, threads: int, reps: int) -> dict:
@@ -203,7 +227,8 @@ def bench_env_runner(model_config: dict | None, steps: int, n_tracks: int,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--share-encoder", action="store_true", help="one encoder for all tracks")
+    parser.add_argument("--per-track", action="store_true",
+                        help="the report's per-track weights (default: shared + slot embedding)")
     parser.add_argument(
         "--train-seqs",
         type=int,
@@ -218,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    model_config = {"share_encoder": args.share_encoder}
+    model_config = {"share_encoder": not args.per_track}
     module = build(model_config)
     res: dict = {
         "config": module._cfg.to_dict(),
@@ -230,8 +255,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     res.update(bench_inference(module, 100 if args.quick else 400))
     # The module computes only real tracks; a song that fills all C slots is the worst case.
-    res.update({f"{k}_all_{C}_real": v
-                for k, v in bench_inference(module, 100 if args.quick else 400, C).items()})
+    res.update({f"{k}_all_{C}_real": v for k, v in
+                bench_inference(module, 100 if args.quick else 400, C, late_from=0).items()})
+    default, flat = default_lstm_module()
+    flat_obs = torch.randn(1, 1, flat.shape[0]) * 0.1
+    ref = bench_inference(default, 100 if args.quick else 400, obs=flat_obs, late_from=0)
+    res["default_lstm_inference_forward_ms_median"] = ref["inference_forward_ms_median"]
+    res["inference_ratio_attention_vs_default_lstm"] = (
+        res["inference_forward_ms_median"] / ref["inference_forward_ms_median"])
     for n_seq in args.train_seqs:
         res[f"train_{n_seq}x32"] = bench_train(
             module, n_seq, 32, threads=2, reps=1 if args.quick else 3

@@ -23,44 +23,63 @@ from mixing_env.errors import ConfigError
 from rl_models.distributions import TorchMaskedDirichlet
 from rl_models.modules.config import AttentionLSTMConfig
 from rl_models.modules.core import AttentionLSTMCore
+from rl_models.modules.running_attention import NO_MASS
 
 __all__ = ["AttentionLSTMModule"]
 
 
 class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnlyAPI):
-    """DeepMixing's policy: per-track Bi-LSTMs, a mix Uni-LSTM, attention, a Dirichlet.
+    """DeepMixing's policy: track Bi-LSTMs, a mix Uni-LSTM, attention, a Dirichlet.
 
-    Per step t and track i, the latest chunk is normalized (``input_norm``), embedded
-    (e = ``embed_dim``, per-track weights unless ``share_encoder``) and appended to the
-    track's window of the last W embeddings. A per-track Bi-LSTM (k/2 per direction) over the
-    window gives h_is; a Uni-LSTM (l) over the observed mix MFCC gives b_t. Report 4.2:
-    lambda_is = (B1 b_t)^T (H_i h_is), alpha = softmax over seen positions s,
-    CV_i = sum_s alpha_is h_is, gamma_i = (B2 b_t)^T (F_i CV_i), beta = softmax over real
-    tracks (dummies get exactly 0). The action distribution is `TorchMaskedDirichlet` with
-    concentration = kappa * n_real * beta + floor, whose mean (the deterministic action) is
-    (kappa * beta + floor / n_real) / (kappa + floor): beta, up to the floor's share
-    floor / (kappa + floor) of a uniform mix. A value head (tanh MLP) reads
+    Every env step costs O(1) recurrent steps per track, however long the song: the report's
+    attention over all positions s = 1..t is kept as a running sum in the state.
+
+    Per step t and track i, the newest chunk is normalized (``input_norm``), embedded
+    (e = ``embed_dim``; one shared encoder plus a learned per-slot embedding by default,
+    per-track weights with ``share_encoder: false``) and fed to the track's Bi-LSTM (k/2 per
+    direction). Its forward direction advances one step from the state it carries; its
+    backward direction, which over chunks 1..t starts at chunk t, gives its output at t from
+    one cell step. A Uni-LSTM (l) over the observed mix MFCC gives b_t. Report 4.2:
+    lambda_it = (B1 b_t)^T (H_i h_it); alpha = softmax over all positions s = 1..t;
+    CV_i = sum_s alpha_is h_is; gamma_i = (B2 b_t)^T (F_i CV_i); beta = softmax over real
+    tracks (dummies get exactly 0).
+
+    **How this reads the report's whole-song attention.** The report scores every position s
+    against the current mix state b_t and recomputes the Bi-LSTM over 1..t at every t, which
+    costs O(t) per step. Here position s keeps the representation h_is and the score
+    lambda_is it had at the step it arrived (the report's values for s = t exactly); later
+    steps do not revise them. With fixed scores the softmax over s = 1..t is exact as an
+    online softmax: the state keeps L_i = log sum_s exp(lambda_is) and CV_i, and each step
+    updates both in O(k) (`rl_models.modules.running_attention`). A training sequence computes
+    the same values in parallel (no step loop), so ``forward_train`` over T steps equals T
+    inference steps.
+
+    The action distribution is `TorchMaskedDirichlet` with concentration
+    kappa * n_real * beta + floor, whose mean (the deterministic action) is
+    (kappa * beta + floor / n_real) / (kappa + floor). With ``level_prior`` set, gamma gets a
+    loudness prior w * (-ln10/20) * level_i + bias_i from each track's observed level, so the
+    initial mean is the loudness-equalised mix (w = 1) and per-slot biases can learn the
+    per-instrument balance. A value head (tanh MLP) reads
     [sum_i beta_i CV_i, mean over real i of CV_i, b_t].
 
-    Only the tracks real in some row of a batch are computed (embedding, Bi-LSTM, attention):
-    a dummy slot's outputs are masked out of the action and the value, so skipping it is exact,
-    and a song seldom fills all C slots. Dummy slots get alpha = beta = 0 (and, when skipped,
-    zero embeddings in the state window).
+    Only the tracks real in some row of a batch are computed: a dummy slot's outputs are
+    masked out of the action and the value, so skipping it is exact, and a song seldom fills
+    all C slots. Dummy slots get alpha = beta = 0.
 
     Recurrent state (``get_initial_state``; numpy, unbatched):
 
-    ===========  ===========  =====================================================
-    key          shape        meaning
-    ===========  ===========  =====================================================
-    ``window``   (C, W, e)    the W most recent chunk embeddings per track, oldest
-                              first (zeros where not seen yet; never read for a dummy slot)
-    ``count``    (1,)         how many window positions hold a seen chunk (<= W)
-    ``h``, ``c`` (l,)         the Uni-LSTM state
-    ===========  ===========  =====================================================
+    ==================  ========  ===============================================
+    key                 shape     meaning
+    ==================  ========  ===============================================
+    ``track_h``, ``_c`` (C, k/2)  the forward direction of each track's Bi-LSTM
+    ``log_mass``        (C,)      L_i, log of the attention mass over s = 1..t
+                                  (NO_MASS = -1e9 before the first chunk)
+    ``context``         (C, k)    CV_i, the attention-weighted mean of h_is
+    ``h``, ``c``        (l,)      the Uni-LSTM state
+    ==================  ========  ===============================================
 
-    That is C*W*e + 1 + 2l floats per env step (report size C=72, W=16, e=16, l=5: 18,443
-    floats, 73.8 kB); RLlib stores it with every step of an episode. The Bi-LSTM itself
-    keeps no state: it is recomputed over the window each step (it is bidirectional).
+    That is C * (2k + 1) + 2l floats per env step (report size C=72, k=100, l=5: 14,482),
+    whatever the song's length.
 
     Observation (gymnasium Dict): ``chunks`` (C, W_obs, F) - only the newest chunk
     ``[:, -1]`` is read, history lives in the state; ``mix_mfcc`` (n_mfcc,); ``track_mask``
@@ -108,9 +127,12 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
     def get_initial_state(self) -> dict[str, np.ndarray]:
         """Returns the unbatched zero state (see the class docstring)."""
         cfg = self._cfg
+        c, k = self._n_tracks, cfg.hidden_size
         return {
-            "window": np.zeros((self._n_tracks, cfg.window, cfg.embed_dim), np.float32),
-            "count": np.zeros((1,), np.float32),
+            "track_h": np.zeros((c, k // 2), np.float32),
+            "track_c": np.zeros((c, k // 2), np.float32),
+            "log_mass": np.full((c,), NO_MASS, np.float32),
+            "context": np.zeros((c, k), np.float32),
             "h": np.zeros((cfg.mix_hidden_size,), np.float32),
             "c": np.zeros((cfg.mix_hidden_size,), np.float32),
         }
@@ -154,8 +176,9 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
         """Returns the attention of a forward pass (no grad), for analysis and plots.
 
         Returns:
-            ``beta`` (B, T, C) over tracks, ``alpha`` (B, T, C, W) over window positions
-            (zeros for a dummy slot), ``concentration`` (B, T, C).
+            ``beta`` (B, T, C) over tracks, ``alpha`` (B, T, C) the attention weight of
+            each track's newest position among its positions 1..t (zeros for a dummy slot),
+            ``concentration`` (B, T, C).
         """
         with torch.no_grad():
             out = self._run(self._core, batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,8 @@ from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
 from mixing_env.errors import ConfigError
 
-__all__ = ["AttentionLSTMConfig", "DB_CENTER", "DB_SPREAD", "INPUT_NORMS", "RLLIB_INJECTED_KEYS"]
+__all__ = ["AttentionLSTMConfig", "DB_CENTER", "DB_SPREAD", "INPUT_NORMS", "LEGACY_KEYS",
+           "RLLIB_INJECTED_KEYS"]
 
 INPUT_NORMS = ("mu_law", "none", "layer_norm", "db")
 """Per-track chunk input normalizations: ``mu_law`` log-compresses raw samples in [-1, 1]
@@ -32,16 +34,22 @@ RLLIB_INJECTED_KEYS = frozenset(
 algorithms' auto-included ``vf_share_layers``). They are accepted and ignored, except
 ``max_seq_len`` which this module uses."""
 
+LEGACY_KEYS = {
+    "window": "the policy attends over the whole song so far in O(1) per step "
+              "(rl_models/modules/running_attention.py), there is no window any more",
+}
+"""Keys of earlier versions, accepted with a DeprecationWarning and ignored -> why."""
+
 
 @dataclass(frozen=True)
 class AttentionLSTMConfig:
     """Hyperparameters of `AttentionLSTMModule`; defaults are the report's Appendix 2."""
 
     embed_dim: int = 16
-    """e: size of the per-track chunk embedding fed to the Bi-LSTM (and kept in the state)."""
+    """e: size of the per-track chunk embedding fed to the track LSTM."""
 
     hidden_size: int = 100
-    """k: Bi-LSTM output size per position; k/2 per direction, so it must be even."""
+    """k: track representation h_is per position; k/2 per direction, so it must be even."""
 
     mix_hidden_size: int = 5
     """l: Uni-LSTM hidden size over the mix MFCC."""
@@ -49,17 +57,17 @@ class AttentionLSTMConfig:
     attention_dim: int = 100
     """r: rows of the parameter matrices H_i, F_i (r x k) and B1, B2 (r x l)."""
 
-    window: int = 16
-    """W: chunks per track the Bi-LSTM looks at (the last W up to t). W >= song length
-    reproduces the report's "all chunks up to t"."""
-
     max_seq_len: int = 32
     """Length of the training sequences RLlib cuts episodes into (BPTT length)."""
 
-    share_encoder: bool = False
-    """One chunk embedding + Bi-LSTM for all tracks (H_i, F_i stay per track). Its Bi-LSTM runs
-    on torch's fused LSTM kernel once the window is full: about 1.7x faster inference and 1.5x
-    faster training at the report's size on CPU (``deepmixing benchmark model --share-encoder``)."""
+    share_encoder: bool = True
+    """One chunk encoder, track LSTM and H, F for all tracks, told apart by ``slot_embedding``:
+    a slot that training rarely saw acts as the others taught it. False: the report's
+    per-track matrices (embedding, LSTM, H_i, F_i per track)."""
+
+    slot_embedding: bool = True
+    """Add a learned per-slot vector (size e) to each track's chunk embedding, so shared
+    weights still know which slot (instrument) a track is."""
 
     input_norm: str = "mu_law"
     """Per-track chunk normalization, one of INPUT_NORMS."""
@@ -83,6 +91,23 @@ class AttentionLSTMConfig:
 
     concentration_floor: float = 0.05
     """floor > 0 added to every real slot's concentration."""
+
+    level_prior: float | None = None
+    """None: no prior. A number: initial weight w of the loudness prior added to the track
+    attention's logits: ``gamma_i += w * (-ln(10) / 20) * level_i + bias_i``, level_i the dB feature
+    ``level_prior_feature`` of track i's observation (clamped to [-60, 0] dB; a track not
+    playing yet takes the mean of those playing). w = 1 and bias = 0 make the initial mean
+    the loudness-equalised gains; learned per-slot biases ``bias_i`` and w can express the
+    per-instrument balance. Needs a level in dB among the chunk features (the env's
+    ``obs_features="logmel"`` with ``level_features`` or ``stem_level_features``)."""
+
+    learn_level_prior: bool = True
+    """Learn the prior's weight w and the per-slot biases (else both stay fixed)."""
+
+    level_prior_feature: int = -1
+    """Index into a chunk's features of the level in dB the prior reads (-1: the last, which
+    is ``stem_active_mean_db`` with the env's ``stem_level_features``, ``active_mean_db``
+    with ``level_features`` only)."""
 
     value_hiddens: tuple[int, ...] = field(default=(64,))
     """Hidden layer sizes of the value head (tanh)."""
@@ -108,7 +133,12 @@ class AttentionLSTMConfig:
         if not isinstance(model_config, dict):
             raise ConfigError(f"model_config must be a dict, got {type(model_config).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(model_config) - names - RLLIB_INJECTED_KEYS)
+        legacy = sorted(set(model_config) & LEGACY_KEYS.keys())
+        if legacy:
+            warnings.warn(f"model_config key(s) {legacy} are ignored: "
+                          f"{'; '.join(LEGACY_KEYS[k] for k in legacy)}",
+                          DeprecationWarning, stacklevel=2)
+        unknown = sorted(set(model_config) - names - RLLIB_INJECTED_KEYS - LEGACY_KEYS.keys())
         if unknown:
             raise ConfigError(
                 f"unknown model_config key(s) {unknown} for deepmixing_attention_lstm; "
@@ -128,7 +158,6 @@ class AttentionLSTMConfig:
             "hidden_size",
             "mix_hidden_size",
             "attention_dim",
-            "window",
             "max_seq_len",
         ):
             value = getattr(self, name)
@@ -141,6 +170,8 @@ class AttentionLSTMConfig:
             )
         for name in (
             "share_encoder",
+            "slot_embedding",
+            "learn_level_prior",
             "log_rms_feature",
             "learn_concentration_scale",
             "value_detach",
@@ -149,6 +180,14 @@ class AttentionLSTMConfig:
                 raise ConfigError(
                     f"model_config[{name!r}] must be a bool, got {getattr(self, name)!r}"
                 )
+        if self.level_prior is not None and (isinstance(self.level_prior, bool)
+                                             or not isinstance(self.level_prior, int | float)):
+            raise ConfigError(
+                f"model_config['level_prior'] must be a number or null, got {self.level_prior!r}")
+        if isinstance(self.level_prior_feature, bool) or not isinstance(
+                self.level_prior_feature, int):
+            raise ConfigError("model_config['level_prior_feature'] must be an int, "
+                              f"got {self.level_prior_feature!r}")
         if self.input_norm not in INPUT_NORMS:
             raise ConfigError(
                 f"model_config['input_norm'] must be one of {INPUT_NORMS}, got {self.input_norm!r}"

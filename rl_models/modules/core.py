@@ -1,7 +1,8 @@
 """The attention-LSTM policy network of report 4.1-4.2, as a plain torch module.
 
 Kept apart from the RLlib wrapper so the whole policy path is one `nn.Module` that APPO's
-target network can deep-copy.
+target network can deep-copy. Every step costs O(1) recurrent steps per track, whatever the
+song's length: see `AttentionLSTMCore`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ import math
 import torch
 from torch import nn
 
+from mixing_env.errors import ConfigError
 from rl_models.modules.config import DB_CENTER, DB_SPREAD, AttentionLSTMConfig
 from rl_models.modules.derived_tensors import select_tracks
-from rl_models.modules.grouped_lstm import GroupedBiLSTM, GroupedLinear
+from rl_models.modules.grouped_lstm import GroupedLinear, GroupedLSTM, GroupedNewestBackwardStep
+from rl_models.modules.running_attention import running_attention
 
 __all__ = ["AttentionLSTMCore", "masked_softmax"]
 
 _LOG_KAPPA_MIN, _LOG_KAPPA_MAX = math.log(1e-2), math.log(1e4)
+_SILENT_DB = -60.0  # the level prior treats a track at or below this as not playing (yet)
+_DB_TO_LOG_GAIN = math.log(10.0) / 20.0
 
 
 def masked_softmax(x: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -30,7 +35,16 @@ def masked_softmax(x: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.
 
 
 class AttentionLSTMCore(nn.Module):
-    """Per-track Bi-LSTMs + mix Uni-LSTM + position/track attention -> Dirichlet inputs.
+    """Track encoders + mix Uni-LSTM + position/track attention -> Dirichlet inputs.
+
+    Per step t and track i: the newest chunk is embedded (plus a per-slot embedding); the
+    forward direction of the track's Bi-LSTM advances one step from its carried state; the
+    backward direction, which over chunks 1..t starts at t, gives its output at t from one
+    cell step. h_it = [forward, backward] (k). The mix Uni-LSTM gives b_t. The position score
+    lambda_it = (B1 b_t)^T (H_i h_it) is computed once, when chunk t arrives, and the context
+    CV_i = sum_{s<=t} alpha_is h_is with alpha = softmax over all positions s = 1..t is kept
+    as a running sum (`running_attention`). gamma_i = (B2 b_t)^T (F_i CV_i) (+ the optional
+    loudness prior), beta = softmax over real tracks.
 
     Args:
         config: The validated hyperparameters.
@@ -48,24 +62,38 @@ class AttentionLSTMCore(nn.Module):
     ) -> None:
         super().__init__()
         cfg = self.config = config
-        self.n_tracks = n_tracks
+        self.n_tracks, self.n_features = n_tracks, n_features
         groups = 1 if cfg.share_encoder else n_tracks
-        k, l_, r = cfg.hidden_size, cfg.mix_hidden_size, cfg.attention_dim
-        in_features = n_features + int(cfg.log_rms_feature)
-        self.embed = GroupedLinear(groups, in_features, cfg.embed_dim)
-        self.bilstm = GroupedBiLSTM(groups, cfg.embed_dim, k // 2)
+        k, l_, r, e = cfg.hidden_size, cfg.mix_hidden_size, cfg.attention_dim, cfg.embed_dim
+        self.embed = GroupedLinear(groups, n_features + int(cfg.log_rms_feature), e)
+        self.slot_embedding = (nn.Parameter(torch.randn(n_tracks, e) * 0.1)
+                               if cfg.slot_embedding else None)
+        self.forward_lstm = GroupedLSTM(groups, e, k // 2)
+        self.backward_step = GroupedNewestBackwardStep(groups, e, k // 2)
         self.mix_lstm = nn.LSTM(n_mfcc, l_, batch_first=True)
-        # Report 4.2: H_i, F_i (r x k) per track; B1, B2 (r x l). Stored as (r, C, k), so
-        # H[:, i] is H_i and H_i^T u for all tracks is one (N, r) @ (r, C*k) matmul.
-        self.H = nn.Parameter(torch.randn(r, n_tracks, k) / math.sqrt(k))
-        self.F = nn.Parameter(torch.randn(r, n_tracks, k) / math.sqrt(k))
+        # Report 4.2: H_i, F_i (r x k) per track (G = C) or one shared (G = 1); B1, B2 (r x l).
+        # Stored as (r, G, k), so H_i^T u for all tracks is one (N, r) @ (r, G*k) matmul.
+        self.H = nn.Parameter(torch.randn(r, groups, k) / math.sqrt(k))
+        self.F = nn.Parameter(torch.randn(r, groups, k) / math.sqrt(k))
         self.B1 = nn.Parameter(torch.randn(r, l_) / math.sqrt(l_ * r))
         self.B2 = nn.Parameter(torch.randn(r, l_) / math.sqrt(l_ * r))
-        log_kappa = torch.tensor(math.log(cfg.concentration_scale))
-        if cfg.learn_concentration_scale:
-            self.log_kappa = nn.Parameter(log_kappa)
+        self._param_or_buffer("log_kappa", torch.tensor(math.log(cfg.concentration_scale)),
+                              cfg.learn_concentration_scale)
+        self.has_prior = cfg.level_prior is not None
+        if self.has_prior:
+            if not -n_features <= cfg.level_prior_feature < n_features:
+                raise ConfigError(f"model_config['level_prior_feature'] = "
+                                  f"{cfg.level_prior_feature} is outside the {n_features} "
+                                  "chunk features")
+            self._param_or_buffer("prior_weight", torch.tensor(float(cfg.level_prior)),
+                                  cfg.learn_level_prior)
+            self._param_or_buffer("prior_bias", torch.zeros(n_tracks), cfg.learn_level_prior)
+
+    def _param_or_buffer(self, name: str, value: torch.Tensor, learn: bool) -> None:
+        if learn:
+            setattr(self, name, nn.Parameter(value))
         else:
-            self.register_buffer("log_kappa", log_kappa)
+            self.register_buffer(name, value)
 
     def _active_tracks(self, mask: torch.Tensor) -> torch.Tensor | None:
         """Indices of the tracks real in some row of ``mask`` (N, C); None: compute all."""
@@ -75,11 +103,17 @@ class AttentionLSTMCore(nn.Module):
         return active.nonzero().squeeze(1)
 
     @staticmethod
-    def _to_slots(x: torch.Tensor, tracks: torch.Tensor | None, c: int) -> torch.Tensor:
-        """Places per-active-track values x (N, A, ...) in their C slots, zeros elsewhere."""
+    def _to_slots(x: torch.Tensor, tracks: torch.Tensor | None, c: int,
+                  base: torch.Tensor | None = None) -> torch.Tensor:
+        """Places per-active-track values x (N, A, ...) in their C slots of ``base``.
+
+        ``base`` None: zeros elsewhere.
+        """
         if tracks is None:
             return x
-        return x.new_zeros((x.shape[0], c, *x.shape[2:])).index_copy(1, tracks, x)
+        if base is None:
+            base = x.new_zeros((x.shape[0], c, *x.shape[2:]))
+        return base.index_copy(1, tracks, x)
 
     def _mix_lstm(
         self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
@@ -109,6 +143,24 @@ class AttentionLSTMCore(nn.Module):
             x = torch.cat([x, level], dim=-1)
         return x
 
+    def level_prior(self, chunks: torch.Tensor, mask: torch.Tensor,
+                    tracks: torch.Tensor | None) -> torch.Tensor:
+        """Prior logits w * (-ln10/20) * level_i + bias_i [shape=(N, A)] (see the config).
+
+        Args:
+            chunks: Raw chunk features of the computed tracks [shape=(N, A, F)].
+            mask: Which of them are real [shape=(N, A)] bool.
+            tracks: Their slots [shape=(A,)]; None: all C.
+        """
+        level = chunks[..., self.config.level_prior_feature].clamp(_SILENT_DB, 0.0)
+        playing = mask & (level > _SILENT_DB)
+        n_playing = playing.sum(-1, keepdim=True)
+        mean = (level * playing).sum(-1, keepdim=True) / n_playing.clamp_min(1)
+        mean = torch.where(n_playing > 0, mean, torch.full_like(mean, -20.0))
+        level = torch.where(playing, level, mean)
+        bias = self.prior_bias if tracks is None else self.prior_bias[tracks]
+        return -_DB_TO_LOG_GAIN * self.prior_weight * level + bias
+
     def forward(
         self,
         chunks: torch.Tensor,
@@ -123,58 +175,56 @@ class AttentionLSTMCore(nn.Module):
             chunks: Latest chunk per track [shape=(B, T, C, F)].
             mix_mfcc: Mix MFCC of the previous step [shape=(B, T, n_mfcc)].
             track_mask: 1 real, 0 dummy [shape=(B, T, C)].
-            state: ``window`` (B, C, W, e), ``count`` (B, 1), ``h`` and ``c`` (B, l).
+            state: ``track_h``, ``track_c`` (B, C, k/2), ``log_mass`` (B, C), ``context``
+                (B, C, k), ``h`` and ``c`` (B, l).
             need_features: Compute the value head's ``features`` (None otherwise: acting
                 needs only the action distribution).
 
         Returns:
-            dict with ``concentration`` and ``beta`` (B, T, C), ``alpha`` (B, T, C, W),
-            ``features`` (B, T, 2k + l) for the value head, and ``state_out`` (as ``state``).
+            dict with ``concentration``, ``beta`` and ``alpha`` (the newest position's
+            attention weight) (B, T, C), ``features`` (B, T, 2k + l) for the value head, and
+            ``state_out`` (as ``state``).
         """
         cfg = self.config
         b, t, c, _ = chunks.shape
-        w = cfg.window
         n = b * t
         mask = track_mask.reshape(n, c) > 0.5
         # Only tracks real in some row are computed: a dummy slot's outputs are masked out
         # of everything downstream, so skipping it is exact, and a song rarely fills all C
-        # slots. Skipped slots get zeros in alpha, beta and the state window.
+        # slots. Skipped slots keep their state and get zeros in alpha and beta.
         tracks = self._active_tracks(mask)
-        active = chunks if tracks is None else chunks.index_select(2, tracks)
-        a = active.shape[2]
-        emb = torch.tanh(self.embed(self.chunk_features(active).reshape(n, a, -1), tracks))
-        emb = self._to_slots(emb, tracks, c).view(b, t, c, -1)
-        # Window at step j = the last W embeddings of [state window, embeddings 0..j].
-        full = torch.cat([state["window"].transpose(1, 2), emb], dim=1)  # (B, W+T, C, e)
-        active_full = full if tracks is None else full.index_select(2, tracks)
-        windows = active_full.unfold(1, w, 1)[:, 1:]  # (B, T, A, e, W)
-        windows = windows.permute(0, 1, 2, 4, 3).reshape(n, a, w, -1)
-        steps = torch.arange(1, t + 1, device=chunks.device, dtype=state["count"].dtype)
-        counts = (state["count"] + steps).clamp(max=w)  # (B, T)
-        positions = torch.arange(w, device=chunks.device, dtype=counts.dtype)
-        valid = (positions >= w - counts.unsqueeze(-1)).view(n, w)
-
-        hs = self.bilstm(windows, valid, tracks)  # (N, A, W, k)
+        pick = (lambda x, dim: x) if tracks is None else (
+            lambda x, dim: x.index_select(dim, tracks))
+        active = pick(chunks, 2).reshape(n, -1, chunks.shape[-1])
+        a = active.shape[1]
+        mask_a = pick(mask, 1)
+        emb = self.embed(self.chunk_features(active), tracks)
+        if self.slot_embedding is not None:
+            emb = emb + pick(self.slot_embedding, 0)
+        emb = torch.tanh(emb)  # (N, A, e)
+        fwd, track_h, track_c = self.forward_lstm(
+            emb.view(b, t, a, -1), pick(state["track_h"], 1), pick(state["track_c"], 1), tracks)
+        hs = torch.cat([fwd.reshape(n, a, -1), self.backward_step(emb, tracks)], -1)  # h_it
         bt, h_n, c_n = self._mix_lstm(mix_mfcc * cfg.mfcc_scale, state["h"], state["c"])
         bt = bt.reshape(n, -1)  # b_t, (N, l)
 
         H, F = self.H, self.F
-        if tracks is not None:
+        if tracks is not None and H.shape[1] > 1:
             H, F = select_tracks(self, H, 1, tracks), select_tracks(self, F, 1, tracks)
-            mask_a = mask[:, tracks]
-        else:
-            mask_a = mask
-        # lambda_is = (B1 b_t)^T (H_i h_is), computed as (H_i^T B1 b_t)^T h_is.
-        query = ((bt @ self.B1.T) @ H.flatten(1)).view(n, a, -1)
-        lam = torch.einsum("ncwk,nck->ncw", hs, query)
-        alpha = masked_softmax(lam, valid.unsqueeze(1))
-        cv = torch.einsum("ncw,ncwk->nck", alpha, hs)  # CV_i
+        # lambda_it = (B1 b_t)^T (H_i h_it), computed as (H_i^T B1 b_t)^T h_it.
+        query = ((bt @ self.B1.T) @ H.flatten(1)).view(n, H.shape[1], -1)
+        lam = (hs * query).sum(-1).view(b, t, a)
+        cv, log_mass, alpha = running_attention(
+            lam, hs.view(b, t, a, -1), pick(state["log_mass"], 1), pick(state["context"], 1))
+        cv = cv.reshape(n, a, -1)  # CV_i
         # gamma_i = (B2 b_t)^T (F_i CV_i).
-        key = ((bt @ self.B2.T) @ F.flatten(1)).view(n, a, -1)
+        key = ((bt @ self.B2.T) @ F.flatten(1)).view(n, F.shape[1], -1)
         gamma = (key * cv).sum(-1)
+        if self.has_prior:
+            gamma = gamma + self.level_prior(active, mask_a, tracks)
         beta_a = masked_softmax(gamma, mask_a)
         beta = self._to_slots(beta_a, tracks, c)
-        alpha = self._to_slots(alpha * mask_a.unsqueeze(-1), tracks, c)
+        alpha = self._to_slots(alpha.reshape(n, a) * mask_a, tracks, c)
 
         n_real = mask.sum(-1, keepdim=True).to(beta.dtype)
         kappa = self.log_kappa.clamp(_LOG_KAPPA_MIN, _LOG_KAPPA_MAX).exp()
@@ -187,14 +237,19 @@ class AttentionLSTMCore(nn.Module):
             pooled = (cv * beta_a.unsqueeze(-1)).sum(1)
             features = torch.cat([pooled, mean_cv, bt], dim=-1).view(b, t, -1)
 
+        def keep(name: str, new: torch.Tensor) -> torch.Tensor:
+            return self._to_slots(new, tracks, c, state[name])
+
         return {
             "concentration": concentration.view(b, t, c),
             "beta": beta.view(b, t, c),
-            "alpha": alpha.view(b, t, c, w),
+            "alpha": alpha.view(b, t, c),
             "features": features,
             "state_out": {
-                "window": full[:, t:].transpose(1, 2),
-                "count": counts[:, -1:],
+                "track_h": keep("track_h", track_h),
+                "track_c": keep("track_c", track_c),
+                "log_mass": keep("log_mass", log_mass[:, -1]),
+                "context": keep("context", cv.view(b, t, a, -1)[:, -1]),
                 "h": h_n,
                 "c": c_n,
             },

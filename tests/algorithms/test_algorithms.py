@@ -20,13 +20,12 @@ from rl_models.algorithms import ALGORITHMS, PGConfig, build_algorithm_config
 
 pytestmark = pytest.mark.ray
 
-# Tiny attention LSTM: k=8, l=3, r=8, W=4; episodes of 8 chunks, BPTT over 8 steps.
+# Tiny attention LSTM: k=8, l=3, r=8; episodes of 8 chunks, BPTT over 8 steps.
 TINY_MODEL = {
     "embed_dim": 4,
     "hidden_size": 8,
     "mix_hidden_size": 3,
     "attention_dim": 8,
-    "window": 4,
     "max_seq_len": 8,
     "value_hiddens": [16],
 }

@@ -9,13 +9,12 @@ from ray.rllib.core.columns import Columns
 
 from rl_models.attention_lstm import AttentionLSTMModule
 
-C, F, W, N_MFCC = 3, 16, 4, 13
+C, F, N_MFCC = 3, 16, 13
 TINY = {
     "embed_dim": 5,
     "hidden_size": 8,
     "mix_hidden_size": 3,
     "attention_dim": 6,
-    "window": W,
     "max_seq_len": 8,
 }
 

@@ -7,10 +7,9 @@ from ray.rllib.core.rl_module.apis import TARGET_NETWORK_ACTION_DIST_INPUTS
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 from mixing_env.errors import ConfigError
-from rl_models.modules.grouped_lstm import GroupedBiLSTM
 from rl_models.registry import MODULES, module_spec
 
-from .conftest import TINY, C, W, make_batch, make_module, spaces
+from .conftest import TINY, C, make_batch, make_module, spaces
 
 
 @pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
@@ -24,11 +23,13 @@ def test_output_shapes(share):
         5,
         2 * TINY["hidden_size"] + TINY["mix_hidden_size"],
     )
-    state = out[Columns.STATE_OUT]
-    assert state["window"].shape == (2, C, W, TINY["embed_dim"])
-    assert state["count"].shape == (2, 1) and state["h"].shape == (2, TINY["mix_hidden_size"])
+    state, k = out[Columns.STATE_OUT], TINY["hidden_size"]
+    assert state["track_h"].shape == state["track_c"].shape == (2, C, k // 2)
+    assert state["log_mass"].shape == (2, C) and state["context"].shape == (2, C, k)
+    assert state["h"].shape == (2, TINY["mix_hidden_size"])
     assert module.compute_values(batch).shape == (2, 5)
-    assert module.state_size() == C * W * TINY["embed_dim"] + 1 + 2 * TINY["mix_hidden_size"]
+    # The state does not grow with the song: C * (2k + 1) + 2l floats.
+    assert module.state_size() == C * (2 * k + 1) + 2 * TINY["mix_hidden_size"]
     assert module.model_config["max_seq_len"] == TINY["max_seq_len"]
 
 
@@ -39,9 +40,10 @@ def test_single_step_without_time_axis(module):
     assert out[Columns.ACTION_DIST_INPUTS].shape == (2, 1, 2 * C)
 
 
-@pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
-def test_backward_reaches_every_parameter(share):
-    module = make_module(share_encoder=share)
+@pytest.mark.parametrize("share, prior", [(False, None), (True, None), (True, 1.0)],
+                         ids=["per-track", "shared-encoder", "level-prior"])
+def test_backward_reaches_every_parameter(share, prior):
+    module = make_module(share_encoder=share, level_prior=prior)
     module.make_target_networks()
     batch = make_batch(module, b=2, t=6)
     out = module.forward_train(batch)
@@ -58,20 +60,24 @@ def test_backward_reaches_every_parameter(share):
         assert p.grad.abs().sum() > 0, name
     # Each per-track H_i and F_i gets its own gradient (dummy track 2 only from the batch row
     # where it is real).
-    for name in ("H", "F"):
+    for name in ("H", "F") if not share else ():
         grad = getattr(module._core, name).grad
         assert all(grad[:, i].abs().sum() > 0 for i in range(C)), name
+    if share:  # shared weights: each slot's own embedding gets its own gradient
+        grad = module._core.slot_embedding.grad
+        assert all(grad[i].abs().sum() > 0 for i in range(C))
 
 
-@pytest.mark.parametrize("t", [3, 11], ids=["shorter-than-window", "longer-than-window"])
-def test_stepwise_matches_forward_train(module, t):
-    assert_stepwise_matches_forward_train(module, t)
-
-
-def test_stepwise_matches_forward_train_with_shared_encoder():
-    # Past the window the shared encoder runs torch's fused LSTM, before it the step loop.
+@pytest.mark.parametrize("t", [3, 11], ids=["short", "long"])
+@pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
+def test_stepwise_matches_forward_train(share, t):
     torch.manual_seed(0)
-    assert_stepwise_matches_forward_train(make_module(share_encoder=True), 11)
+    assert_stepwise_matches_forward_train(make_module(share_encoder=share), t)
+
+
+def test_stepwise_matches_forward_train_with_level_prior():
+    torch.manual_seed(0)
+    assert_stepwise_matches_forward_train(make_module(level_prior=1.0), 6)
 
 
 def assert_stepwise_matches_forward_train(module, t, mask=((1, 1, 0), (1, 1, 1))):
@@ -126,14 +132,11 @@ def test_attention_weights_are_masked_distributions(module):
     beta, alpha = att["beta"], att["alpha"]
     torch.testing.assert_close(beta.sum(-1), torch.ones(2, 6))
     assert torch.all(beta[mask == 0] == 0.0) and torch.all(beta[mask == 1] > 0)
-    torch.testing.assert_close(alpha.sum(-1), mask)  # 1 over a real track's positions
     assert torch.all(alpha[mask == 0] == 0.0)  # a dummy track attends nowhere
-    # At step j (from an empty window) only the last min(j + 1, W) positions are seen.
-    for j in range(6):
-        seen = min(j + 1, W)
-        at_j, real_j = alpha[:, j], mask[:, j] == 1
-        assert torch.all(at_j[..., : W - seen] == 0.0)
-        assert torch.all(at_j[real_j][:, W - seen :] > 0.0)
+    # The first position is the only one seen at step 0; later ones share the mass.
+    torch.testing.assert_close(alpha[:, 0], mask[:, 0])
+    real = mask[:, 1:] == 1
+    assert torch.all((alpha[:, 1:][real] > 0) & (alpha[:, 1:][real] < 1))
 
 
 def test_all_dummy_padding_steps_stay_finite(module):
@@ -210,46 +213,18 @@ def test_inference_only_module_drops_value_head():
     )
 
 
-def test_grouped_bilstm_matches_torch_lstm():
-    torch.manual_seed(3)
-    e, h, n, w = 4, 5, 3, 6
-    grouped = GroupedBiLSTM(1, e, h)
-    ref = torch.nn.LSTM(e, h, batch_first=True, bidirectional=True)
-    order = torch.cat(
-        [
-            torch.arange(0, h),
-            torch.arange(h, 2 * h),
-            torch.arange(3 * h, 4 * h),
-            torch.arange(2 * h, 3 * h),
-        ]
-    )  # torch (i, f, g, o) -> ours (i, f, o, g)
-    with torch.no_grad():
-        for d, sfx in enumerate(("", "_reverse")):
-            ref.get_parameter(f"weight_ih_l0{sfx}").copy_(grouped.weight_ih[d, 0].T[order])
-            ref.get_parameter(f"weight_hh_l0{sfx}").copy_(grouped.weight_hh[d, 0].T[order])
-            ref.get_parameter(f"bias_ih_l0{sfx}").copy_(grouped.bias[d, 0, 0][order])
-            ref.get_parameter(f"bias_hh_l0{sfx}").zero_()
-    x = torch.randn(n, w, e)
-    ours = grouped(x.unsqueeze(1), torch.ones(n, w, dtype=torch.bool))[:, 0]
-    torch.testing.assert_close(ours, ref(x)[0], atol=1e-6, rtol=0)
-    # A left-padded window gives the same outputs at its valid positions as the short sequence.
-    valid = torch.arange(w).expand(n, w) >= 2
-    ours = grouped(x.unsqueeze(1), valid)[:, 0, 2:]
-    torch.testing.assert_close(ours, ref(x[:, 2:])[0], atol=1e-6, rtol=0)
-
-
 @pytest.mark.parametrize(
     "override, match",
     [
         ({"hidden_size": 7}, "must be even"),
-        ({"window": 0}, "window"),
+        ({"level_prior": "loud"}, "level_prior"),
         ({"input_norm": "zscore"}, "input_norm"),
         ({"concentration_floor": 0.0}, "concentration_floor"),
         ({"share_encoder": "yes"}, "share_encoder"),
         ({"value_hiddens": [0]}, "value_hiddens"),
         ({"lstm_size": 3}, "unknown model_config key"),
     ],
-    ids=["odd-k", "window-0", "bad-norm", "zero-floor", "non-bool", "bad-hiddens", "unknown-key"],
+    ids=["odd-k", "bad-prior", "bad-norm", "zero-floor", "non-bool", "bad-hiddens", "unknown-key"],
 )
 def test_bad_config_raises(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -260,10 +235,10 @@ def test_bad_config_raises(override, match):
 
 def test_registry_spec_builds_module_and_rejects_unknown_name():
     obs, act = spaces()
-    spec = module_spec("deepmixing_attention_lstm", {"window": 4, "vf_share_layers": False})
+    spec = module_spec("deepmixing_attention_lstm", {"vf_share_layers": False})
     assert spec.model_config["max_seq_len"] == 32 and spec.model_config["hidden_size"] == 100
     spec.observation_space, spec.action_space = obs, act
-    assert spec.build().get_initial_state()["window"].shape == (C, 4, 16)
+    assert spec.build().get_initial_state()["context"].shape == (C, 100)
     with pytest.raises(ConfigError, match="known: \\['deepmixing_attention_lstm'\\]"):
         module_spec("transformer", {})
 
@@ -291,22 +266,10 @@ def test_db_input_norm_keeps_absolute_level():
     )
 
 
-def test_shared_encoder_fused_path_matches_the_step_loop():
-    # Shared weights run fully seen windows through torch.lstm; mixed batches split by row.
-    torch.manual_seed(4)
-    grouped = GroupedBiLSTM(1, 4, 5)
-    x = torch.randn(4, 3, 6, 4, requires_grad=True)
-    valid = torch.ones(4, 6, dtype=torch.bool)
-    valid[1, :2] = False  # row 1 is a left-padded window, the others are full
-    out = grouped(x, valid)
-    loop = grouped._loop(x, valid)
-    seen = valid[:, None, :, None].expand_as(out)
-    torch.testing.assert_close(out[seen], loop[seen], atol=1e-6, rtol=0)
-    weights = torch.randn_like(out) * seen
-    grads = torch.autograd.grad((out * weights).sum(), [x, *grouped.parameters()])
-    loop_grads = torch.autograd.grad((loop * weights).sum(), [x, *grouped.parameters()])
-    for g, ref in zip(grads, loop_grads, strict=True):
-        torch.testing.assert_close(g, ref, atol=1e-5, rtol=1e-4)
+def test_legacy_window_key_warns_and_is_ignored():
+    with pytest.warns(DeprecationWarning, match="window"):
+        spec = module_spec("deepmixing_attention_lstm", {**TINY, "window": 4})
+    assert "window" not in spec.model_config
 
 
 @pytest.mark.parametrize("share", [False, True], ids=["per-track", "shared-encoder"])
@@ -333,10 +296,12 @@ def test_skipping_dummy_tracks_is_exact(share):
     assert skipped_grads.keys() == full_grads.keys()
     for name, grad in full_grads.items():
         torch.testing.assert_close(skipped_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
-    window_s, window_f = skipped[Columns.STATE_OUT]["window"], full[Columns.STATE_OUT]["window"]
-    torch.testing.assert_close(window_s[:, [0, 2]], window_f[:, [0, 2]].detach())
-    assert torch.all(window_s[:, 1] == 0)  # never computed
-    for key in ("count", "h", "c"):
+    for key in ("track_h", "track_c", "log_mass", "context"):
+        state_s, state_f = skipped[Columns.STATE_OUT][key], full[Columns.STATE_OUT][key]
+        torch.testing.assert_close(state_s[:, [0, 2]], state_f[:, [0, 2]].detach())
+        # never computed: the slot keeps its initial state
+        assert torch.equal(state_s[:, 1], batch[Columns.STATE_IN][key][:, 1]), key
+    for key in ("h", "c"):
         torch.testing.assert_close(skipped[Columns.STATE_OUT][key], full[Columns.STATE_OUT][key])
 
 

@@ -1,0 +1,61 @@
+"""Attention over all positions s = 1..t of a track, carried as a running weighted sum.
+
+The report (4.2) attends, at step t, over every position s of the song with
+``alpha_is = softmax_s(lambda_is)`` and ``CV_i = sum_s alpha_is h_is``. Here each position's
+score lambda_is is computed once, when chunk s arrives, from the mix state of that step; it is
+not recomputed against later mix states. The softmax over s = 1..t of those scores is then
+exact with two numbers per track and position-independent cost (online softmax):
+
+    L_t  = logaddexp(L_{t-1}, lambda_t)                        (log of sum_s exp(lambda_s))
+    CV_t = CV_{t-1} exp(L_{t-1} - L_t) + h_t exp(lambda_t - L_t)
+
+so the state holds ``L`` (1) and ``CV`` (k) per track, whatever the song's length. An empty
+history is ``L = NO_MASS`` (a large negative number standing for log 0), ``CV = 0``.
+
+In training a sequence of T steps is computed in parallel: the running sum at step t is the
+softmax over [the carried history, positions 1..t], a lower-triangular (T, T + 1) weight
+matrix (O(T^2) per sequence of ``max_seq_len``, no step loop).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["NO_MASS", "running_attention"]
+
+NO_MASS = -1e9
+"""Log-mass of an empty history (stands for log 0; finite so gradients stay finite)."""
+
+
+def running_attention(
+    scores: torch.Tensor, values: torch.Tensor, log_mass: torch.Tensor, context: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Softmax-weighted running mean of ``values`` over all positions so far.
+
+    Args:
+        scores: lambda of each new position [shape=(B, T, A)].
+        values: h of each new position [shape=(B, T, A, k)].
+        log_mass: L of the history before step 1 [shape=(B, A)] (NO_MASS: none).
+        context: CV of the history before step 1 [shape=(B, A, k)].
+
+    Returns:
+        CV after each step [shape=(B, T, A, k)], L after each step [shape=(B, T, A)], and
+        alpha_t, the weight of each new position at its own step [shape=(B, T, A)].
+    """
+    if scores.shape[1] == 1:  # one step (inference): the recurrence itself
+        lam = scores[:, 0]
+        new_mass = torch.logaddexp(log_mass, lam)
+        keep, alpha = torch.exp(log_mass - new_mass), torch.exp(lam - new_mass)
+        cv = context * keep.unsqueeze(-1) + values[:, 0] * alpha.unsqueeze(-1)
+        return cv.unsqueeze(1), new_mass.unsqueeze(1), alpha.unsqueeze(1)
+    t = scores.shape[1]
+    logits = torch.cat([log_mass.unsqueeze(1), scores], dim=1)  # (B, 1 + T, A)
+    masses = torch.logcumsumexp(logits, dim=1)[:, 1:]  # L_1..L_T
+    # weight[b, t, s, a] = exp(logit_s - L_t) for s <= t + 1 (s = 0 is the history).
+    causal = torch.ones(t, t + 1, dtype=torch.bool, device=scores.device).tril(1)
+    diff = logits.unsqueeze(1) - masses.unsqueeze(2)  # (B, T, 1 + T, A)
+    weight = torch.exp(diff.masked_fill(~causal[None, :, :, None], float("-inf")))
+    all_values = torch.cat([context.unsqueeze(1), values], dim=1)  # (B, 1 + T, A, k)
+    cv = torch.einsum("btsa,bsak->btak", weight, all_values)
+    alpha = torch.diagonal(weight[:, :, 1:], dim1=1, dim2=2).permute(0, 2, 1)
+    return cv, masses, alpha

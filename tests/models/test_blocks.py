@@ -1,0 +1,105 @@
+"""The policy's building blocks against slow, obviously right twins."""
+
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+
+from rl_models.modules.grouped_lstm import GroupedLSTM, GroupedNewestBackwardStep
+from rl_models.modules.running_attention import NO_MASS, running_attention
+
+from .conftest import C, make_batch, make_module
+
+
+def _softmax_context(scores, values):
+    """The report's alpha/CV over positions 1..t, recomputed from scratch at every t."""
+    out = []
+    for t in range(scores.shape[1]):
+        alpha = torch.softmax(scores[:, : t + 1], dim=1)  # (B, t+1, A)
+        out.append(torch.einsum("bsa,bsak->bak", alpha, values[:, : t + 1]))
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("t", [1, 5])
+def test_running_attention_is_the_softmax_over_all_positions(t):
+    g = torch.Generator().manual_seed(0)
+    b, a, k, split = 2, 3, 4, 7
+    scores = torch.randn(b, split + t, a, generator=g) * 5.0
+    values = torch.rand(b, split + t, a, k, generator=g) * 2 - 1
+    reference = _softmax_context(scores, values)
+    # The first `split` positions stepwise from an empty history, then t more in one call.
+    mass, cv = torch.full((b, a), NO_MASS), torch.zeros(b, a, k)
+    for s in range(split):
+        out, masses, _ = running_attention(scores[:, s : s + 1], values[:, s : s + 1], mass, cv)
+        mass, cv = masses[:, -1], out[:, -1]
+    out, masses, alpha = running_attention(scores[:, split:], values[:, split:], mass, cv)
+    torch.testing.assert_close(out, reference[:, split:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(masses, torch.logcumsumexp(scores, 1)[:, split:])
+    newest = torch.softmax(scores, 1)  # at the last step, the newest position's weight
+    torch.testing.assert_close(alpha[:, -1], newest[:, -1])
+
+
+def test_running_attention_gradients_are_finite_from_an_empty_history():
+    scores = torch.randn(1, 4, 2, requires_grad=True)
+    values = torch.randn(1, 4, 2, 3, requires_grad=True)
+    out, _, _ = running_attention(scores, values, torch.full((1, 2), NO_MASS),
+                                  torch.zeros(1, 2, 3))
+    out.sum().backward()
+    assert torch.isfinite(scores.grad).all() and scores.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("groups", [1, 3], ids=["shared", "per-track"])
+def test_grouped_lstm_matches_torch_lstm(groups):
+    torch.manual_seed(3)
+    e, h, b, t, a = 4, 5, 2, 6, 3
+    grouped = GroupedLSTM(groups, e, h)
+    x = torch.randn(b, t, a, e)
+    h0, c0 = torch.randn(b, a, h), torch.randn(b, a, h)
+    out, h_n, c_n = grouped(x, h0, c0)
+    for i in range(a):
+        g = 0 if groups == 1 else i
+        ref = torch.nn.LSTM(e, h, batch_first=True)
+        with torch.no_grad():
+            ref.weight_ih_l0.copy_(grouped.weight_ih[g])
+            ref.weight_hh_l0.copy_(grouped.weight_hh[g])
+            ref.bias_ih_l0.copy_(grouped.bias[g])
+            ref.bias_hh_l0.zero_()
+        ref_out, (ref_h, ref_c) = ref(x[:, :, i], (h0[None, :, i], c0[None, :, i]))
+        torch.testing.assert_close(out[:, :, i], ref_out, atol=1e-6, rtol=0)
+        torch.testing.assert_close(h_n[:, i], ref_h[0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(c_n[:, i], ref_c[0], atol=1e-6, rtol=0)
+    # One step at a time gives the same.
+    state = (h0, c0)
+    for j in range(t):
+        step, *state = grouped(x[:, j : j + 1], *state)
+        torch.testing.assert_close(step[:, 0], out[:, j], atol=1e-6, rtol=0)
+
+
+def test_newest_backward_step_is_the_bilstm_backward_output_at_t():
+    torch.manual_seed(4)
+    e, h, t = 4, 5, 6
+    step = GroupedNewestBackwardStep(1, e, h)
+    ref = torch.nn.LSTM(e, h, batch_first=True, bidirectional=True)
+    w, bias = step.proj.weight[0].T, step.proj.bias[0]  # (3h, e) rows (i, g, o)
+    with torch.no_grad():
+        # torch's order (i, f, g, o); the forget gate never acts from a zero state.
+        ref.weight_ih_l0_reverse.copy_(torch.cat([w[:h], torch.zeros(h, e), w[h:2 * h], w[2 * h:]]))
+        ref.bias_ih_l0_reverse.copy_(torch.cat([bias[:h], torch.zeros(h), bias[h:]]))
+        ref.bias_hh_l0_reverse.zero_()
+    x = torch.randn(2, t, e)
+    backward_at_t = ref(x)[0][:, -1, h:]  # the Bi-LSTM over 1..t, backward half, position t
+    torch.testing.assert_close(step(x[:, -1:])[:, 0], backward_at_t, atol=1e-6, rtol=0)
+
+
+def test_level_prior_starts_at_loudness_equalised_gains():
+    torch.manual_seed(5)
+    module = make_module(level_prior=1.0, concentration_floor=1e-4,
+                         learn_concentration_scale=False)
+    with torch.no_grad():  # no attention term: the prior alone sets the mean
+        module._core.B2.zero_()
+    batch = make_batch(module, b=1, t=2, mask=((1, 1, 1),))
+    levels = torch.tensor([-10.0, -30.0, -80.0])  # the last track is not playing yet
+    batch[Columns.OBS]["chunks"][..., -1] = levels.view(1, 1, C, 1)
+    beta = module.attention(batch)["beta"][0, 0]
+    playing = torch.tensor([-10.0, -30.0, -20.0])  # a silent track takes the playing mean
+    gains = torch.pow(10.0, -playing / 20.0)
+    torch.testing.assert_close(beta, gains / gains.sum(), atol=1e-5, rtol=0)
