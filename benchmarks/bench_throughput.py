@@ -1,6 +1,6 @@
 """End-to-end RL throughput: PPO (one epoch) on MixingEnv, sampling and learning, env steps/s.
 
-Trains the learning benchmark's module (``rl_models.quality.QualitySetup.model``) and RLlib's
+Trains the learning benchmark's module (``benchmarks.quality.QualitySetup.model``) and RLlib's
 default LSTM module back to back in one run, on the same env (synthetic songs of 8-24 tracks,
 log-mel + level observations as in the learning benchmark), same batch and env-runner
 settings, and prints env steps/s end to end (sampled steps over the wall time of whole
@@ -19,7 +19,7 @@ import json
 import os
 import time
 
-from rl_models.quality import QualitySetup
+from benchmarks.quality import QualitySetup
 
 ENV = {
     "synthetic": {"n_songs": 2, "seconds": 6.0, "n_tracks": [8, 24], "seed": 0},
@@ -90,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.torch_threads)
     ours = dict(QualitySetup().model)
-    ours.pop("window", None)  # a key of the earlier windowed policy
     default = {"use_lstm": True, "max_seq_len": 20}  # DefaultModelConfig's default
     if args.max_seq_len:
         ours["max_seq_len"] = default["max_seq_len"] = args.max_seq_len

@@ -77,7 +77,7 @@ class QualitySetup:
     model: dict[str, Any] = field(
         default_factory=lambda: {
             "hidden_size": 48, "mix_hidden_size": 5, "attention_dim": 32, "embed_dim": 16,
-            "window": 4, "max_seq_len": 32, "input_norm": "db", "log_rms_feature": False,
+            "max_seq_len": 32, "input_norm": "db", "log_rms_feature": False,
             "concentration_scale": 50.0,
         }
     )
@@ -213,7 +213,7 @@ def agent_experiments(split: Split, setup: QualitySetup, *,
     def paper(_: dict) -> dict:
         # The report's network (Appendix 2) on raw 500-sample chunks: k = r = 100, l = 5, W = 16.
         paper_model = {"hidden_size": 100, "mix_hidden_size": 5, "attention_dim": 100,
-                       "embed_dim": 16, "window": 16, "max_seq_len": 16, "input_norm": "mu_law"}
+                       "embed_dim": 16, "max_seq_len": 16, "input_norm": "mu_law"}
         paper_env = split.env(setup, obs_features="raw", level_features=False,
                               stem_level_features=False)
         return _experiment("quality_paper", "PPO", paper_env, paper_model,

@@ -18,7 +18,7 @@ from mixing_env.errors import ConfigError, DatasetError, DeepMixingError
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("env", "model", "prepare", "quality")
+BENCHMARKS = ("env", "model", "prepare", "quality", "throughput")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
 _READS = ("Reads only the checkpoint's deepmixing.json, policy.json and policy_weights.pt "
           "(weights loaded with torch.load(weights_only=True): nothing is unpickled); "

@@ -14,7 +14,6 @@ TINY = [
     "model.hidden_size=4",
     "model.attention_dim=4",
     "model.embed_dim=4",
-    "model.window=2",
     "model.max_seq_len=4",
     "env.episode_chunks=16",
 ]

@@ -15,7 +15,7 @@ from mixing_env.errors import CheckpointError
 from rl_models import checkpoints
 from rl_models.registry import DEFAULT_MODULE, module_spec
 
-TINY = {"hidden_size": 4, "attention_dim": 4, "embed_dim": 4, "window": 2, "max_seq_len": 4}
+TINY = {"hidden_size": 4, "attention_dim": 4, "embed_dim": 4, "max_seq_len": 4}
 
 
 def test_spaces_round_trip_through_plain_json():

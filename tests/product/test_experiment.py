@@ -49,12 +49,12 @@ def test_cluster_has_gpu_learner_and_fault_tolerance():
 
 def test_overrides_are_yaml_parsed():
     exp = load_experiment("quickstart", overrides=["training.lr=1e-4", "env.rho=0.02",
-                                                   "env.songs=[a, b]", "model.window=4",
+                                                   "env.songs=[a, b]", "model.hidden_size=12",
                                                    "evaluation.env.synthetic.seed=7"])
     assert exp["training"]["lr"] == pytest.approx(1e-4)
     assert exp["env"]["rho"] == pytest.approx(0.02)
     assert exp["env"]["songs"] == ["a", "b"]
-    assert exp["model"]["window"] == 4
+    assert exp["model"]["hidden_size"] == 12
     assert exp["evaluation"]["env"]["synthetic"]["seed"] == 7
 
 

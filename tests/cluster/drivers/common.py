@@ -13,7 +13,7 @@ SAMPLE_RATE = 44100
 
 #: A model small enough that an iteration is dominated by Ray, not by torch.
 TINY_MODEL = {"embed_dim": 4, "hidden_size": 4, "mix_hidden_size": 2, "attention_dim": 4,
-              "window": 4, "max_seq_len": 8}
+              "max_seq_len": 8}
 
 TINY_TRAINING = {"train_batch_size_per_learner": 32, "minibatch_size": 16, "num_epochs": 1}
 
