@@ -9,12 +9,12 @@ User mistakes (the project's errors, bad paths, bad overrides) print one line
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import warnings
 from pathlib import Path
 
-from mixing_env.errors import ConfigError, DatasetError, DeepMixingError
+from mixing_env.errors import DeepMixingError
+from rl_models.app import commands
 
 __all__ = ["main", "build_parser"]
 
@@ -23,228 +23,6 @@ BENCHMARKS = ("env", "model", "prepare", "quality", "throughput")
 _READS = ("Reads only the checkpoint's deepmixing.json, policy.json and policy_weights.pt "
           "(weights loaded with torch.load(weights_only=True): nothing is unpickled); "
           "RLlib's own files in the checkpoint are for resuming training.")
-
-
-# --------------------------------------------------------------------------------------------
-# Commands
-# --------------------------------------------------------------------------------------------
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from mixing_env.data.sampled import make_sampled_dataset
-    from mixing_env.data.synthetic import make_synthetic_dataset
-
-    tracks = args.tracks if args.tracks_max is None else (args.tracks, args.tracks_max)
-    extra = {"master_bus": args.master_bus} if args.kind == "sampled" else {}
-    make = make_sampled_dataset if args.kind == "sampled" else make_synthetic_dataset
-    paths = make(args.out, n_songs=args.n_songs, seconds=args.seconds, n_tracks=tracks,
-                 seed=args.seed, sample_rate=args.sample_rate, **extra)
-    print(f"wrote {len(paths)} synthetic song(s) to {args.out}")
-    for p in paths:
-        print(f"  {p}")
-    return 0
-
-
-def _layout_arg(path: Path | None) -> str | None:
-    """``--layout``: a layout file, or a checkpoint folder read through its metadata JSON."""
-    if path is None or not Path(path).is_dir():
-        return None if path is None else str(path)
-    from rl_models.checkpoints import METADATA_FILE, find_checkpoint
-
-    return str(find_checkpoint(path) / METADATA_FILE)
-
-
-def _cmd_prepare(args: argparse.Namespace) -> int:
-    from mixing_env.data.prepare import prepare_dataset
-
-    kwargs = dict(sample_rate=args.sample_rate, chunk_size=args.chunk_size, mono=not args.stereo,
-                  n_chunks=args.n_chunks, strict=args.strict, progress=not args.no_progress,
-                  rebuild=args.rebuild, layout=_layout_arg(args.layout))
-    if args.taxonomy:
-        from mixing_env.data.taxonomy import Taxonomy
-
-        kwargs["taxonomy"] = Taxonomy.load(args.taxonomy)
-    if args.mix_pattern:
-        kwargs["mix_pattern"] = args.mix_pattern
-    ds = prepare_dataset(args.source, args.cache, **kwargs)
-    skipped = ds.failed
-    print(f"prepared {len(ds)} song(s) into {args.cache}, skipped {len(skipped)}: "
-          f"C={ds.n_slots} slots, T={ds.n_chunks} chunks of {ds.chunk_size} samples at "
-          f"{ds.sample_rate} Hz")
-    for name, reason in skipped.items():
-        print(f"  skipped {name}: {reason}")
-    for song, record in ds.manifest["songs"].items():
-        for note in record.get("placement", []):
-            print(f"  {song}: {note}")
-    return 0
-
-
-def _cmd_taxonomy(args: argparse.Namespace) -> int:
-    from mixing_env.data.layouts import SongSource, StemSource, scan_songs
-    from mixing_env.data.slots import placement_table
-    from mixing_env.data.taxonomy import Taxonomy
-    from rl_models.app.mix import find_stems
-
-    songs, errors = scan_songs(args.source, mix_pattern=args.mix_pattern)
-    # A folder without a mix is a valid mix input (prepare skips it): show its stems too.
-    unusable = []
-    for folder, err in (errors.items() if songs or errors else [(args.source, None)]):
-        try:
-            name, files = find_stems(folder, mix_pattern=args.mix_pattern)
-        except DatasetError as e:
-            unusable.append(err or e)
-            continue
-        songs.append(SongSource(name=name, layout="stems only", mix_path=None,
-                                stems=[StemSource(f, f.stem) for f in files]))
-        if err is not None:
-            print(f"deepmixing: note: {err} (prepare skips it; its stems are shown)",
-                  file=sys.stderr)
-    if not songs:
-        raise unusable[0]
-    for err in unusable:
-        print(f"deepmixing: note: {err}; skipped", file=sys.stderr)
-    songs.sort(key=lambda song: song.name)
-    rows, notes = placement_table(songs, Taxonomy.load(args.taxonomy), _layout_arg(args.layout))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    for note in notes:  # stems in an Extra slot or in none
-        print(note)
-    return 0
-
-
-def _load_experiment(args: argparse.Namespace) -> dict:
-    from rl_models.app.experiment import load_experiment
-
-    experiment = load_experiment(args.experiment, overrides=args.set or [])
-    if getattr(args, "name", None):
-        experiment["name"] = args.name
-    return experiment
-
-
-def _cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
-    from rl_models.app.train import (
-        check_experiment,
-        init_ray,
-        resume_experiment,
-        run_experiment,
-        summarize_results,
-    )
-
-    if getattr(args, "resume", None):
-        if not Path(args.resume).is_dir():
-            raise ConfigError(f"experiment folder to resume not found: {args.resume}")
-        init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
-        results = resume_experiment(args.resume, verbose=args.verbose)
-    else:
-        if args.experiment is None:
-            raise ConfigError("give an experiment file (e.g. quickstart) or --resume DIR")
-        experiment = _load_experiment(args)  # user mistakes surface before Ray starts
-        if not sweep:
-            check_experiment(experiment)  # env config, datasets, RLlib config
-        init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
-        results = run_experiment(experiment, sweep=sweep, storage_path=args.storage_path,
-                                 verbose=args.verbose, checked=not sweep)
-    print("\n".join(summarize_results(results)))
-    if sweep and len(results) > 1:
-        exp = _load_experiment(args) if args.experiment else None
-        metric = (exp or {}).get("tune", {}).get("metric")
-        if metric:
-            best = results.get_best_result(metric=metric,
-                                           mode=exp["tune"].get("mode", "max"))
-            print(f"best trial by {metric}: {best.path}")
-    return 0
-
-
-def _env_config_from_args(args: argparse.Namespace) -> dict:
-    from rl_models.app.experiment import apply_overrides
-
-    env: dict = {}
-    if args.dataset:
-        if not Path(args.dataset).is_dir():
-            raise ConfigError(f"dataset cache not found: {args.dataset}")
-        env["dataset_dir"] = str(args.dataset)
-    elif args.synthetic:
-        env["synthetic"] = {"n_songs": args.synthetic, "seconds": args.seconds,
-                            "n_tracks": args.tracks, "seed": args.seed}
-    if args.songs:
-        env["songs"] = list(args.songs)
-    sets = [s if s.startswith("env.") else f"env.{s}" for s in (args.set or [])]
-    return apply_overrides({"env": env}, sets)["env"]
-
-
-def _cmd_demos(args: argparse.Namespace) -> int:
-    from rl_models.app.demonstrations import record_episodes, write_demonstrations
-
-    experiment = _load_experiment(args)
-    episodes = record_episodes(experiment["env"], policy=args.policy,
-                               episodes_per_song=args.episodes_per_song, seed=args.seed)
-    out = write_demonstrations(episodes, args.out)
-    print(f"demonstrations ({args.policy}): {out}")
-    print(f"train on them: deepmixing train {args.experiment} --set algorithm=BC "
-          f"--set offline_data.input_={out}")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from rl_models.app.evaluate import evaluate, format_table
-
-    rows = evaluate(args.policies, env_config=_env_config_from_args(args), out_dir=args.out,
-                    plots=not args.no_plots, progress=not args.no_progress)
-    print(format_table(rows, means_only=args.means_only))
-    print(f"\ntable: {Path(args.out) / 'evaluation.json'}  {Path(args.out) / 'evaluation.csv'}")
-    if not args.no_plots:
-        print(f"plots: {Path(args.out) / 'plots'}")
-    return 0
-
-
-def _cmd_balance_fit(args: argparse.Namespace) -> int:
-    from mixing_env.balance import fit_dataset_balance
-
-    path = fit_dataset_balance(args.cache, songs=args.songs, out=args.out)
-    print(f"instrument balance: {path}  (play it as instrument_balance={path})")
-    return 0
-
-
-def _cmd_mix(args: argparse.Namespace) -> int:
-    from rl_models.app.mix import mix_song
-
-    result = mix_song(args.checkpoint, args.folder, out_dir=args.out,
-                      target_lufs=None if args.peak_only else args.target_lufs,
-                      peak_dbfs=args.peak_dbfs, mix_pattern=args.mix_pattern,
-                      taxonomy=args.taxonomy, progress=not args.no_progress)
-    print(f"mixed WAV:       {result['wav']}  (make-up gain {result['makeup_gain']:.4f}, "
-          f"{result['loudness_lufs']:.1f} LUFS)")
-    print(f"automation CSV:  {result['csv']}")
-    print(f"automation JSON: {result['json']}")
-    print(f"automation PNG:  {result['png']}")
-    return 0
-
-
-def _cmd_export_weights(args: argparse.Namespace) -> int:
-    from rl_models.checkpoints import export_policy_files
-
-    for path in export_policy_files(args.checkpoint):
-        print(f"wrote {path}")
-    return 0
-
-
-def _cmd_benchmark(args: argparse.Namespace) -> int:
-    try:
-        bench = importlib.import_module(f"benchmarks.bench_{args.which}")
-    except ModuleNotFoundError as e:
-        if e.name not in ("benchmarks", f"benchmarks.bench_{args.which}"):
-            raise
-        raise ConfigError("the benchmarks ship with the source tree: run deepmixing from a "
-                          "clone installed with `pip install -e .`") from e
-    return int(bench.main([a for a in args.args if a != "--"]) or 0)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from rl_models.app.demo import run_demo
-
-    run_demo(args.out, n_songs=args.n_songs, seconds=args.seconds, tracks=args.tracks,
-             seed=args.seed, iterations=args.iterations, overrides=args.set or [],
-             progress=not args.no_progress, num_cpus=args.num_cpus, address=args.address)
-    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "instruments mixed by a model of practice (docs/mixing_model.md)")
     p.add_argument("--master-bus", type=float, default=0.0, metavar="P",
                    help="sampled: chance that a song's reference goes through a master bus")
-    p.set_defaults(func=_cmd_synth)
+    p.set_defaults(func=commands.cmd_synth)
 
     p = sub.add_parser("prepare", help="turn a multitrack dataset into a chunked cache",
                        formatter_class=fmt,
@@ -328,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace a cache prepared with other options or from another dataset "
                         "(without it, prepare refuses)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_cmd_prepare)
+    p.set_defaults(func=commands.cmd_prepare)
 
     p = sub.add_parser("taxonomy", help="show how each stem of a dataset is classified",
                        formatter_class=fmt,
@@ -339,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", type=Path, default=None,
                    help="slot layout file or checkpoint folder (None: the fixed C = 72 layout)")
     p.add_argument("--mix-pattern", default="*Mix*", help="glob of the mix file")
-    p.set_defaults(func=_cmd_taxonomy)
+    p.set_defaults(func=commands.cmd_taxonomy)
 
     for name, sweep in (("train", False), ("tune", True)):
         p = sub.add_parser(
@@ -363,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2, 3),
                        help="Tune's console verbosity")
         _add_ray_args(p)
-        p.set_defaults(func=(lambda a, s=sweep: _cmd_train(a, sweep=s)))
+        p.set_defaults(func=(lambda a, s=sweep: commands.cmd_train(a, sweep=s)))
 
     p = sub.add_parser("demos", help="record baseline demonstrations for behaviour cloning",
                        formatter_class=fmt,
@@ -380,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override any value of the experiment (repeatable)")
     p.add_argument("--name", default=None, help=argparse.SUPPRESS)
-    p.set_defaults(func=_cmd_demos)
+    p.set_defaults(func=commands.cmd_demos)
 
     p = sub.add_parser("balance", help="fit the instrument_balance baseline", formatter_class=fmt)
     p = p.add_subparsers(dest="action", required=True, metavar="ACTION",
@@ -390,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cache", type=Path, help="a prepared cache (deepmixing prepare)")
     p.add_argument("--out", type=Path, help="JSON to write (default: in the cache folder)")
     p.add_argument("--songs", nargs="+", help="only these (training) songs")
-    p.set_defaults(func=_cmd_balance_fit)
+    p.set_defaults(func=commands.cmd_balance_fit)
 
     p = sub.add_parser("evaluate", help="score checkpoints and baselines on a dataset",
                        formatter_class=fmt,
@@ -404,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--means-only", action="store_true", help="print only the mean rows")
     p.add_argument("--no-plots", action="store_true", help="write the tables only, no PNG plots")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=commands.cmd_evaluate)
 
     p = sub.add_parser("mix", help="mix a multitrack folder with a trained checkpoint",
                        formatter_class=fmt,
@@ -422,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix-pattern", default="*Mix*", help="glob of a mix file to leave out")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_cmd_mix)
+    p.set_defaults(func=commands.cmd_mix)
 
     p = sub.add_parser("export-weights", formatter_class=fmt,
                        help="add plain policy weights to an older checkpoint (trusted only)",
@@ -431,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "it. This unpickles RLlib's module files: run it only on "
                                    "checkpoints you trust.")
     p.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
-    p.set_defaults(func=_cmd_export_weights)
+    p.set_defaults(func=commands.cmd_export_weights)
 
     p = sub.add_parser("benchmark", help="run a benchmark (env, model, prepare, quality)",
                        formatter_class=fmt,
@@ -440,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "env -- -h).")
     p.add_argument("which", choices=BENCHMARKS, help="which benchmark")
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script")
-    p.set_defaults(func=_cmd_benchmark)
+    p.set_defaults(func=commands.cmd_benchmark)
 
     p = sub.add_parser("demo", help="the whole job on synthetic songs, in minutes",
                        formatter_class=fmt,
@@ -456,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a quickstart value (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     _add_ray_args(p)
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=commands.cmd_demo)
     return parser
 
 

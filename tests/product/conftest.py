@@ -16,6 +16,7 @@ TINY = [
     "model.embed_dim=4",
     "model.max_seq_len=4",
     "env.episode_chunks=16",
+    "env_runners.num_envs_per_env_runner=2",  # episodes end within a 64-step batch
 ]
 
 
