@@ -20,6 +20,8 @@ __all__ = ["main", "build_parser"]
 
 BENCHMARKS = ("env", "model", "prepare", "quality")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
+SONG_KINDS = ("sampled", "procedural")
+"""Kinds of synthetic songs ``synth`` and ``demo`` write; the first is the default."""
 _READS = ("Reads only the checkpoint's deepmixing.json, policy.json and policy_weights.pt "
           "(weights loaded with torch.load(weights_only=True): nothing is unpickled); "
           "RLlib's own files in the checkpoint are for resuming training.")
@@ -243,7 +245,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from rl_models.app.demo import run_demo
 
     run_demo(args.out, n_songs=args.n_songs, seconds=args.seconds, tracks=args.tracks,
-             seed=args.seed, iterations=args.iterations, overrides=args.set or [],
+             seed=args.seed, kind=args.kind, iterations=args.iterations,
+             overrides=args.set or [],
              progress=not args.no_progress, num_cpus=args.num_cpus, address=args.address)
     return 0
 
@@ -297,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="if set, each song gets between --tracks and this many tracks")
     p.add_argument("--seed", type=int, default=0, help="seed: the same seed writes the same songs")
     p.add_argument("--sample-rate", type=int, default=44100, help="sample rate of the WAVs (Hz)")
-    p.add_argument("--kind", choices=("procedural", "sampled"), default="procedural",
-                   help="procedural: fast wavetable songs; sampled: General MIDI soundfont "
-                        "instruments mixed by a model of practice (docs/mixing_model.md)")
+    p.add_argument("--kind", choices=SONG_KINDS, default="sampled",
+                   help="sampled: General MIDI soundfont instruments mixed by a model of "
+                        "practice (docs/mixing_model.md); procedural: fast wavetable songs")
     p.add_argument("--master-bus", type=float, default=0.0, metavar="P",
                    help="sampled: chance that a song's reference goes through a master bus")
     p.set_defaults(func=_cmd_synth)
@@ -452,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=3.0, help="length of each song")
     p.add_argument("--tracks", type=int, default=4, help="tracks per song")
     p.add_argument("--seed", type=int, default=0, help="seed of the songs")
+    p.add_argument("--kind", choices=SONG_KINDS, default="sampled",
+                   help="songs: sampled instruments, or the fast procedural ones")
     p.add_argument("--iterations", type=int, default=10, help="training iterations")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override a quickstart value (repeatable)")
