@@ -1,5 +1,7 @@
 """Learning benchmark (issue 7): train agents on synthetic songs, score them on held-out songs.
 
+The songs are sampled-instrument songs (docs/mixing_model.md) unless ``--kind procedural``.
+
     python benchmarks/bench_quality.py --out runs/quality            # the <= 60 min table
     python benchmarks/bench_quality.py --out runs/q --agents bc bc_ppo --minutes-scale 0.5
     python benchmarks/bench_quality.py --out runs/tiny --tiny        # a smoke run, ~3 min
@@ -19,10 +21,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.quality import AGENTS, QualitySetup, run_benchmark  # noqa: E402
+from benchmarks.quality import AGENTS, DEFAULT_TRACKS, QualitySetup, run_benchmark  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, QualitySetup]:
+    """The command line -> its arguments and the benchmark setup they describe."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default="runs/quality", help="output folder")
     p.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS),
@@ -32,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-heldout", type=int, default=None)
     p.add_argument("--seconds", type=float, default=None)
+    p.add_argument("--kind", choices=tuple(DEFAULT_TRACKS), default=None,
+                   help="songs: sampled instruments (default) or the procedural wavetable ones")
+    p.add_argument("--n-tracks", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="stems per song (default: 6 11 sampled, 8 24 procedural)")
+    p.add_argument("--master-bus", type=float, default=None, metavar="P",
+                   help="sampled: chance that a song's reference goes through a master bus")
     p.add_argument("--seed", type=int, default=None,
                    help="dataset and training seed (other songs, other held-out set)")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
@@ -43,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     base = QualitySetup()
     overrides: dict = {"agents": tuple(args.agents)}
     if args.tiny:
-        overrides |= {"n_train": 4, "n_heldout": 2, "seconds": 2.0, "n_tracks": (3, 6),
+        overrides |= {"n_train": 4, "n_heldout": 2, "seconds": 2.0, "n_tracks": (4, 6),
                       "episode_chunks": 64, "demo_episodes_per_song": 2,
                       "minutes": {k: 1 / 3 for k in base.minutes}}
     if args.model:
@@ -51,13 +60,21 @@ def main(argv: list[str] | None = None) -> int:
 
         overrides["model"] = {**base.model, **{k: yaml.safe_load(v) for k, v in
                                                (kv.split("=", 1) for kv in args.model)}}
-    for name in ("n_train", "n_heldout", "seconds", "seed"):
+    for name in ("n_train", "n_heldout", "seconds", "seed", "kind", "master_bus"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    if args.n_tracks is not None:
+        overrides["n_tracks"] = tuple(args.n_tracks)
+    elif args.kind is not None and not args.tiny:
+        overrides["n_tracks"] = None  # the kind's default
     setup = dataclasses.replace(base, **overrides)
     setup = dataclasses.replace(
         setup, minutes={k: v * args.minutes_scale for k, v in setup.minutes.items()})
+    return args, setup
 
+
+def main(argv: list[str] | None = None) -> int:
+    args, setup = parse_setup(argv)
     import ray
 
     from rl_models.app.train import init_ray

@@ -1,7 +1,9 @@
 """The learning benchmark: agents trained on synthetic songs, scored on held-out songs.
 
 One command (``deepmixing benchmark quality``, :mod:`benchmarks.bench_quality`) makes a
-synthetic dataset with known gain automation, prepares it into a cache, splits it into
+synthetic dataset with known gain automation (by default sampled-instrument songs mixed by the
+model of practice in docs/mixing_model.md; ``kind="procedural"`` for the fast wavetable
+songs), prepares it into a cache, splits it into
 training and held-out songs, and fills one table (the product's evaluation, on the held-out
 songs only) with:
 
@@ -47,6 +49,10 @@ BASELINE_ROWS = tuple(BASELINES)
 (instrument_balance is fitted on the training songs first)."""
 
 
+DEFAULT_TRACKS = {"sampled": (6, 11), "procedural": (8, 24)}
+"""Stems per song for each kind of song (sampled songs take 4 to 19)."""
+
+
 @dataclass(frozen=True)
 class QualitySetup:
     """What the benchmark trains and scores; the defaults are the 2-core, <= 60 min setup."""
@@ -57,8 +63,13 @@ class QualitySetup:
     """Held-out songs: never seen in training or in demonstrations."""
     seconds: float = 6.0
     """Length of each synthetic song."""
-    n_tracks: tuple[int, int] = (8, 24)
-    """Stems per song, drawn per song."""
+    n_tracks: tuple[int, int] | None = None
+    """Stems per song, drawn per song (None: the kind's default, see ``DEFAULT_TRACKS``)."""
+    kind: str = "sampled"
+    """Which songs: ``sampled`` (General MIDI instruments, mixing model of practice) or
+    ``procedural`` (the fast wavetable songs of the earlier tables)."""
+    master_bus: float = 0.0
+    """Sampled songs: chance that a song's reference goes through a master bus."""
     seed: int = 7
     """Dataset seed (songs) and training seed."""
     episode_chunks: int = 128
@@ -84,6 +95,10 @@ class QualitySetup:
     """The reduced attention-LSTM (report's l = 5; smaller k, r, W for 2 cores)."""
 
     def __post_init__(self) -> None:
+        if self.kind not in DEFAULT_TRACKS:
+            raise ConfigError(f"kind must be one of {sorted(DEFAULT_TRACKS)}, got {self.kind!r}")
+        if self.n_tracks is None:  # frozen: set the kind's default once
+            object.__setattr__(self, "n_tracks", DEFAULT_TRACKS[self.kind])
         for name in ("n_train", "n_heldout", "episode_chunks", "n_track_features",
                      "demo_episodes_per_song"):
             value = getattr(self, name)
@@ -123,18 +138,23 @@ class Split:
 
 
 def make_split(root: str | Path, setup: QualitySetup, *, progress: bool = False) -> Split:
-    """Writes the synthetic songs, prepares them into one cache, and splits them by name.
+    """Writes the songs of ``setup.kind``, prepares them into one cache, splits them by name.
 
-    One cache (not two) so both sides share the slot layout; the held-out songs are the last
-    ``n_heldout`` (song k is the same whatever the dataset size, see ``synthetic``).
+    One cache (not two) so the split is one prepared dataset; the held-out songs are the last
+    ``n_heldout`` (song k is the same whatever the dataset size, for both kinds).
     """
     from mixing_env.data.prepare import prepare_dataset
+    from mixing_env.data.sampled import make_sampled_dataset
     from mixing_env.data.synthetic import make_synthetic_dataset
 
     root = Path(root)
     n = setup.n_train + setup.n_heldout
-    make_synthetic_dataset(root / "songs", n_songs=n, seconds=setup.seconds,
-                           n_tracks=tuple(setup.n_tracks), seed=setup.seed)
+    common = {"n_songs": n, "seconds": setup.seconds, "n_tracks": tuple(setup.n_tracks),
+              "seed": setup.seed}
+    if setup.kind == "sampled":
+        make_sampled_dataset(root / "songs", master_bus=setup.master_bus, **common)
+    else:
+        make_synthetic_dataset(root / "songs", **common)
     # rebuild: the cache holds the songs just written, whatever an earlier setup left there.
     dataset = prepare_dataset(root / "songs", root / "cache", progress=progress, rebuild=True)
     names = sorted(dataset.names)

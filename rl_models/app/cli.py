@@ -20,6 +20,8 @@ __all__ = ["main", "build_parser"]
 
 BENCHMARKS = ("env", "model", "prepare", "quality", "throughput")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
+SONG_KINDS = ("sampled", "procedural")
+"""Kinds of synthetic songs ``synth`` and ``demo`` write; the first is the default."""
 _READS = ("Reads only the checkpoint's deepmixing.json, policy.json and policy_weights.pt "
           "(weights loaded with torch.load(weights_only=True): nothing is unpickled); "
           "RLlib's own files in the checkpoint are for resuming training.")
@@ -74,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="if set, each song gets between --tracks and this many tracks")
     p.add_argument("--seed", type=int, default=0, help="seed: the same seed writes the same songs")
     p.add_argument("--sample-rate", type=int, default=44100, help="sample rate of the WAVs (Hz)")
-    p.add_argument("--kind", choices=("procedural", "sampled"), default="procedural",
-                   help="procedural: fast wavetable songs; sampled: General MIDI soundfont "
-                        "instruments mixed by a model of practice (docs/mixing_model.md)")
+    p.add_argument("--kind", choices=SONG_KINDS, default="sampled",
+                   help="sampled: General MIDI soundfont instruments mixed by a model of "
+                        "practice (docs/mixing_model.md); procedural: fast wavetable songs")
     p.add_argument("--master-bus", type=float, default=0.0, metavar="P",
                    help="sampled: chance that a song's reference goes through a master bus")
     p.set_defaults(func=commands.cmd_synth)
@@ -229,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=3.0, help="length of each song")
     p.add_argument("--tracks", type=int, default=4, help="tracks per song")
     p.add_argument("--seed", type=int, default=0, help="seed of the songs")
+    p.add_argument("--kind", choices=SONG_KINDS, default="sampled",
+                   help="songs: sampled instruments, or the fast procedural ones")
     p.add_argument("--iterations", type=int, default=10, help="training iterations")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override a quickstart value (repeatable)")

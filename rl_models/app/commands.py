@@ -239,6 +239,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rl_models.app.demo import run_demo
 
     run_demo(args.out, n_songs=args.n_songs, seconds=args.seconds, tracks=args.tracks,
-             seed=args.seed, iterations=args.iterations, overrides=args.set or [],
+             seed=args.seed, kind=args.kind, iterations=args.iterations,
+             overrides=args.set or [],
              progress=not args.no_progress, num_cpus=args.num_cpus, address=args.address)
     return 0

@@ -15,7 +15,8 @@ __all__ = ["run_demo"]
 
 
 def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks: int = 4,
-             seed: int = 0, iterations: int = 10, overrides: Sequence[str] = (),
+             seed: int = 0, kind: str = "sampled", iterations: int = 10,
+             overrides: Sequence[str] = (),
              progress: bool = True, num_cpus: int | None = None, address: str | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Runs the demo into ``out`` and returns where everything went.
@@ -26,6 +27,7 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
         seconds: Length of each song.
         tracks: Tracks per song.
         seed: Seed of the songs.
+        kind: ``sampled`` (General MIDI instruments, the default songs) or ``procedural``.
         iterations: Training iterations of the quickstart experiment.
         overrides: ``KEY.PATH=VALUE`` overrides of quickstart values.
         progress: Show progress bars.
@@ -39,7 +41,9 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
     from mixing_env.balance import fit_dataset_balance
     from mixing_env.baselines import BASELINES
     from mixing_env.data.prepare import prepare_dataset
+    from mixing_env.data.sampled import make_sampled_dataset
     from mixing_env.data.synthetic import make_synthetic_dataset
+    from mixing_env.errors import ConfigError
     from rl_models.app.evaluate import evaluate, format_table
     from rl_models.app.experiment import load_experiment
     from rl_models.app.mix import mix_song
@@ -47,9 +51,12 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
 
     out = Path(out).resolve()
     started = time.time()
-    log(f"[1/5] synthetic songs -> {out / 'songs'}")
-    make_synthetic_dataset(out / "songs", n_songs=n_songs, seconds=seconds, n_tracks=tracks,
-                           seed=seed)
+    log(f"[1/5] {kind} songs -> {out / 'songs'}")
+    makers = {"sampled": make_sampled_dataset, "procedural": make_synthetic_dataset}
+    if kind not in makers:
+        raise ConfigError(f"kind must be one of {sorted(makers)}, got {kind!r}")
+    make = makers[kind]
+    make(out / "songs", n_songs=n_songs, seconds=seconds, n_tracks=tracks, seed=seed)
     log(f"[2/5] prepare -> {out / 'cache'}")
     # rebuild: the cache holds the songs just written, whatever an earlier demo left there.
     ds = prepare_dataset(out / "songs", out / "cache", progress=progress, rebuild=True)

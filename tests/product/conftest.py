@@ -28,8 +28,8 @@ def run_cli(*argv: str) -> int:
 def product_songs(tmp_path_factory):
     """Two synthetic 1-second songs with 3 tracks, written by ``deepmixing synth``."""
     out = tmp_path_factory.mktemp("songs")
-    assert run_cli("synth", out, "--n-songs", 2, "--seconds", 1, "--tracks", 3,
-                   "--seed", 3) == 0
+    assert run_cli("synth", out, "--kind", "procedural", "--n-songs", 2, "--seconds", 1,
+                   "--tracks", 3, "--seed", 3) == 0
     return out
 
 

@@ -157,8 +157,8 @@ def test_prepare_refuses_another_dataset_into_a_cache_unless_rebuild(songs, tmp_
     first = song_dirs(songs)
     assert run("prepare", songs, cache, "--no-progress") == 0
     other = tmp_path / "other"
-    assert run("synth", other, "--n-songs", 1, "--seconds", 1, "--tracks", 3,
-               "--seed", 9) == 0
+    assert run("synth", other, "--kind", "procedural", "--n-songs", 1, "--seconds", 1,
+               "--tracks", 3, "--seed", 9) == 0
     (other / "SynthSong001").rename(other / "Other")
     capsys.readouterr()
     assert run("prepare", other, cache, "--no-progress") == 2

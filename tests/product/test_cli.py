@@ -262,8 +262,8 @@ def test_benchmark_quality_help_comes_from_its_module(capsys):
 
 def test_demo_runs_the_whole_job(ray_session, tmp_path, capsys, deepmixing, tiny_sets):
     out = tmp_path / "demo"
-    assert deepmixing("demo", "--out", out, "--n-songs", 2, "--seconds", 1, "--tracks", 3,
-                   "--iterations", 1, "--no-progress",
+    assert deepmixing("demo", "--out", out, "--kind", "procedural", "--n-songs", 2,
+                   "--seconds", 1, "--tracks", 3, "--iterations", 1, "--no-progress",
                    *tiny_sets,
                    "--set", "evaluation.interval=1") == 0
     printed = capsys.readouterr().out

@@ -18,8 +18,9 @@ from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.errors import ConfigError
 from rl_models.app.demonstrations import read_demonstrations
 
-TINY = QualitySetup(n_train=3, n_heldout=2, seconds=1.0, n_tracks=(3, 5), episode_chunks=16,
+TINY = QualitySetup(n_train=3, n_heldout=2, seconds=1.0, n_tracks=(4, 5), episode_chunks=16,
                     demo_episodes_per_song=2, agents=("bc", "bc_ppo", "ppo"))
+"""The default kind of songs (sampled instruments), tiny."""
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,7 @@ def split(tmp_path_factory):
 
 def test_split_is_disjoint_and_shares_the_slot_layout(split):
     assert len(split.train) == 3 and len(split.heldout) == 2
+    assert all(n.startswith("SampledSong") for n in split.train + split.heldout)
     assert not set(split.train) & set(split.heldout)
     train_env = MixingEnv(split.env(TINY))
     heldout_env = MixingEnv(split.env(TINY, heldout=True))
@@ -155,6 +157,33 @@ def test_every_tune_agent_has_a_valid_experiment(split, tmp_path):
         raw = exp["env"]["obs_features"] == "raw"
         assert raw == (name == "paper"), name
         assert exp["env"].get("stem_level_features") is (not raw), name
+
+
+def test_songs_are_sampled_unless_procedural_is_asked_for(tmp_path):
+    assert QualitySetup().kind == "sampled" and QualitySetup().n_tracks == (6, 11)
+    fast = QualitySetup(kind="procedural", n_train=1, n_heldout=1, seconds=0.5, n_tracks=(3, 4))
+    assert QualitySetup(kind="procedural").n_tracks == (8, 24)
+    split = make_split(tmp_path, fast)
+    assert [n[:9] for n in split.train + split.heldout] == ["SynthSong", "SynthSong"]
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        QualitySetup(kind="midi")
+    with pytest.raises(ConfigError, match="4 <= lo <= hi <= 19"):  # sampled songs: >= 4 stems
+        make_split(tmp_path / "few", dataclasses.replace(fast, kind="sampled"))
+
+
+def test_command_line_setup_follows_the_kind():
+    from benchmarks.bench_quality import parse_setup
+
+    _, default = parse_setup(["--agents", "bc", "--seed", "11", "--minutes-scale", "0.5"])
+    assert (default.kind, default.n_tracks, default.seed) == ("sampled", (6, 11), 11)
+    assert default.minutes["bc"] == pytest.approx(5.0) and default.agents == ("bc",)
+    _, procedural = parse_setup(["--kind", "procedural"])
+    assert procedural.n_tracks == (8, 24)
+    _, tiny = parse_setup(["--tiny", "--kind", "procedural", "--master-bus", "0.5"])
+    assert (tiny.kind, tiny.n_tracks, tiny.n_train, tiny.master_bus) == (
+        "procedural", (4, 6), 4, 0.5)
+    _, own = parse_setup(["--n-tracks", "5", "7"])
+    assert own.n_tracks == (5, 7)
 
 
 def test_bc_ppo_needs_bc():

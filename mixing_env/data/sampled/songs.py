@@ -210,6 +210,8 @@ def make_sampled_dataset(
     """
     if not isinstance(n_songs, int) or n_songs < 1:
         raise ConfigError(f"n_songs must be an int >= 1, got {n_songs!r}")
+    if not isinstance(sample_rate, int) or sample_rate < 1:
+        raise ConfigError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
     _check(seconds, n_tracks, master_bus)
     out = Path(out_dir)
     return [
