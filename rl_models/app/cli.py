@@ -1,6 +1,7 @@
 """The ``deepmixing`` command line (synth, prepare, taxonomy, train, tune, evaluate, mix, ...).
 
-Commands: synth, prepare, taxonomy, train, tune, demos, balance, evaluate, mix, benchmark, demo.
+Commands: synth, prepare, taxonomy, train, tune, demos, balance, evaluate, mix, pretrained,
+benchmark, demo.
 
 User mistakes (the project's errors, bad paths, bad overrides) print one line
 ``deepmixing: error: ...`` and exit with status 2; ``--debug`` shows the traceback instead.
@@ -18,7 +19,7 @@ from mixing_env.errors import ConfigError, DatasetError, DeepMixingError
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("env", "model", "prepare", "quality")
+BENCHMARKS = ("env", "model", "prepare", "quality", "transfer")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
 _READS = ("Reads only the checkpoint's deepmixing.json, policy.json and policy_weights.pt "
           "(weights loaded with torch.load(weights_only=True): nothing is unpickled); "
@@ -434,7 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
     p.set_defaults(func=_cmd_export_weights)
 
-    p = sub.add_parser("benchmark", help="run a benchmark (env, model, prepare, quality)",
+    from rl_models.app.pretrained import add_pretrained_parser
+
+    add_pretrained_parser(sub, fmt)
+
+    p = sub.add_parser("benchmark", help="run a benchmark (env, model, prepare, quality, transfer)",
                        formatter_class=fmt,
                        description="Run benchmarks/bench_<which>.py's main; arguments after "
                                    "the name are passed through (e.g. deepmixing benchmark "
