@@ -59,21 +59,24 @@ class PretrainedRecipe:
     """Oracle demonstration windows per song."""
     n_track_features: int = 16
     """Log-mel bands per track (plus 4 causal and 2 whole-stem level features)."""
-    minutes: float = 10.0
+    minutes: float = 12.0
     """Behaviour-cloning budget, wall-clock minutes."""
+    lr: float = 3e-3
+    """Adam learning rate at the start (decays to a tenth over the budget)."""
     max_updates: int | None = None
     """Also stop after this many updates (None: the time budget only)."""
     level_sd_db: float = 6.0
     """Spread of the per-stem recording-level augmentation, dB (0: off; see
     :mod:`rl_models.app.demo_augmentation`)."""
-    slot_shuffle: float = 0.3
+    slot_shuffle: float = 0.0
     """Chance that a training sequence's stems are moved to other slots (0: off)."""
     model: dict[str, Any] = field(default_factory=lambda: {
         "hidden_size": 48, "mix_hidden_size": 5, "attention_dim": 32, "embed_dim": 16,
-        "window": 4, "max_seq_len": 32, "input_norm": "db", "log_rms_feature": False,
+        "window": 4, "max_seq_len": 16, "input_norm": "db", "log_rms_feature": False,
         "concentration_scale": 50.0, "share_encoder": True,
     })
-    """The reduced attention-LSTM of the learning benchmark, with one shared track encoder."""
+    """The reduced attention-LSTM of the learning benchmark (16-chunk training sequences), with
+    one shared track encoder."""
 
     def __post_init__(self) -> None:
         for name in ("n_songs", "episode_chunks", "demo_episodes_per_song", "n_track_features"):
@@ -117,11 +120,11 @@ def export_pretrained(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     """
     from rl_models import checkpoints
 
-    _, meta = checkpoints.load_policy(checkpoint)  # refuses a damaged or old checkpoint
-    source = Path(meta["checkpoint"])
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, expected a folder")
+    _, meta = checkpoints.load_policy(checkpoint)  # refuses a damaged or old checkpoint
+    source = Path(meta["checkpoint"])
     experiment = dict(meta.get("experiment", {}))
     env = dict(experiment.get("env", {}))
     experiment["env"] = {k: env[k] for k in _SHIPPED_ENV_KEYS if k in env}
@@ -202,8 +205,8 @@ def train_pretrained(out: str | os.PathLike, *, work_dir: str | os.PathLike,
                                      slot_shuffle=recipe.slot_shuffle)
     bc = train_behaviour_cloning(demos, env_config=env, model=dict(recipe.model),
                                  out_dir=work / "run", minutes=recipe.minutes,
-                                 max_updates=recipe.max_updates, seed=recipe.seed, log=log,
-                                 augment=augment)
+                                 max_updates=recipe.max_updates, lr=recipe.lr, seed=recipe.seed,
+                                 log=log, augment=augment)
     exported = export_pretrained(bc["checkpoint"], out)
     log(f"pretrained: {bc['updates']} BC updates; exported to {exported} "
         f"({time.time() - t0:.0f} s)")
@@ -224,7 +227,8 @@ def _cmd_train(args: Any) -> int:
         n_tracks=(args.tracks, args.tracks_max), master_bus=args.master_bus, seed=args.seed,
         episode_chunks=args.episode_chunks,
         demo_episodes_per_song=args.demo_episodes_per_song, minutes=args.minutes,
-        max_updates=args.max_updates, model={**defaults.model})
+        max_updates=args.max_updates, level_sd_db=args.level_sd_db,
+        slot_shuffle=args.slot_shuffle, model={**defaults.model})
     result = train_pretrained(args.out, work_dir=args.work, recipe=recipe)
     shipped = Path(result["out"]).resolve() == PRETRAINED_DIR
     print(f"pretrained agent: {result['out']}" + (" (the shipped one)" if shipped else
@@ -273,6 +277,10 @@ def add_pretrained_parser(sub: Any, formatter_class: Any) -> None:
                    help="behaviour-cloning budget (wall clock)")
     t.add_argument("--max-updates", type=int, default=None,
                    help="also stop after this many updates")
+    t.add_argument("--level-sd-db", type=float, default=d.level_sd_db,
+                   help="spread of the per-stem recording-level augmentation (dB; 0: off)")
+    t.add_argument("--slot-shuffle", type=float, default=d.slot_shuffle,
+                   help="chance that a training sequence's stems move to other slots")
     t.set_defaults(func=_cmd_train)
     e = actions.add_parser(
         "export", formatter_class=formatter_class,
