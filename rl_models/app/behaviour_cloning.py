@@ -47,6 +47,7 @@ def train_behaviour_cloning(
     log_every_s: float = 30.0,
     log: Any = print,
     augment: Any = None,
+    initial_weights: str | os.PathLike | None = None,
 ) -> dict:
     """Fits the module to the demonstrated actions for a wall-clock budget.
 
@@ -69,6 +70,8 @@ def train_behaviour_cloning(
         augment: ``augment(obs, actions, rng) -> (obs, actions)`` applied to every sequence
             before it is batched (e.g. :func:`rl_models.app.demo_augmentation.
             make_demo_augmentation`); None: the demonstrations as recorded.
+        initial_weights: A ``policy_weights.pt`` of the same module to start from (a warm
+            restart, read with ``weights_only=True``); None: a fresh initialisation.
 
     Returns:
         ``{"checkpoint": path, "updates": n, "curve": [(update, seconds, loss), ...]}``.
@@ -93,6 +96,8 @@ def train_behaviour_cloning(
     spec = module_spec(DEFAULT_MODULE, dict(model))
     spec.observation_space, spec.action_space = observation_space, action_space
     module = spec.build()
+    if initial_weights is not None:
+        module.load_state_dict(torch.load(initial_weights, map_location="cpu", weights_only=True))
     seq_len = int(module.model_config["max_seq_len"])
     usable = [(o, a) for o, a in episodes if len(a) >= seq_len]
     if not usable:

@@ -99,7 +99,8 @@ def pretrained_env(cache_dir: str | os.PathLike, recipe: PretrainedRecipe) -> di
     }
 
 
-def export_pretrained(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+def export_pretrained(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+                      recipe: dict | None = None) -> Path:
     """Copies a checkpoint's plain files into ``out``: the folder ``pretrained`` resolves to.
 
     ``policy.json`` and ``policy_weights.pt`` are copied as they are; in ``deepmixing.json``
@@ -110,6 +111,8 @@ def export_pretrained(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     Args:
         checkpoint: A checkpoint, trial or experiment folder with the plain policy files.
         out: The folder to (re)place, e.g. ``rl_models/pretrained``.
+        recipe: How the agent was made (:class:`PretrainedRecipe` as a dict), recorded under
+            ``experiment.recipe`` in ``deepmixing.json``.
 
     Returns:
         ``out``.
@@ -129,6 +132,8 @@ def export_pretrained(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     env = dict(experiment.get("env", {}))
     experiment["env"] = {k: env[k] for k in _SHIPPED_ENV_KEYS if k in env}
     experiment.pop("demonstrations", None)
+    if recipe is not None:
+        experiment["recipe"] = dict(recipe)
     layout = {k: meta[k] for k in ("slot_names", "chunk_size", "sample_rate") if k in meta}
     staging = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -207,7 +212,7 @@ def train_pretrained(out: str | os.PathLike, *, work_dir: str | os.PathLike,
                                  out_dir=work / "run", minutes=recipe.minutes,
                                  max_updates=recipe.max_updates, lr=recipe.lr, seed=recipe.seed,
                                  log=log, augment=augment)
-    exported = export_pretrained(bc["checkpoint"], out)
+    exported = export_pretrained(bc["checkpoint"], out, recipe=asdict(recipe))
     log(f"pretrained: {bc['updates']} BC updates; exported to {exported} "
         f"({time.time() - t0:.0f} s)")
     return {"out": str(exported), "checkpoint": bc["checkpoint"], "updates": bc["updates"],

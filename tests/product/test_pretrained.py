@@ -112,6 +112,7 @@ def test_the_retrain_command_remakes_and_exports_an_agent(deepmixing, tmp_path):
     assert "dataset_dir" not in meta["experiment"]["env"]
     module, _ = checkpoints.load_policy(out)
     assert json.loads((work / "recipe.json").read_text())["n_songs"] == 2
+    assert meta["experiment"]["recipe"]["n_songs"] == 2 and meta["experiment"]["recipe"]["seed"]
     # exporting again replaces the folder and keeps what else lies in it
     (out / "README.txt").write_text("mine")
     assert export_pretrained(work / "run", out) == out
