@@ -172,3 +172,20 @@ def test_augmentation_refuses_bad_settings():
         make_demo_augmentation(slot_shuffle=1.5)
     with pytest.raises(ConfigError, match="level_sd_db"):
         make_demo_augmentation(level_sd_db=-1.0)
+
+
+def test_the_transfer_benchmark_moves_role_levels_only_inside_its_block():
+    from benchmarks.bench_transfer import ROLE_SHIFT_DB, SPREAD_SCALE, no_harm, shifted_mixing_model
+    from mixing_env.data.sampled import mixing_model
+
+    before = dict(mixing_model.ROLE_LEVEL_DB)
+    with shifted_mixing_model():
+        mean, sd = mixing_model.ROLE_LEVEL_DB["hihat"]
+        assert mean == before["hihat"][0] + ROLE_SHIFT_DB["hihat"]
+        assert sd == before["hihat"][1] * SPREAD_SCALE
+    assert mixing_model.ROLE_LEVEL_DB == before
+    rows = [{"policy": "agent", "mfcc_distance": 18.0}, {"policy": "equal", "mfcc_distance": 19.0},
+            {"policy": "loudness", "mfcc_distance": 17.0}]
+    assert not no_harm(rows, "agent")  # loudness is better: harm
+    rows[0]["mfcc_distance"] = 16.0
+    assert no_harm(rows, "agent")
