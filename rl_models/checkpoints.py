@@ -37,6 +37,8 @@ __all__ = [
     "METADATA_FILE",
     "MODULE_SUBDIR",
     "POLICY_CONFIG_FILE",
+    "PRETRAINED",
+    "PRETRAINED_DIR",
     "WEIGHTS_FILE",
     "export_policy_files",
     "find_checkpoint",
@@ -45,6 +47,7 @@ __all__ = [
     "load_rllib_module",
     "module_checkpoint_dir",
     "read_metadata",
+    "resolve_checkpoint_path",
     "space_from_json",
     "space_to_json",
     "write_metadata",
@@ -61,6 +64,10 @@ MODULE_SUBDIR = Path("learner_group", "learner", "rl_module", "default_policy")
 """Where an RLlib algorithm checkpoint keeps the policy module (single-agent default id)."""
 _RLLIB_MODULE_FILES = ("module_state.pt", "module_state.pkl")
 """Files that mark an RLlib RLModule checkpoint folder."""
+PRETRAINED = "pretrained"
+"""The checkpoint name of the agent that ships with the package (:data:`PRETRAINED_DIR`)."""
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+"""The shipped agent's folder (made by ``deepmixing pretrained train``)."""
 
 
 class _RLModuleConfigDeprecation(logging.Filter):
@@ -85,15 +92,32 @@ def _is_checkpoint(path: Path) -> bool:
     return (path / METADATA_FILE).is_file() or (path / MODULE_SUBDIR).is_dir()
 
 
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """``path`` itself, or the shipped agent's folder for the name ``pretrained``.
+
+    A folder literally named ``pretrained`` in the working directory wins: the name means the
+    shipped agent only when no such path exists (write ``./pretrained`` for your own folder
+    to make the intent plain either way).
+    """
+    path = Path(path).expanduser()
+    if str(path) == PRETRAINED and not path.exists():
+        return PRETRAINED_DIR
+    return path
+
+
 def list_checkpoints(path: str | Path) -> list[Path]:
     """The checkpoint folders under ``path``, oldest first (itself if it is one).
+
+    ``path`` may be ``pretrained``, the shipped agent (:func:`resolve_checkpoint_path`).
 
     Raises:
         CheckpointError: ``path`` does not exist.
     """
-    path = Path(path).expanduser()
+    path = resolve_checkpoint_path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        hint = ("; remake the shipped agent with `deepmixing pretrained train --out "
+                f"{PRETRAINED_DIR}`") if path == PRETRAINED_DIR else ""
+        raise CheckpointError(f"checkpoint not found: {path}{hint}")
     if _is_checkpoint(path):
         return [path]
     return sorted((p for p in path.rglob("checkpoint_*") if p.is_dir() and _is_checkpoint(p)),

@@ -46,6 +46,8 @@ def train_behaviour_cloning(
     seed: int = 0,
     log_every_s: float = 30.0,
     log: Any = print,
+    augment: Any = None,
+    initial_weights: str | os.PathLike | None = None,
 ) -> dict:
     """Fits the module to the demonstrated actions for a wall-clock budget.
 
@@ -65,6 +67,11 @@ def train_behaviour_cloning(
         seed: Seeds the module initialisation and the sequence sampling.
         log_every_s: Seconds between progress lines.
         log: Where progress lines go.
+        augment: ``augment(obs, actions, rng) -> (obs, actions)`` applied to every sequence
+            before it is batched (e.g. :func:`rl_models.app.demo_augmentation.
+            make_demo_augmentation`); None: the demonstrations as recorded.
+        initial_weights: A ``policy_weights.pt`` of the same module to start from (a warm
+            restart, read with ``weights_only=True``); None: a fresh initialisation.
 
     Returns:
         ``{"checkpoint": path, "updates": n, "curve": [(update, seconds, loss), ...]}``.
@@ -89,6 +96,8 @@ def train_behaviour_cloning(
     spec = module_spec(DEFAULT_MODULE, dict(model))
     spec.observation_space, spec.action_space = observation_space, action_space
     module = spec.build()
+    if initial_weights is not None:
+        module.load_state_dict(torch.load(initial_weights, map_location="cpu", weights_only=True))
     seq_len = int(module.model_config["max_seq_len"])
     usable = [(o, a) for o, a in episodes if len(a) >= seq_len]
     if not usable:
@@ -112,13 +121,13 @@ def train_behaviour_cloning(
             group["lr"] = lr * (1.0 - (1.0 - lr_final_fraction) * used)
         picks = [usable[i] for i in rng.integers(len(usable), size=batch_size)]
         offsets = [int(rng.integers(0, len(a) - seq_len + 1)) for _, a in picks]
-        obs = tree.map_structure(
-            lambda *xs: torch.as_tensor(np.stack(xs)),
-            *[tree.map_structure(lambda x, s=s: x[s : s + seq_len], o)
-              for (o, _), s in zip(picks, offsets, strict=True)],
-        )
-        actions = torch.as_tensor(
-            np.stack([a[s : s + seq_len] for (_, a), s in zip(picks, offsets, strict=True)]))
+        seqs = [(tree.map_structure(lambda x, s=s: x[s : s + seq_len], o), a[s : s + seq_len])
+                for (o, a), s in zip(picks, offsets, strict=True)]
+        if augment is not None:
+            seqs = [augment(o, a, rng) for o, a in seqs]
+        obs = tree.map_structure(lambda *xs: torch.as_tensor(np.stack(xs)),
+                                 *[o for o, _ in seqs])
+        actions = torch.as_tensor(np.stack([a for _, a in seqs]))
         state = tree.map_structure(
             lambda x: torch.as_tensor(np.repeat(np.asarray(x)[None], batch_size, 0)), init)
         out = module.forward_train({Columns.OBS: obs, Columns.STATE_IN: state})

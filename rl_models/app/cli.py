@@ -1,6 +1,7 @@
 """The ``deepmixing`` command line (synth, prepare, taxonomy, train, tune, evaluate, mix, ...).
 
-Commands: synth, prepare, taxonomy, train, tune, demos, balance, evaluate, mix, benchmark, demo.
+Commands: synth, prepare, taxonomy, train, tune, demos, balance, evaluate, mix, pretrained,
+benchmark, demo.
 
 User mistakes (the project's errors, bad paths, bad overrides) print one line
 ``deepmixing: error: ...`` and exit with status 2; ``--debug`` shows the traceback instead.
@@ -18,7 +19,7 @@ from rl_models.app import commands
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("env", "model", "prepare", "quality", "throughput")
+BENCHMARKS = ("env", "model", "prepare", "quality", "throughput", "transfer")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
 SONG_KINDS = ("sampled", "procedural")
 """Kinds of synthetic songs ``synth`` and ``demo`` write; the first is the default."""
@@ -213,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
     p.set_defaults(func=commands.cmd_export_weights)
 
-    p = sub.add_parser("benchmark", help="run a benchmark (env, model, prepare, quality)",
+    from rl_models.app.pretrained import add_pretrained_parser
+
+    add_pretrained_parser(sub, fmt)
+
+    p = sub.add_parser("benchmark", help="run one of the project's benchmarks",
                        formatter_class=fmt,
                        description="Run benchmarks/bench_<which>.py's main; arguments after "
                                    "the name are passed through (e.g. deepmixing benchmark "

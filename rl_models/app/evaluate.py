@@ -30,7 +30,7 @@ from mixing_env.episodes import EpisodeRecord, Policy, run_episode
 from mixing_env.errors import CheckpointError, ConfigError
 from mixing_env.paths import check_output_folder
 from rl_models.app.module_policy import ModulePolicy
-from rl_models.checkpoints import find_checkpoint
+from rl_models.checkpoints import PRETRAINED, find_checkpoint
 from rl_models.checkpoints import load_policy as load_checkpoint
 
 __all__ = [
@@ -136,7 +136,7 @@ def evaluate_policy(policy: Policy, *, env_config: dict, songs: list[str] | None
 def _policy_for(spec: str, dataset_dir: str | None) -> tuple[Any, dict | None]:
     if is_baseline(spec):
         return make_baseline(spec, dataset_dir=dataset_dir), None
-    if not Path(spec).exists():
+    if spec != PRETRAINED and not Path(spec).exists():  # the shipped agent is found later
         raise ConfigError(f"policy {spec!r} is neither a baseline (see mixing_env.baselines."
                           f"BASELINES) nor an existing checkpoint path")
     module, meta = load_checkpoint(spec)

@@ -15,7 +15,7 @@ import soundfile as sf
 from rl_models.app import cli
 
 COMMANDS = ["synth", "prepare", "taxonomy", "train", "tune", "balance", "evaluate", "mix",
-            "export-weights",
+            "export-weights", "pretrained",
             "benchmark", "demo"]
 
 

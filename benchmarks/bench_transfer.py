@@ -1,0 +1,193 @@
+"""Transfer check (issue 16): the pretrained agent on sampled songs it never saw.
+
+    python benchmarks/bench_transfer.py --out runs/transfer                 # 8 songs per kind
+    python benchmarks/bench_transfer.py --out runs/t --agent runs/pretrained/run
+    deepmixing benchmark transfer -- --out runs/transfer --n-songs 4
+
+Held-out sampled songs (another seed than the agent's training songs; 20 s, 6-11 stems) are
+written with three kinds of reference, from the same stems:
+
+- ``clean``: the project's mixing model (docs/mixing_model.md), no master bus;
+- ``master_bus``: the same mixes through a master bus (EQ, compression, reverb), every song;
+- ``shifted``: a different engineer: every role's mean level moved by :data:`ROLE_SHIFT_DB`
+  and its song-to-song spread scaled by :data:`SPREAD_SCALE`, standing in for a mixing model
+  the agent was not trained on (the hidden real-instrument set has its own).
+
+Each kind is prepared and scored with the product's evaluation: the agent (default: the
+shipped ``pretrained``), equal, loudness, instrument_balance (fitted on the agent's training
+songs: the pretrained recipe's seed), static_oracle and oracle. ``gap_closed`` is the share
+of the equal-to-oracle MFCC-distance gap a policy closes, ``balance_gap_closed`` the share of
+the instrument_balance-to-oracle gap. Writes ``results.md`` and ``results.json`` in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mixing_env.data.sampled import mixing_model  # noqa: E402
+
+KINDS = ("clean", "master_bus", "shifted")
+"""Reference kinds scored, in table order."""
+
+ROLE_SHIFT_DB = {
+    "kick": -3.0, "snare": -2.0, "hihat": 5.0, "toms": 2.0, "overheads": 4.0, "bass": -3.0,
+    "guitar": 3.0, "keys": 3.0, "pad": 4.0, "strings": 4.0, "brass": 3.0, "lead": 0.0,
+    "backing": 3.0,
+}
+"""Per role, dB added to the mean level relative to the lead in the ``shifted`` kind: a
+brighter, less drum-and-bass-heavy engineer (roles are the keys of
+:data:`mixing_env.data.sampled.mixing_model.ROLE_LEVEL_DB`)."""
+
+SPREAD_SCALE = 1.5
+"""The ``shifted`` kind's song-to-song spread of each role's level, times the model's."""
+
+POLICY_ROWS = ("equal", "loudness", "instrument_balance", "static_oracle", "oracle")
+"""Baselines scored beside the agent."""
+
+
+@contextlib.contextmanager
+def shifted_mixing_model() -> Iterator[None]:
+    """The mixing model with per-role levels moved (while the block runs)."""
+    shifted = {role: (mean + ROLE_SHIFT_DB.get(role, 0.0), sd * SPREAD_SCALE)
+               for role, (mean, sd) in mixing_model.ROLE_LEVEL_DB.items()}
+    with mock.patch.dict(mixing_model.ROLE_LEVEL_DB, shifted):
+        yield
+
+
+def make_kind(root: Path, kind: str, *, n_songs: int, seconds: float, seed: int,
+              reuse: bool = False) -> str:
+    """Writes and prepares one reference kind of the held-out songs; returns its cache.
+
+    With ``reuse``, a cache an earlier run left (its manifest written) is kept as it is.
+    """
+    from mixing_env.data.cache import MANIFEST
+    from mixing_env.data.prepare import prepare_dataset
+    from mixing_env.data.sampled import make_sampled_dataset
+
+    songs = root / kind / "songs"
+    cache = root / kind / "cache"
+    if reuse and (cache / MANIFEST).is_file():
+        return str(cache)
+    context = shifted_mixing_model() if kind == "shifted" else contextlib.nullcontext()
+    with context:
+        make_sampled_dataset(songs, n_songs=n_songs, seconds=seconds, n_tracks=(6, 11),
+                             seed=seed, master_bus=1.0 if kind == "master_bus" else 0.0)
+    prepare_dataset(songs, cache, progress=False, rebuild=True)
+    return str(cache)
+
+
+def fit_training_balance(root: Path, *, train_cache: str | None, n_train: int) -> Path:
+    """instrument_balance fitted on the agent's training songs (its recipe's seed)."""
+    from mixing_env.balance import fit_dataset_balance
+
+    if train_cache is None:
+        from mixing_env.data.prepare import prepare_dataset
+        from mixing_env.data.sampled import make_sampled_dataset
+        from rl_models.app.pretrained import PretrainedRecipe
+
+        recipe = PretrainedRecipe()
+        make_sampled_dataset(root / "train" / "songs", n_songs=n_train, seconds=recipe.seconds,
+                             n_tracks=recipe.n_tracks, seed=recipe.seed,
+                             master_bus=recipe.master_bus)
+        prepare_dataset(root / "train" / "songs", root / "train" / "cache", progress=False,
+                        rebuild=True)
+        train_cache = str(root / "train" / "cache")
+    return Path(fit_dataset_balance(train_cache, out=root / "balance.json"))
+
+
+def score_kind(cache: str, *, agent: str, balance: Path, out: Path) -> list[dict]:
+    """MEAN rows of the agent and the baselines on one kind's cache."""
+    from rl_models.app.evaluate import evaluate
+
+    specs = [agent] + [f"{b}={balance}" if b == "instrument_balance" else b
+                       for b in POLICY_ROWS]
+    rows = evaluate(specs, env_config={"dataset_dir": cache}, out_dir=out, plots=False,
+                    progress=False)
+    label = {spec: spec.split("=", 1)[0] for spec in specs}
+    label[agent] = "agent" if agent != "pretrained" else "pretrained"
+    return [{**r, "policy": label.get(r["policy"], r["policy"])}
+            for r in rows if r["song"] == "MEAN"]
+
+
+def table_markdown(results: dict[str, list[dict]]) -> str:
+    """One table per reference kind: MFCC distance, gaps closed, gain error."""
+
+    def f(v, digits=2) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+    out = []
+    for kind, rows in results.items():
+        out += [f"### {kind}", "",
+                "| policy | MFCC dist | gap closed | balance gap closed | gain err median dB |"
+                " SI-SDR dB |", "|---|---|---|---|---|---|"]
+        out += [f"| {r['policy']} | {f(r['mfcc_distance'])} | {f(r.get('gap_closed'))} | "
+                f"{f(r.get('balance_gap_closed'))} | {f(r['gain_err_median_db'])} | "
+                f"{f(r['si_sdr_db'], 1)} |" for r in rows]
+        out.append("")
+    return "\n".join(out)
+
+
+def no_harm(rows: list[dict], agent: str) -> bool:
+    """Whether the agent's MFCC distance is below both equal and loudness gains."""
+    d = {r["policy"]: r["mfcc_distance"] for r in rows}
+    return d[agent] < min(d["equal"], d["loudness"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/transfer"), help="output folder")
+    p.add_argument("--agent", default="pretrained",
+                   help="checkpoint to score (default: the shipped pretrained agent)")
+    p.add_argument("--n-songs", type=int, default=8, help="held-out songs per reference kind")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each song")
+    p.add_argument("--seed", type=int, default=4242,
+                   help="held-out songs' seed (the agent trained on seed 2026)")
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--train-cache", default=None,
+                   help="the agent's training cache, for instrument_balance (default: write "
+                        "--n-train songs of the pretrained recipe)")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep held-out caches an earlier run left in --out")
+    p.add_argument("--n-train", type=int, default=16,
+                   help="training songs for instrument_balance when --train-cache is not given")
+    args = p.parse_args(argv)
+
+    t0 = time.time()
+    args.out.mkdir(parents=True, exist_ok=True)
+    balance = fit_training_balance(args.out, train_cache=args.train_cache, n_train=args.n_train)
+    print(f"instrument_balance: {balance} ({time.time() - t0:.0f} s)", flush=True)
+    results: dict[str, list[dict]] = {}
+    for kind in args.kinds:
+        cache = make_kind(args.out, kind, n_songs=args.n_songs, seconds=args.seconds,
+                          seed=args.seed, reuse=args.reuse)
+        results[kind] = score_kind(cache, agent=args.agent, balance=balance,
+                                   out=args.out / kind / "evaluation")
+        agent = results[kind][0]["policy"]
+        print(f"{kind}: no harm = {no_harm(results[kind], agent)} "
+              f"({time.time() - t0:.0f} s)", flush=True)
+    page = table_markdown(results)
+    command = "python benchmarks/bench_transfer.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    (args.out / "results.md").write_text(f"{page}\nCommand: `{command}`\n")
+    (args.out / "results.json").write_text(json.dumps(
+        {"rows": results, "args": {k: str(v) for k, v in vars(args).items()},
+         "role_shift_db": ROLE_SHIFT_DB, "spread_scale": SPREAD_SCALE,
+         "wall_s": time.time() - t0}, indent=1, default=str))
+    print(page)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
