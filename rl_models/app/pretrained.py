@@ -258,7 +258,8 @@ def add_pretrained_parser(sub: Any, formatter_class: Any) -> None:
                     f"pretrained` play lives in {PRETRAINED_DIR} (policy.json, "
                     "policy_weights.pt, deepmixing.json; no pickle). A folder named "
                     "'pretrained' in the working directory wins over it.")
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION",
+                               help="train: make an agent; export: a checkpoint's policy")
     t = actions.add_parser(
         "train", formatter_class=formatter_class,
         help="sampled songs -> cache -> oracle demonstrations -> behaviour cloning -> export",
