@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import sys
 import types
@@ -269,6 +270,8 @@ def test_demo_runs_the_whole_job(ray_session, tmp_path, capsys, deepmixing, tiny
     printed = capsys.readouterr().out
     for label in ("songs:", "prepared cache:", "checkpoint:", "evaluation:", "mixed WAV:"):
         assert label in printed
+    assert re.search(r"the agent closes -?\d+% of the gap .*instrument_balance closes -?\d+%",
+                     printed)
     assert (out / "cache" / "manifest.json").is_file()
     rows = json.loads((out / "evaluation" / "evaluation.json").read_text())["rows"]
     assert {r["policy"] for r in rows} >= {"equal", "loudness", "oracle", "static_oracle"}
