@@ -80,7 +80,8 @@ class DeepMixingCallbacks(RLlibCallback):
     def _evaluate(self, algorithm, iteration: int) -> dict[str, float]:
         from mixing_env.baselines import make_baseline
         from mixing_env.metrics import gap_closed
-        from rl_models.app.evaluate import ModulePolicy, evaluate_policy
+        from rl_models.app.evaluate import evaluate_policy
+        from rl_models.app.module_policy import ModulePolicy
 
         env_config = self.evaluation.get("env", {})
         if self._baselines is None:

@@ -30,17 +30,12 @@ from mixing_env.episodes import EpisodeRecord, Policy, run_episode
 from mixing_env.errors import CheckpointError, ConfigError
 from mixing_env.paths import check_output_folder
 from rl_models.app.module_policy import ModulePolicy
-from rl_models.checkpoints import PRETRAINED, find_checkpoint
-from rl_models.checkpoints import load_policy as load_checkpoint
+from rl_models.checkpoints import PRETRAINED, load_policy
 
 __all__ = [
     "GAP_COLUMNS",
     "METRIC_COLUMNS",
-    "ModulePolicy",
     "EpisodeRecord",
-    "find_checkpoint",
-    "load_checkpoint",
-    "song_names",
     "play_songs",
     "score_episode",
     "evaluate_policy",
@@ -64,11 +59,6 @@ _BALANCE = "instrument_balance"
 # --------------------------------------------------------------------------------------------
 # Running and scoring
 # --------------------------------------------------------------------------------------------
-def song_names(env_config: dict) -> list[str]:
-    """Names of the songs an env config covers (its ``songs`` subset, else all)."""
-    return SongSource(env_config).names
-
-
 def play_songs(policy: Policy, env_config: dict, *, names: list[str] | None = None,
                songs: list | None = None, source: SongSource | None = None
                ) -> list[EpisodeRecord]:
@@ -139,7 +129,7 @@ def _policy_for(spec: str, dataset_dir: str | None) -> tuple[Any, dict | None]:
     if spec != PRETRAINED and not Path(spec).exists():  # the shipped agent is found later
         raise ConfigError(f"policy {spec!r} is neither a baseline (see mixing_env.baselines."
                           f"BASELINES) nor an existing checkpoint path")
-    module, meta = load_checkpoint(spec)
+    module, meta = load_policy(spec)
     return ModulePolicy(module, name=Path(meta["checkpoint"]).name), meta
 
 

@@ -151,7 +151,8 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     """Mixes one multitrack folder with a checkpoint.
 
     Args:
-        checkpoint: A checkpoint, trial or experiment folder (see ``find_checkpoint``), or a
+        checkpoint: A checkpoint, trial or experiment folder (see
+            ``rl_models.checkpoints.find_checkpoint``), or a
             baseline spec (``loudness``, ``instrument_balance=table.json``), which mixes the
             stems in their own taxonomy slots.
         folder: The song's folder (any supported layout; a mix file is optional and unused).
@@ -177,8 +178,10 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
     from mixing_env.data.audio_io import read_audio, write_audio
     from mixing_env.data.slots import build_song, default_layout, place_stems
     from mixing_env.data.taxonomy import Taxonomy
-    from rl_models.app.evaluate import ModulePolicy, load_checkpoint, play_songs
+    from rl_models.app.evaluate import play_songs
+    from rl_models.app.module_policy import ModulePolicy
     from rl_models.app.plots import plot_automation
+    from rl_models.checkpoints import load_policy
 
     check_mix_options(out_dir=out_dir, target_lufs=target_lufs, peak_dbfs=peak_dbfs)
     if is_baseline(str(checkpoint)):  # a baseline plays in the fixed layout's slots
@@ -187,7 +190,7 @@ def mix_song(checkpoint: str | Path, folder: str | Path, *, out_dir: str | Path,
                 "slot_names": default_layout(), "sample_rate": SAMPLE_RATE,
                 "chunk_size": CHUNK_SIZE}
     else:
-        module, meta = load_checkpoint(checkpoint)
+        module, meta = load_policy(checkpoint)
         policy = ModulePolicy(module)
     slot_names: list[str] = list(meta["slot_names"])
     env_rate, chunk = int(meta["sample_rate"]), int(meta["chunk_size"])

@@ -108,7 +108,9 @@ def test_agent_experiments_chain_bc_into_ppo(split, tmp_path):
 
 def test_behaviour_cloning_learns_the_oracle_and_writes_a_checkpoint(split, tmp_path):
     from rl_models.app.behaviour_cloning import train_behaviour_cloning
-    from rl_models.app.evaluate import ModulePolicy, load_checkpoint, play_songs
+    from rl_models.app.evaluate import play_songs
+    from rl_models.app.module_policy import ModulePolicy
+    from rl_models.checkpoints import load_policy
 
     demos = record_oracle_demonstrations(split, TINY, tmp_path / "demos")
     model = {**TINY.model, "hidden_size": 16, "attention_dim": 16, "max_seq_len": 8}
@@ -118,7 +120,7 @@ def test_behaviour_cloning_learns_the_oracle_and_writes_a_checkpoint(split, tmp_
     losses = [loss for _, _, loss in out["curve"]]
     # An update budget, not a time budget: the result does not depend on the machine's load.
     assert out["updates"] == 100 and losses[-1] < losses[0]
-    module, meta = load_checkpoint(out["checkpoint"])
+    module, meta = load_policy(out["checkpoint"])
     assert meta["experiment"]["algorithm"] == "BC"
     song = split.train[0]
     rec = play_songs(ModulePolicy(module), split.env(TINY), names=[song])[0]
