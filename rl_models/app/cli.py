@@ -1,7 +1,7 @@
 """The ``deepmixing`` command line (synth, prepare, taxonomy, train, tune, evaluate, mix, ...).
 
-Commands: synth, prepare, taxonomy, train, tune, demos, balance, evaluate, mix, pretrained,
-benchmark, demo.
+Commands: synth, prepare, taxonomy, train, tune, tune-report, demos, balance, evaluate, mix,
+pretrained, benchmark, demo.
 
 User mistakes (the project's errors, bad paths, bad overrides) print one line
 ``deepmixing: error: ...`` and exit with status 2; ``--debug`` shows the traceback instead.
@@ -145,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Tune's console verbosity")
         _add_ray_args(p)
         p.set_defaults(func=(lambda a, s=sweep: commands.cmd_train(a, sweep=s)))
+
+    p = sub.add_parser("tune-report", help="print a finished sweep's table (markdown)",
+                       formatter_class=fmt,
+                       description="Read a Tune experiment folder (deepmixing tune's output) "
+                                   "and print one row per trial: the settings that differ "
+                                   "between trials, iterations reached, whether the scheduler "
+                                   "stopped it early, the final metric; the best is marked.")
+    p.add_argument("experiment_dir", type=Path, help="the sweep's folder, e.g. runs/sweep_asha")
+    p.add_argument("--metric", default=None,
+                   help="result key, nested keys joined by / (None: deepmixing/gap_closed if "
+                        "evaluated, else env_runners/episode_return_mean)")
+    p.add_argument("--mode", choices=("max", "min"), default="max", help="which end is best")
+    p.set_defaults(func=commands.cmd_tune_report)
 
     p = sub.add_parser("demos", help="record baseline demonstrations for behaviour cloning",
                        formatter_class=fmt,

@@ -144,6 +144,14 @@ def cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
     return 0
 
 
+def cmd_tune_report(args: argparse.Namespace) -> int:
+    """Print a sweep's table."""
+    from rl_models.app.sweep_report import format_markdown, read_sweep
+
+    print(format_markdown(read_sweep(args.experiment_dir, metric=args.metric, mode=args.mode)))
+    return 0
+
+
 def _env_config_from_args(args: argparse.Namespace) -> dict:
     from rl_models.app.experiment import apply_overrides
 

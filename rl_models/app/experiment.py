@@ -315,9 +315,10 @@ def merge_trees(base: dict, update: dict) -> dict:
     """A copy of ``base`` with ``update`` laid over it, mapping by mapping (search specs whole)."""
     out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not has_search_space(
-            value
-        ):
+        # Recurse into sections that merely hold specs ({lr: {choice: ...}}): only a spec
+        # itself replaces the value whole, so the section's other keys are kept.
+        is_spec = isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _SEARCH_KEYS
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not is_spec:
             out[key] = merge_trees(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

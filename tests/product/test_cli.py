@@ -15,8 +15,8 @@ import soundfile as sf
 
 from rl_models.app import cli
 
-COMMANDS = ["synth", "prepare", "taxonomy", "train", "tune", "balance", "evaluate", "mix",
-            "export-weights", "pretrained",
+COMMANDS = ["synth", "prepare", "taxonomy", "train", "tune", "tune-report", "balance", "evaluate",
+            "mix", "export-weights", "pretrained",
             "benchmark", "demo"]
 
 

@@ -151,3 +151,16 @@ def test_lr_schedules_and_search_specs_stay_valid():
     exp = load_experiment("quickstart", overrides=["training.lr=[[0, 0.001], [1000, 0.0001]]"])
     assert exp["training"]["lr"] == [[0, 1e-3], [1000, 1e-4]]
     assert load_experiment("sweep_asha")["tune"]["param_space"]
+
+
+def test_a_sweep_keeps_the_settings_it_does_not_search():
+    from rl_models.app.train import trial_config
+
+    exp = load_experiment("sweep_asha")
+    space = trial_config(exp, sweep=True)
+    for section in ("training", "model"):
+        searched = exp["tune"]["param_space"][section]
+        for key, value in exp[section].items():
+            if key not in searched:
+                assert space[section][key] == value, f"{section}.{key}"
+    assert space["training"]["train_batch_size_per_learner"] == 2048

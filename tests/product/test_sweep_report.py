@@ -1,0 +1,99 @@
+"""``deepmixing tune-report``: a real tiny ASHA sweep read back into its markdown table."""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+
+import pytest
+
+from mixing_env.errors import CheckpointError, ConfigError
+from rl_models.app.sweep_report import _status, format_markdown, read_sweep
+
+
+def _last_result(trial_dir):
+    lines = (trial_dir / "result.json").read_text().strip().splitlines()
+    return json.loads(lines[-1])
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(product_cache, ray_session, tmp_path_factory, deepmixing, tiny_sets):
+    """sweep_asha with its ASHA scheduler: 3 lr draws, 2 tiny iterations, evaluated each one."""
+    from mixing_env.data.cache import PreparedDataset
+
+    names = PreparedDataset(product_cache).names
+    storage = tmp_path_factory.mktemp("sweeps")
+    assert deepmixing(
+        "tune", "sweep_asha", "--storage-path", storage, "--name", "asha", "--verbose", 0,
+        "--set", f"env.dataset_dir={product_cache}", "--set", f"env.songs=[{names[0]}]",
+        "--set", f"evaluation.env.songs=[{names[1]}]", "--set", "evaluation.interval=1",
+        "--set", "tune.param_space={training: {lr: {loguniform: [0.0001, 0.01]}}}",
+        "--set", "tune.num_samples=3",
+        "--set", "tune.scheduler={type: asha, max_t: 2, grace_period: 1, reduction_factor: 2}",
+        "--set", "stop.training_iteration=2", *tiny_sets,
+    ) == 0
+    return storage / "asha"
+
+
+def test_the_table_has_one_row_per_trial_and_marks_the_best(tiny_sweep):
+    trials = sorted(p for p in tiny_sweep.iterdir() if (p / "result.json").is_file())
+    assert len(trials) == 3
+    table = read_sweep(tiny_sweep)
+    assert table.metric == "deepmixing/gap_closed"  # the held-out evaluation ran
+    assert [r.trial for r in table.rows] == [t.name for t in trials]
+    by_name = {r.trial: r for r in table.rows}
+    for trial in trials:
+        row, last = by_name[trial.name], _last_result(trial)
+        assert row.settings == {"training.lr": last["config"]["training"]["lr"]}
+        assert row.iterations == last["training_iteration"]
+        assert row.status == ("done" if row.iterations == 2 else "stopped early")
+        assert row.metric == pytest.approx(last["deepmixing"]["gap_closed"])
+    gaps = {t.name: _last_result(t)["deepmixing"]["gap_closed"] for t in trials}
+    assert table.best.trial == max(gaps, key=gaps.get)
+
+    text = format_markdown(table)
+    lines = text.splitlines()
+    assert lines[0] == ("| trial | training.lr | iterations | stopped | deepmixing/gap_closed "
+                        "| best |")
+    rows = [line for line in lines if line.startswith("| PPO_")]
+    assert len(rows) == 3
+    assert [line for line in rows if line.endswith("| best |")] == [
+        line for line in rows if line.startswith(f"| {table.best.trial} ")]
+    assert f"--set training.lr={table.best.settings['training.lr']:.3g}" in text
+
+
+def test_min_mode_and_another_metric(tiny_sweep):
+    table = read_sweep(tiny_sweep, metric="env_runners/episode_return_mean", mode="min")
+    returns = {r.trial: r.metric for r in table.rows}
+    assert all(math.isfinite(v) for v in returns.values())
+    assert table.best.trial == min(returns, key=returns.get)
+
+
+def test_the_cli_prints_the_table(tiny_sweep, deepmixing, capsys):
+    assert deepmixing("tune-report", tiny_sweep) == 0
+    out = capsys.readouterr().out
+    assert out.count("| PPO_") == 3 and "best by deepmixing/gap_closed (max)" in out
+
+
+def test_bad_folder_metric_and_mode(tiny_sweep, tmp_path, deepmixing, capsys):
+    with pytest.raises(CheckpointError, match="not a Tune experiment folder"):
+        read_sweep(tmp_path)
+    with pytest.raises(ConfigError, match="no trial reports the metric 'no/such'"):
+        read_sweep(tiny_sweep, metric="no/such")
+    with pytest.raises(ConfigError, match="mode must be"):
+        read_sweep(tiny_sweep, mode="best")
+    assert deepmixing("tune-report", tmp_path / "missing") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deepmixing: error: not a Tune experiment")
+
+
+@pytest.mark.parametrize("status, iterations, expected", [
+    ("TERMINATED", 24, "done"),
+    ("TERMINATED", 6, "stopped early"),
+    ("ERROR", 3, "error"),
+    ("PAUSED", 8, "paused"),
+])
+def test_status_tells_the_scheduler_stop_from_a_full_run(status, iterations, expected):
+    trial = types.SimpleNamespace(status=status, config={"stop": {"training_iteration": 24}})
+    assert _status(trial, iterations) == expected
