@@ -1,10 +1,10 @@
 """The table of a finished (or interrupted) Tune sweep, read with Ray Tune's own API.
 
 ``deepmixing tune-report <experiment dir>`` prints it as markdown: one row per trial with the
-settings the sweep sampled (PBT: the last ones a member trained with), the iterations it
+settings the sweep sampled (PBT: first and last, when a member's changed), the iterations it
 reached, whether the scheduler stopped it early, and its final metric; the best trial is
-marked. The sampled settings are the config values that differ between trials, so the table
-needs nothing but the experiment folder.
+marked. The sampled settings are the config values that differ between trials or change
+within one, so the table needs nothing but the experiment folder.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class SweepRow:
     trial: str
     """Trial name (its folder)."""
     settings: dict[str, Any]
-    """The swept config values, by dotted path (``training.lr``)."""
+    """The swept config values at the trial's end, by dotted path (``training.lr``)."""
+    initial: dict[str, Any]
+    """The same at its first result (PBT's members change settings as they train)."""
     iterations: int
     """Training iterations reached."""
     status: str
@@ -79,6 +81,22 @@ def _lookup(result: dict, dotted: str) -> float:
         return math.nan
 
 
+def _config_history(analysis, trials) -> list[dict[str, list]]:
+    """Per trial, each config value's distinct values in result order (from progress.csv)."""
+    frames = analysis.trial_dataframes
+    out = []
+    for trial in trials:
+        frame = frames.get(trial.trial_id)
+        seen: dict[str, list] = {}
+        columns = [] if frame is None else [c for c in frame.columns if c.startswith("config/")]
+        for column in columns:
+            values = [None if v != v else v for v in frame[column].tolist()]  # NaN: null
+            seen[column[len("config/"):].replace("/", ".")] = [
+                v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
+        out.append(seen)
+    return out
+
+
 def _status(trial, iterations: int) -> str:
     """Tells a run to the stop criterion from one the scheduler ended sooner."""
     if trial.status == "ERROR":
@@ -111,7 +129,8 @@ def read_sweep(experiment_dir: str | Path, *, metric: str | None = None,
     if not path.is_dir() or not list(path.glob("experiment_state-*.json")):
         raise CheckpointError(f"not a Tune experiment folder: {path} (expected the folder "
                               "holding experiment_state-*.json, e.g. runs/sweep_asha)")
-    trials = sorted(tune.ExperimentAnalysis(str(path)).trials, key=lambda t: str(t))
+    analysis = tune.ExperimentAnalysis(str(path))
+    trials = sorted(analysis.trials, key=lambda t: str(t))
     results = [t.last_result or {} for t in trials]
     if metric is None:
         metric = next((m for m in DEFAULT_METRICS
@@ -120,13 +139,17 @@ def read_sweep(experiment_dir: str | Path, *, metric: str | None = None,
             raise ConfigError(f"{path}: no trial reports any of {list(DEFAULT_METRICS)}")
     elif results and not any(math.isfinite(_lookup(r, metric)) for r in results):
         raise ConfigError(f"{path}: no trial reports the metric {metric!r}")
-    configs = [_leaves({k: v for k, v in (t.config or {}).items()}) for t in trials]
-    swept = sorted(k for k in set().union(*configs)
-                   if len({repr(c.get(k)) for c in configs}) > 1) if len(configs) > 1 else []
+    configs = [_leaves(t.config or {}) for t in trials]
+    history = _config_history(analysis, trials)
+    # Swept: the settings that differ between trials, or within one (a PBT perturbation).
+    swept = sorted(k for k in set().union(*configs) if len({repr(c.get(k)) for c in configs}) > 1
+                   or any(len(h.get(k, ())) > 1 for h in history))
     rows = []
-    for trial, result, config in zip(trials, results, configs, strict=True):
+    for trial, result, config, seen in zip(trials, results, configs, history, strict=True):
         iterations = int(result.get("training_iteration", 0) or 0)
         rows.append(SweepRow(trial=str(trial), settings={k: config.get(k) for k in swept},
+                             initial={k: seen[k][0] if seen.get(k) else config.get(k)
+                                      for k in swept},
                              iterations=iterations, status=_status(trial, iterations),
                              metric=_lookup(result, metric)))
     finite = [r for r in rows if math.isfinite(r.metric)]
@@ -145,15 +168,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _setting(row: SweepRow, name: str) -> str:
+    """``final``, or ``initial -> final`` when the trial changed it (PBT)."""
+    first, last = _cell(row.initial[name]), _cell(row.settings[name])
+    return last if first == last else f"{first} -> {last}"
+
+
 def format_markdown(table: SweepTable) -> str:
-    """The table as markdown, best trial in bold, then its settings as ``--set`` overrides."""
+    """The table as markdown, best trial in bold, then its settings as ``--set`` overrides.
+
+    A setting a trial changed while training (PBT) reads ``initial -> final``.
+    """
     names = list(table.rows[0].settings) if table.rows else []
     head = ["trial", *names, "iterations", "stopped", table.metric, "best"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         is_best = row is table.best
         metric = "-" if not math.isfinite(row.metric) else f"{row.metric:.3f}"
-        cells = [row.trial, *(_cell(row.settings[n]) for n in names), str(row.iterations),
+        cells = [row.trial, *(_setting(row, n) for n in names), str(row.iterations),
                  row.status, f"**{metric}**" if is_best else metric, "best" if is_best else ""]
         lines.append("| " + " | ".join(cells) + " |")
     if table.best is None:

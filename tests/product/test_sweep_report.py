@@ -97,3 +97,16 @@ def test_bad_folder_metric_and_mode(tiny_sweep, tmp_path, deepmixing, capsys):
 def test_status_tells_the_scheduler_stop_from_a_full_run(status, iterations, expected):
     trial = types.SimpleNamespace(status=status, config={"stop": {"training_iteration": 24}})
     assert _status(trial, iterations) == expected
+
+
+def test_a_setting_changed_while_training_reads_initial_to_final():
+    from rl_models.app.sweep_report import SweepRow, SweepTable
+
+    rows = [SweepRow(trial="a", settings={"training.gamma": 0.0}, initial={"training.gamma": 0.9},
+                     iterations=8, status="done", metric=0.4),
+            SweepRow(trial="b", settings={"training.gamma": 0.5}, initial={"training.gamma": 0.5},
+                     iterations=8, status="done", metric=float("nan"))]
+    text = format_markdown(SweepTable(metric="m", mode="max", rows=rows, best=rows[0]))
+    assert "| a | 0.9 -> 0 | 8 | done | **0.400** | best |" in text
+    assert "| b | 0.5 | 8 | done | - |  |" in text
+    assert text.endswith("best by m (max): a = 0.400\n  --set training.gamma=0")
