@@ -135,12 +135,16 @@ def cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
                                  verbose=args.verbose, checked=not sweep)
     print("\n".join(summarize_results(results)))
     if sweep and len(results) > 1:
-        exp = _load_experiment(args) if args.experiment else None
-        metric = (exp or {}).get("tune", {}).get("metric")
-        if metric:
-            best = results.get_best_result(metric=metric,
-                                           mode=exp["tune"].get("mode", "max"))
-            print(f"best trial by {metric}: {best.path}")
+        from rl_models.app.sweep_report import format_markdown, read_sweep
+
+        tune_section = _load_experiment(args)["tune"] if args.experiment else {}
+        try:
+            table = read_sweep(results.experiment_path, metric=tune_section.get("metric"),
+                               mode=tune_section.get("mode", "max"))
+        except ConfigError as e:  # the sweep ran; its ranking metric is missing
+            print(f"deepmixing: warning: {e}", file=sys.stderr)
+        else:
+            print(format_markdown(table))
     return 0
 
 
