@@ -110,3 +110,27 @@ def test_a_setting_changed_while_training_reads_initial_to_final():
     assert "| a | 0.9 -> 0 | 8 | done | **0.400** | best |" in text
     assert "| b | 0.5 | 8 | done | - |  |" in text
     assert text.endswith("best by m (max): a = 0.400\n  --set training.gamma=0")
+
+
+def test_a_real_pbt_sweep_reports_the_settings_its_members_changed(
+        product_cache, ray_session, tmp_path, deepmixing, tiny_sets):
+    """sweep_pbt with 4 tiny members, synchronous: at iteration 2 the worst copies the best."""
+    from mixing_env.data.cache import PreparedDataset
+
+    name = PreparedDataset(product_cache).names[0]
+    assert deepmixing(
+        "tune", "sweep_pbt", "--storage-path", tmp_path, "--name", "pbt", "--verbose", 0,
+        "--set", f"env.dataset_dir={product_cache}", "--set", f"env.songs=[{name}]",
+        "--set", "evaluation.interval=0", "--set", "tune.metric=env_runners/episode_return_mean",
+        "--set", "tune.scheduler.perturbation_interval=2", "--set", "tune.scheduler.synch=true",
+        "--set", "stop.training_iteration=3", "--set", "checkpoint.frequency=1", *tiny_sets,
+    ) == 0
+    table = read_sweep(tmp_path / "pbt")
+    assert table.metric == "env_runners/episode_return_mean"  # no held-out evaluation ran
+    assert len(table.rows) == 4 and all(r.iterations == 3 for r in table.rows)
+    assert {r.status for r in table.rows} == {"done"}
+    changed = [r for r in table.rows if r.initial["training.lr"] != r.settings["training.lr"]]
+    assert changed  # an exploited member trains on with a perturbed lr
+    for row in changed:
+        assert f"{row.initial['training.lr']:.3g} -> {row.settings['training.lr']:.3g}" in (
+            format_markdown(table))
