@@ -100,15 +100,18 @@ class AttentionLSTMConfig:
     playing yet takes the mean of those playing). w = 1 and bias = 0 make the initial mean
     the loudness-equalised gains; learned per-slot biases ``bias_i`` and w can express the
     per-instrument balance. Needs a level in dB among the chunk features (the env's
-    ``obs_features="logmel"`` with ``level_features`` or ``stem_level_features``)."""
+    ``obs_features="logmel"`` with ``level_features``, ``stem_level_features`` or
+    ``stem_loudness_feature``; with the last, ``level_prior_bias_db`` can start the policy
+    exactly at the ``instrument_balance`` baseline, :mod:`rl_models.prior`)."""
 
     learn_level_prior: bool = True
     """Learn the prior's weight w and the per-slot biases (else both stay fixed)."""
 
     level_prior_feature: int = -1
     """Index into a chunk's features of the level in dB the prior reads (-1: the last, which
-    is ``stem_active_mean_db`` with the env's ``stem_level_features``, ``active_mean_db``
-    with ``level_features`` only)."""
+    is the stem's BS.1770 loudness with the env's ``stem_loudness_feature``,
+    ``stem_active_mean_db`` with ``stem_level_features``, ``active_mean_db`` with
+    ``level_features`` only)."""
 
     level_prior_bias_db: tuple[float, ...] | None = None
     """Initial per-slot biases of the level prior, in dB (one per slot, C values; None:
