@@ -174,7 +174,7 @@ class MixingEnv(gym.Env):
 
     def song_features(self, name: str) -> SongFeatures:
         """Bulk features of a song (computed once, kept for the last few songs)."""
-        return self._precompute.features(name, self.source.load)
+        return self._precompute.features(name, self.source.load, self.source.song_key(name))
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
