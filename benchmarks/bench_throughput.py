@@ -8,7 +8,7 @@ training iterations, sampling and learning) for both and their ratio. The machin
 printed with them: on a shared machine the ratio is the number to compare.
 
 Usage:
-    python benchmarks/bench_throughput.py [--iterations 5] [--batch 4096] [--envs 32]
+    python benchmarks/bench_throughput.py [--iterations 5] [--batch 4096] [--envs 32] [--songs 32]
         [--minibatch 1024] [--json out.json]
 """
 
@@ -21,29 +21,32 @@ import time
 
 from benchmarks.quality import QualitySetup
 
-ENV = {
-    "synthetic": {"n_songs": 2, "seconds": 6.0, "n_tracks": [8, 24], "seed": 0},
-    "episode_chunks": 128,
-    "obs_features": "logmel",
-    "n_track_features": 16,
-    "level_features": True,
-    "stem_level_features": True,
-}
-"""The learning benchmark's observation on in-memory synthetic songs. Two songs: MixingEnv
-computes a song's whole-song features at a reset and keeps the last 8 songs per env instance,
-so after the warm-up every env has both cached and the timed iterations are steady state
-(with 32 training songs every reset recomputes them: 0.2-0.3 s each, see docs/results.md)."""
+
+def env_config(n_songs: int) -> dict:
+    """The learning benchmark's observation on ``n_songs`` in-memory synthetic songs of 6 s.
+
+    MixingEnv computes a song's whole-song features at its first reset in the process; the
+    env instances of a runner share them, so the warm-up pays for most songs once.
+    """
+    return {
+        "synthetic": {"n_songs": n_songs, "seconds": 6.0, "n_tracks": [8, 24], "seed": 0},
+        "episode_chunks": 128,
+        "obs_features": "logmel",
+        "n_track_features": 16,
+        "level_features": True,
+        "stem_level_features": True,
+    }
 
 
 def measure(module: str | None, model: dict, *, iterations: int, warmup: int, batch: int,
-            minibatch: int, envs: int, gamma: float) -> dict:
+            minibatch: int, envs: int, gamma: float, n_songs: int) -> dict:
     """Env steps/s of ``iterations`` PPO iterations after ``warmup`` iterations."""
     from rl_models.algorithms import build_algorithm_config
 
     training = {"train_batch_size_per_learner": batch, "minibatch_size": minibatch,
                 "num_epochs": 1, "gamma": gamma, "lr": 3e-4}
     config = build_algorithm_config(
-        "PPO", env_config=ENV, model=model, module=module, training=training,
+        "PPO", env_config=env_config(n_songs), model=model, module=module, training=training,
         env_runners={"num_env_runners": 0, "num_envs_per_env_runner": envs}, seed=0)
     algo = config.build_algo()
     try:
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gamma", type=float, default=0.0, help="discount")
     p.add_argument("--max-seq-len", type=int, default=None,
                    help="BPTT length of both modules (default: each module's own)")
+    p.add_argument("--songs", type=int, default=32,
+                   help="training songs (the learning benchmark has 32)")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch threads of the driver, where the local env runner and the local "
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     res: dict = {"settings": vars(args), "load_average_at_start": os.getloadavg()}
     kw = dict(iterations=args.iterations, warmup=args.warmup, batch=args.batch,
-              minibatch=args.minibatch, envs=args.envs, gamma=args.gamma)
+              minibatch=args.minibatch, envs=args.envs, gamma=args.gamma,
+              n_songs=args.songs)
     try:
         if args.only != "default":
             res["attention_lstm"] = measure(None, ours, **kw)

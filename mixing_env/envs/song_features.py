@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,13 +25,17 @@ from mixing_env.features import (
     ChunkLogMel,
     ChunkMFCC,
     stem_level_features,
+    stem_loudness_feature,
     track_level_features,
 )
 from mixing_env.reward import smoothing_affine
 
-__all__ = ["SongFeatures", "SongPrecompute"]
+__all__ = ["SHARED_CACHE_BYTES", "SongFeatures", "SongPrecompute", "clear_shared_cache"]
 
-_FEATURE_CACHE_SONGS = 8  # songs whose bulk features stay in memory (LRU)
+_FEATURE_CACHE_SONGS = 8  # songs an env keeps when its songs cannot be shared (LRU)
+SHARED_CACHE_BYTES = 1 << 30
+"""Bytes of features the envs of one process share (LRU over songs; the newest song always
+stays). 32 learning-benchmark songs of 6 s at C = 72 take about 110 MB."""
 _BULK_CHUNKS = 512  # chunks per block when computing bulk features (bounds temporary memory)
 
 
@@ -46,7 +50,7 @@ class SongFeatures:
         reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
         track_features: Absolute log-mel dB per slot and chunk, float32
             [shape=(C, T, n_track_features (+4 with level_features, +2 with
-            stem_level_features))], for
+            stem_level_features, +1 with stem_loudness_feature, last))], for
             ``obs_features="logmel"``; else None.
         n_valid: Chunks that hold the song (episodes never go past them).
         mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
@@ -67,6 +71,54 @@ class SongFeatures:
     equal: np.ndarray
     kl_scale: float
     kl_offset: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the precomputed arrays hold (the stems are a view of the song)."""
+        arrays = (self.reference_mfcc, self.reference_rms, self.track_features)
+        return sum(a.nbytes for a in arrays if a is not None)
+
+
+class _SharedFeatureCache:
+    """Features of songs every env of the process can reuse, within a byte budget.
+
+    Many envs per env runner draw from the same training songs: with a cache per env, nearly
+    every reset recomputed a song's features (0.2-0.3 s for 6 s of song), which capped PPO
+    near 500 env steps/s. The arrays are read-only, so sharing them is safe.
+    """
+
+    def __init__(self) -> None:
+        self._songs: OrderedDict[Hashable, SongFeatures] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: Hashable) -> SongFeatures | None:
+        feats = self._songs.get(key)
+        if feats is not None:
+            self._songs.move_to_end(key)
+        return feats
+
+    def put(self, key: Hashable, feats: SongFeatures) -> None:
+        if key in self._songs:
+            self._bytes -= self._songs.pop(key).nbytes
+        self._songs[key] = feats
+        self._bytes += feats.nbytes
+        while self._bytes > SHARED_CACHE_BYTES and len(self._songs) > 1:
+            self._bytes -= self._songs.popitem(last=False)[1].nbytes
+
+    def clear(self) -> None:
+        self._songs.clear()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._songs)
+
+
+_SHARED = _SharedFeatureCache()
+
+
+def clear_shared_cache() -> None:
+    """Forget every song's features shared between envs (tests; a re-prepared cache)."""
+    _SHARED.clear()
 
 
 class SongPrecompute:
@@ -89,6 +141,11 @@ class SongPrecompute:
             else None
         )
         self._cache: OrderedDict[str, SongFeatures] = OrderedDict()
+        # What the features depend on besides the song (not the episode or reward settings).
+        self._feature_key = (n_slots, chunk_size, sample_rate, config.obs_features,
+                             config.n_track_features, config.level_features,
+                             config.stem_level_features, config.stem_loudness_feature,
+                             config.n_mfcc)
 
     def spaces(self, peak: float) -> tuple[spaces.Dict, spaces.Box]:
         """The observation and action spaces (see MixingEnv's docstring).
@@ -104,7 +161,8 @@ class SongPrecompute:
             top = self.logmel.max_db(peak) + 1.0
             n_features = (cfg.n_track_features
                           + (len(LEVEL_FEATURES) if cfg.level_features else 0)
-                          + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0))
+                          + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0)
+                          + int(cfg.stem_loudness_feature))
             top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
             chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
         mfcc_bound = (self.mfcc.max_abs(peak) * 1.01 + 1.0).astype(np.float32)
@@ -117,13 +175,25 @@ class SongPrecompute:
         )
         return observation_space, spaces.Box(0.0, 1.0, (C,), np.float32)
 
-    def features(self, name: str, load: Callable[[str], Song]) -> SongFeatures:
+    def features(self, name: str, load: Callable[[str], Song],
+                 song_key: Hashable | None = None) -> SongFeatures:
         """A song's features, computed once and kept for the last few songs.
 
         Args:
             name: The song's name (the cache key).
             load: Opens the song by name; called only when its features are not cached.
+            song_key: Identifies the song's data across envs (see
+                :meth:`~mixing_env.envs.song_source.SongSource.song_key`): with it, the
+                features are shared by every env of the process with the same feature
+                settings; None keeps them in this object only.
         """
+        if song_key is not None:
+            key = (self._feature_key, song_key)
+            feats = _SHARED.get(key)
+            if feats is None:
+                feats = self._compute(load(name))
+                _SHARED.put(key, feats)
+            return feats
         if name in self._cache:
             self._cache.move_to_end(name)
             return self._cache[name]
@@ -156,6 +226,11 @@ class SongPrecompute:
                 whole = stem_level_features(levels)[:, None, :]
                 parts.append(np.broadcast_to(whole, (*levels.shape[:2], whole.shape[-1])))
             feats_arr = np.concatenate(parts, axis=-1)
+        if feats_arr is not None and cfg.stem_loudness_feature:
+            # Whole-song BS.1770 loudness, once per song; the last feature (the prior's).
+            lufs = np.broadcast_to(stem_loudness_feature(song)[:, None, None],
+                                   (*feats_arr.shape[:2], 1))
+            feats_arr = np.concatenate([feats_arr, lufs], axis=-1)
         # Read-only views: observations slice them without copying and nobody can write back.
         stems = stems.view()
         stems.flags.writeable = False

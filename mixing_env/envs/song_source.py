@@ -16,11 +16,13 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
+from mixing_env.data.cache import MANIFEST
 from mixing_env.data.song import Song
 from mixing_env.envs.config import DEFAULT_SYNTHETIC, EnvConfig
 from mixing_env.envs.song_features import SongPrecompute
@@ -74,6 +76,7 @@ class SongSource:
         self.config = cfg = EnvConfig.from_dict(config)
         self._songs: dict[str, Song] = {}
         self._dataset: Any = None
+        self._synthetic_key: str | None = None
         if songs is not None:
             self._songs = {s.name: s for s in songs}
         elif cfg.dataset_dir is not None:
@@ -81,6 +84,7 @@ class SongSource:
         else:
             kwargs = dict(DEFAULT_SYNTHETIC if cfg.synthetic is None else cfg.synthetic)
             self._songs = {s.name: s for s in _synthetic_songs(kwargs)}
+            self._synthetic_key = _synthetic_key(kwargs)
         names = list(self._songs) if self._dataset is None else list(self._dataset.names)
         if cfg.songs is not None:
             missing = sorted(set(cfg.songs) - set(names))
@@ -114,6 +118,24 @@ class SongSource:
         song = self._songs[name] if self._dataset is None else self._dataset.load(name, mmap=True)
         _check_song(song)
         return song
+
+    def song_key(self, name: str) -> tuple | None:
+        """What identifies a song's data across envs of a process (None: nothing safe).
+
+        A prepared song: the cache folder, the name and the manifest's modification time (a
+        re-prepared cache rewrites the manifest). A synthetic song: its generator arguments
+        (songs are deterministic from them). In-memory songs given by the caller: None.
+        """
+        if self._dataset is not None:
+            cache_dir = Path(self._dataset.cache_dir).resolve()
+            try:
+                stamp = (cache_dir / MANIFEST).stat().st_mtime_ns
+            except OSError:
+                return None
+            return ("prepared", str(cache_dir), stamp, name)
+        if self._synthetic_key is not None:
+            return ("synthetic", self._synthetic_key, name)
+        return None
 
     def songs(self) -> list[Song]:
         """Every song of the source, in order."""
@@ -186,10 +208,14 @@ def _open_dataset(path: str) -> Any:
     return PreparedDataset(path)
 
 
+def _synthetic_key(kwargs: dict[str, Any]) -> str:
+    return json.dumps(kwargs, sort_keys=True, default=repr)
+
+
 def _synthetic_songs(kwargs: dict[str, Any]) -> list[Song]:
     from mixing_env.data.synthetic import synthetic_songs
 
-    key = json.dumps(kwargs, sort_keys=True, default=repr)
+    key = _synthetic_key(kwargs)
     if key in _synthetic_cache:
         _synthetic_cache.move_to_end(key)
         return _synthetic_cache[key]
