@@ -175,15 +175,18 @@ def test_augmentation_refuses_bad_settings():
 
 
 def test_the_transfer_benchmark_moves_role_levels_only_inside_its_block():
-    from benchmarks.bench_transfer import ROLE_SHIFT_DB, SPREAD_SCALE, no_harm, shifted_mixing_model
+    from benchmarks.bench_transfer import ENGINEERS, KIND_SPECS, engineer_mixing_model, no_harm
     from mixing_env.data.sampled import mixing_model
 
     before = dict(mixing_model.ROLE_LEVEL_DB)
-    with shifted_mixing_model():
-        mean, sd = mixing_model.ROLE_LEVEL_DB["hihat"]
-        assert mean == before["hihat"][0] + ROLE_SHIFT_DB["hihat"]
-        assert sd == before["hihat"][1] * SPREAD_SCALE
-    assert mixing_model.ROLE_LEVEL_DB == before
+    for engineer, (shift_db, spread) in ENGINEERS.items():
+        with engineer_mixing_model(engineer):
+            mean, sd = mixing_model.ROLE_LEVEL_DB["hihat"]
+            assert mean == before["hihat"][0] + shift_db["hihat"]
+            assert sd == before["hihat"][1] * spread
+        assert mixing_model.ROLE_LEVEL_DB == before
+    assert ENGINEERS["shifted"][0] != ENGINEERS["other"][0]
+    assert {KIND_SPECS[k]["recording_level"] for k in KIND_SPECS} == {"random", "natural"}
     rows = [{"policy": "agent", "mfcc_distance": 18.0}, {"policy": "equal", "mfcc_distance": 19.0},
             {"policy": "loudness", "mfcc_distance": 17.0}]
     assert not no_harm(rows, "agent")  # loudness is better: harm
