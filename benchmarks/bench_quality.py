@@ -5,6 +5,8 @@ The songs are sampled-instrument songs (docs/mixing_model.md) unless ``--kind pr
     python benchmarks/bench_quality.py --out runs/quality            # the <= 60 min table
     python benchmarks/bench_quality.py --out runs/q --agents bc bc_ppo --minutes-scale 0.5
     python benchmarks/bench_quality.py --out runs/tiny --tiny        # a smoke run, ~3 min
+    python benchmarks/bench_quality.py --out runs/p --prior instrument_balance  # agents start
+                                                                     # at the fitted table
 
 Writes results.md / results.json / learning_curves.png / evaluation/ under --out.
 """
@@ -21,7 +23,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.quality import AGENTS, DEFAULT_TRACKS, QualitySetup, run_benchmark  # noqa: E402
+from benchmarks.quality import (  # noqa: E402
+    AGENTS,
+    DEFAULT_TRACKS,
+    PRIORS,
+    QualitySetup,
+    run_benchmark,
+)
 
 
 def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, QualitySetup]:
@@ -32,6 +40,8 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
                    help="agent rows to train (default: all)")
     p.add_argument("--minutes-scale", type=float, default=1.0,
                    help="multiply every agent's training budget")
+    p.add_argument("--minutes", nargs="+", default=[], metavar="AGENT=MIN",
+                   help="one agent's training budget in minutes, e.g. ppo=10 (before the scale)")
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-heldout", type=int, default=None)
     p.add_argument("--seconds", type=float, default=None)
@@ -45,6 +55,9 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
                    help="dataset and training seed (other songs, other held-out set)")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override model_config values (YAML), e.g. hidden_size=64")
+    p.add_argument("--prior", choices=PRIORS, default=None,
+                   help="start the agents bc, bc_ppo, ppo and pg at this baseline (fitted on "
+                        "the training songs) and learn a correction; default: no prior")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
     p.add_argument("--tiny", action="store_true", help="a few short songs and 20 s per agent")
     args = p.parse_args(argv)
@@ -60,13 +73,25 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
 
         overrides["model"] = {**base.model, **{k: yaml.safe_load(v) for k, v in
                                                (kv.split("=", 1) for kv in args.model)}}
-    for name in ("n_train", "n_heldout", "seconds", "seed", "kind", "master_bus"):
+    for name in ("n_train", "n_heldout", "seconds", "seed", "kind", "master_bus", "prior"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.n_tracks is not None:
         overrides["n_tracks"] = tuple(args.n_tracks)
     elif args.kind is not None and not args.tiny:
         overrides["n_tracks"] = None  # the kind's default
+    if args.minutes:
+        budgets = dict(overrides.get("minutes", base.minutes))
+        for item in args.minutes:
+            agent, _, value = item.partition("=")
+            if agent not in budgets:
+                p.error(f"--minutes {item}: unknown agent {agent!r}; expected one of "
+                        f"{sorted(budgets)}")
+            try:
+                budgets[agent] = float(value)
+            except ValueError:
+                p.error(f"--minutes {item}: {value!r} is not a number of minutes")
+        overrides["minutes"] = budgets
     setup = dataclasses.replace(base, **overrides)
     setup = dataclasses.replace(
         setup, minutes={k: v * args.minutes_scale for k, v in setup.minutes.items()})

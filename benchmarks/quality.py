@@ -29,11 +29,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.quality_prior import (
+    PRIOR_AGENTS,
+    PRIOR_ENV_RUNNERS,
+    PRIOR_LABELS,
+    PRIOR_TRAINING,
+    PRIORS,
+    agent_model,
+    prior_model_config,
+)
 from mixing_env.baselines import BASELINES
 from mixing_env.errors import ConfigError
 
 __all__ = [
     "BASELINE_ROWS",
+    "PRIORS",
     "QualitySetup",
     "Split",
     "agent_experiments",
@@ -85,6 +95,9 @@ class QualitySetup:
     """Wall-clock budget per agent, minutes (Tune stops each trial at its budget)."""
     agents: tuple[str, ...] = ("bc", "bc_causal", "bc_ppo", "ppo", "pg", "paper")
     """Which agent rows to train."""
+    prior: str | None = None
+    """None, or one of ``PRIORS``: the agents of ``PRIOR_AGENTS`` start at that baseline and
+    learn a correction (their RL settings then follow ``PRIOR_TRAINING``)."""
     model: dict[str, Any] = field(
         default_factory=lambda: {
             "hidden_size": 48, "mix_hidden_size": 5, "attention_dim": 32, "embed_dim": 16,
@@ -107,6 +120,8 @@ class QualitySetup:
         unknown = sorted(set(self.agents) - set(AGENTS))
         if unknown:
             raise ConfigError(f"unknown agent(s) {unknown}; expected some of {sorted(AGENTS)}")
+        if self.prior is not None and self.prior not in PRIORS:
+            raise ConfigError(f"prior must be one of {PRIORS} or None, got {self.prior!r}")
         if "bc_ppo" in self.agents and "bc" not in self.agents:
             raise ConfigError("agent bc_ppo fine-tunes the bc agent: add 'bc' to the agents")
 
@@ -134,6 +149,10 @@ class Split:
             "level_features": True,
             "stem_level_features": True,
         }
+        if setup.prior is not None:  # the prior reads the stem's BS.1770 loudness
+            from rl_models.prior import PRIOR_ENV_CONFIG
+
+            cfg |= PRIOR_ENV_CONFIG
         return {**cfg, **overrides}
 
 
@@ -177,7 +196,7 @@ def record_oracle_demonstrations(split: Split, setup: QualitySetup, out_dir: str
     return write_demonstrations(episodes, out_dir)
 
 
-def _experiment(name: str, algorithm: str, env: dict, model: dict, *, minutes: float,
+def _experiment(name: str, algorithm: str, env: dict, *, model: dict, minutes: float,
                 seed: int, storage: str, **sections: Any) -> dict:
     from rl_models.app.experiment import DEFAULTS, merge_trees
 
@@ -196,13 +215,19 @@ _PPO_TRAINING = {"lr": 3e-4, "gamma": 0.5, "lambda_": 0.9, "train_batch_size_per
 """PPO settings: the reward is mostly immediate (a chunk's mix), so a short horizon."""
 
 
-def agent_experiments(split: Split, setup: QualitySetup, *,
-                      storage: str | Path) -> dict[str, Callable[[dict], dict]]:
+def agent_experiments(split: Split, setup: QualitySetup, *, storage: str | Path,
+                      prior: dict | None = None) -> dict[str, Callable[[dict], dict]]:
     """Experiment dicts of the agents trained through Ray Tune (all but ``bc``).
 
     ``bc`` is trained in-process by :func:`rl_models.app.behaviour_cloning.train_behaviour_cloning`
     on the same demonstrations RLlib's BC reads (RLlib's offline pipeline needs about a minute
     per update here); BC-then-PPO starts from its checkpoint.
+
+    Args:
+        split: The dataset split.
+        setup: The benchmark setup.
+        storage: Where Tune writes the runs.
+        prior: :func:`prior_model_config` (None or {}: no prior).
 
     Returns:
         Agent name -> function of the checkpoints trained so far (name -> path) giving the
@@ -210,33 +235,40 @@ def agent_experiments(split: Split, setup: QualitySetup, *,
     """
     env = split.env(setup)
     storage = str(Path(storage).resolve())
-    model = dict(setup.model)
+    prior = dict(prior or {})
     minutes = setup.minutes
+
+    def rl(name: str, training: dict) -> dict:
+        """The model, training and env-runner sections of an RL agent."""
+        if prior and name in PRIOR_AGENTS:
+            return {"model": agent_model(name, setup, prior), "training": PRIOR_TRAINING[name],
+                    "env_runners": PRIOR_ENV_RUNNERS}
+        return {"model": dict(setup.model), "training": training}
 
     def bc_ppo(done: dict) -> dict:
         if "bc" not in done:
             raise ConfigError("bc_ppo fine-tunes the bc agent: train 'bc' first")
-        return _experiment("quality_bc_ppo", "PPO", env, model, minutes=minutes["bc_ppo"],
+        return _experiment("quality_bc_ppo", "PPO", env, minutes=minutes["bc_ppo"],
                            seed=setup.seed, storage=storage, init_module_from=done["bc"],
-                           training={**_PPO_TRAINING, "lr": 5e-5})
+                           **rl("bc_ppo", {**_PPO_TRAINING, "lr": 5e-5}))
 
     def ppo(_: dict) -> dict:
-        return _experiment("quality_ppo", "PPO", env, model, minutes=minutes["ppo"],
-                           seed=setup.seed, storage=storage, training=_PPO_TRAINING)
+        return _experiment("quality_ppo", "PPO", env, minutes=minutes["ppo"],
+                           seed=setup.seed, storage=storage, **rl("ppo", _PPO_TRAINING))
 
     def pg(_: dict) -> dict:
-        return _experiment("quality_pg", "PG", env, model, minutes=minutes["pg"],
+        return _experiment("quality_pg", "PG", env, minutes=minutes["pg"],
                            seed=setup.seed, storage=storage,
-                           training={"lr": 3e-4, "gamma": 0.5,
-                                     "train_batch_size_per_learner": 1024})
+                           **rl("pg", {"lr": 3e-4, "gamma": 0.5,
+                                       "train_batch_size_per_learner": 1024}))
 
     def paper(_: dict) -> dict:
         # The report's network (Appendix 2) on raw 500-sample chunks: k = r = 100, l = 5, W = 16.
         paper_model = {"hidden_size": 100, "mix_hidden_size": 5, "attention_dim": 100,
                        "embed_dim": 16, "max_seq_len": 16, "input_norm": "mu_law"}
         paper_env = split.env(setup, obs_features="raw", level_features=False,
-                              stem_level_features=False)
-        return _experiment("quality_paper", "PPO", paper_env, paper_model,
+                              stem_level_features=False, stem_loudness_feature=False)
+        return _experiment("quality_paper", "PPO", paper_env, model=paper_model,
                            minutes=minutes["paper"], seed=setup.seed, storage=storage,
                            training={**_PPO_TRAINING, "train_batch_size_per_learner": 256,
                                      "minibatch_size": 64, "num_epochs": 1})
@@ -248,7 +280,8 @@ def agent_experiments(split: Split, setup: QualitySetup, *,
 AGENTS = ("bc", "bc_causal", "bc_ppo", "ppo", "pg", "paper")
 """Agent rows in training order (bc_ppo starts from bc)."""
 
-IN_PROCESS_BC = {"bc": {}, "bc_causal": {"stem_level_features": False}}
+IN_PROCESS_BC = {"bc": {}, "bc_causal": {"stem_level_features": False,
+                                         "stem_loudness_feature": False}}
 """Agents trained by the in-process BC trainer -> their env overrides (bc_causal: an ablation
 that sees only the causal level statistics, as an online mixer would)."""
 
@@ -333,14 +366,20 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
     split = make_split(out / "data", setup)
     log(f"split: {len(split.train)} training, {len(split.heldout)} held-out songs "
         f"({time.time() - t0:.0f} s)")
-    experiments = agent_experiments(split, setup, storage=out / "runs")
+    from mixing_env.balance import fit_dataset_balance
+
+    # Fitted first: the baseline row, and the agents' prior when setup.prior is set.
+    table = fit_dataset_balance(split.cache_dir, songs=split.train, out=out / "balance.json")
+    prior = prior_model_config(split, setup, table)
+    experiments = agent_experiments(split, setup, storage=out / "runs", prior=prior)
+    labels = {**AGENT_LABELS, **(PRIOR_LABELS if setup.prior else {})}
     checkpoints: dict[str, str] = {}
     wall: dict[str, float] = {}
     curves: dict[str, list[dict]] = {}
     for name in AGENTS:
         if name not in setup.agents:
             continue
-        label = AGENT_LABELS[name]
+        label = labels[name]
         t = time.time()
         if name in IN_PROCESS_BC:
             env_config = split.env(setup, **IN_PROCESS_BC[name])
@@ -348,7 +387,8 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
                                                  **IN_PROCESS_BC[name])
             log(f"oracle demonstrations: {demos} ({time.time() - t:.0f} s)")
             bc = train_behaviour_cloning(
-                demos, env_config=env_config, model=setup.model, out_dir=out / "runs" / name,
+                demos, env_config=env_config, model=agent_model(name, setup, prior),
+                out_dir=out / "runs" / name,
                 minutes=setup.minutes[name], seed=setup.seed, log=log)
             checkpoints[name] = bc["checkpoint"]
             curves[name] = [{"iteration": u, "time_s": s, "policy_loss": loss,
@@ -360,13 +400,10 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
             curves[name] = read_learning_curve(Path(best.path) / "result.json")
         wall[label] = time.time() - t
         log(f"{label}: {len(curves[name])} curve points in {wall[label]:.0f} s")
-    from mixing_env.balance import fit_dataset_balance
-
-    table = fit_dataset_balance(split.cache_dir, songs=split.train, out=out / "balance.json")
     policies = {b: f"{b}={table}" if b == "instrument_balance" else b for b in BASELINE_ROWS}
-    policies |= {AGENT_LABELS[n]: p for n, p in checkpoints.items()}
+    policies |= {labels[n]: p for n, p in checkpoints.items()}
     rows = score_policies(policies, split, setup, out / "evaluation")
-    png = plot_learning_curves(curves, out / "learning_curves.png", labels=AGENT_LABELS,
+    png = plot_learning_curves(curves, out / "learning_curves.png", labels=labels,
                                loss_curves=tuple(IN_PROCESS_BC)) if curves else None
     page = results_markdown(rows, setup=setup, command=command, wall_s=wall,
                             curves_png=png.name if png else None)

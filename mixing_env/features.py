@@ -26,10 +26,12 @@ __all__ = [
     "TOP_DB",
     "LEVEL_FEATURES",
     "STEM_LEVEL_FEATURES",
+    "STEM_LOUDNESS_FLOOR",
     "ChunkLogMel",
     "ChunkMFCC",
     "stem_level_features",
     "stem_loudness",
+    "stem_loudness_feature",
     "track_level_features",
 ]
 
@@ -346,3 +348,25 @@ def stem_loudness(song) -> np.ndarray:
         if np.isfinite(lufs):
             out[i] = lufs
     return out
+
+
+STEM_LOUDNESS_FLOOR = -100.0
+"""Value of :func:`stem_loudness_feature` for dummy slots and silent stems (their loudness is
+NaN): the dB features' floor, which a level prior reads as a stem that does not play."""
+
+
+def stem_loudness_feature(song) -> np.ndarray:
+    """:func:`stem_loudness` as an observation feature: finite, floored, float32.
+
+    The same measure the loudness and ``instrument_balance`` baselines read, so a policy
+    given it can reproduce them exactly (a level prior over it, :mod:`rl_models.prior`).
+
+    Args:
+        song: A :class:`~mixing_env.data.song.Song`.
+
+    Returns:
+        LUFS per slot, float32 [shape=(C,)], at least :data:`STEM_LOUDNESS_FLOOR` (NaN of a
+        dummy slot or silent stem -> the floor).
+    """
+    lufs = np.nan_to_num(stem_loudness(song), nan=STEM_LOUDNESS_FLOOR)
+    return np.maximum(lufs, STEM_LOUDNESS_FLOOR).astype(np.float32)

@@ -59,7 +59,9 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
     (kappa * beta + floor / n_real) / (kappa + floor). With ``level_prior`` set, gamma gets a
     loudness prior w * (-ln10/20) * level_i + bias_i from each track's observed level, so the
     initial mean is the loudness-equalised mix (w = 1) and per-slot biases can learn the
-    per-instrument balance. A value head (tanh MLP) reads
+    per-instrument balance (``level_prior_bias_db`` starts them at a table, and a
+    ``residual_gate`` at 0 starts the policy exactly at the prior: :mod:`rl_models.prior`).
+    A value head (tanh MLP) reads
     [sum_i beta_i CV_i, mean over real i of CV_i, b_t].
 
     Only the tracks real in some row of a batch are computed: a dummy slot's outputs are

@@ -48,6 +48,12 @@ class EnvConfig:
     (:func:`mixing_env.features.stem_level_features`, 2 values in dB, the same at every step)
     to its ``"logmel"`` features. Not causal: it is what an engineer mixing a finished
     multitrack knows from the start (the loudness baseline uses whole stems too)."""
+    stem_loudness_feature: bool = False
+    """Append each stem's whole-song loudness (ITU-R BS.1770, LUFS,
+    :func:`mixing_env.features.stem_loudness_feature`: the measure of the loudness and
+    ``instrument_balance`` baselines; silent stems and dummy slots read -100) as the LAST
+    ``"logmel"`` feature, the same at every step; a level prior reads it there
+    (``level_prior_feature: -1``). Not causal, like ``stem_level_features``."""
     n_mfcc: int = N_MFCC
     """MFCC coefficients of the reward and of ``mix_mfcc``."""
     rho: float = RHO
@@ -76,7 +82,7 @@ class EnvConfig:
             raise ConfigError(
                 f"obs_features must be one of {OBS_FEATURES}, got {self.obs_features!r}"
             )
-        for name in ("level_features", "stem_level_features"):
+        for name in ("level_features", "stem_level_features", "stem_loudness_feature"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be a bool, got {value!r}")

@@ -65,7 +65,10 @@ class MixingEnv(gym.Env):
     so ``F = n_track_features + 4``: a stem's recording level, which the gain must undo, is
     hard to read from one 11 ms chunk. ``stem_level_features=True`` appends two more, each
     stem's peak and mean level over the whole song (an offline mixer's knowledge, not causal;
-    :func:`~mixing_env.features.stem_level_features`). P is the
+    :func:`~mixing_env.features.stem_level_features`); ``stem_loudness_feature=True`` appends
+    one last value, each stem's BS.1770 loudness over the whole song (LUFS, -100 for silence;
+    :func:`~mixing_env.features.stem_loudness_feature`), the measure the loudness and
+    instrument-balance baselines use. P is the
     largest |sample| over the env's songs (at least 1), U and B the bounds that P implies for
     the log-mel and MFCC (see :meth:`ChunkLogMel.max_db`, :meth:`ChunkMFCC.max_abs`). Raw
     chunks are read-only views of the song's arrays (no copy per step).

@@ -25,6 +25,7 @@ from mixing_env.features import (
     ChunkLogMel,
     ChunkMFCC,
     stem_level_features,
+    stem_loudness_feature,
     track_level_features,
 )
 from mixing_env.reward import smoothing_affine
@@ -46,7 +47,7 @@ class SongFeatures:
         reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
         track_features: Absolute log-mel dB per slot and chunk, float32
             [shape=(C, T, n_track_features (+4 with level_features, +2 with
-            stem_level_features))], for
+            stem_level_features, +1 with stem_loudness_feature, last))], for
             ``obs_features="logmel"``; else None.
         n_valid: Chunks that hold the song (episodes never go past them).
         mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
@@ -104,7 +105,8 @@ class SongPrecompute:
             top = self.logmel.max_db(peak) + 1.0
             n_features = (cfg.n_track_features
                           + (len(LEVEL_FEATURES) if cfg.level_features else 0)
-                          + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0))
+                          + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0)
+                          + int(cfg.stem_loudness_feature))
             top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
             chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
         mfcc_bound = (self.mfcc.max_abs(peak) * 1.01 + 1.0).astype(np.float32)
@@ -156,6 +158,11 @@ class SongPrecompute:
                 whole = stem_level_features(levels)[:, None, :]
                 parts.append(np.broadcast_to(whole, (*levels.shape[:2], whole.shape[-1])))
             feats_arr = np.concatenate(parts, axis=-1)
+        if feats_arr is not None and cfg.stem_loudness_feature:
+            # Whole-song BS.1770 loudness, once per song; the last feature (the prior's).
+            lufs = np.broadcast_to(stem_loudness_feature(song)[:, None, None],
+                                   (*feats_arr.shape[:2], 1))
+            feats_arr = np.concatenate([feats_arr, lufs], axis=-1)
         # Read-only views: observations slice them without copying and nobody can write back.
         stems = stems.view()
         stems.flags.writeable = False

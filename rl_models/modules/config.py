@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,15 +100,31 @@ class AttentionLSTMConfig:
     playing yet takes the mean of those playing). w = 1 and bias = 0 make the initial mean
     the loudness-equalised gains; learned per-slot biases ``bias_i`` and w can express the
     per-instrument balance. Needs a level in dB among the chunk features (the env's
-    ``obs_features="logmel"`` with ``level_features`` or ``stem_level_features``)."""
+    ``obs_features="logmel"`` with ``level_features``, ``stem_level_features`` or
+    ``stem_loudness_feature``; with the last, ``level_prior_bias_db`` can start the policy
+    exactly at the ``instrument_balance`` baseline, :mod:`rl_models.prior`)."""
 
     learn_level_prior: bool = True
     """Learn the prior's weight w and the per-slot biases (else both stay fixed)."""
 
     level_prior_feature: int = -1
     """Index into a chunk's features of the level in dB the prior reads (-1: the last, which
-    is ``stem_active_mean_db`` with the env's ``stem_level_features``, ``active_mean_db``
-    with ``level_features`` only)."""
+    is the stem's BS.1770 loudness with the env's ``stem_loudness_feature``,
+    ``stem_active_mean_db`` with ``stem_level_features``, ``active_mean_db`` with
+    ``level_features`` only)."""
+
+    level_prior_bias_db: tuple[float, ...] | None = None
+    """Initial per-slot biases of the level prior, in dB (one per slot, C values; None:
+    zeros). Converted to log-gain units (times ln(10)/20), so with ``level_prior: 1`` and the
+    stem's loudness as the prior's feature a track gets ``10 ** ((bias_db - LUFS) / 20)``
+    before the softmax: the ``instrument_balance`` baseline's table placed in the slot
+    layout (:func:`rl_models.prior.balance_prior_model_config`). Needs ``level_prior``."""
+
+    residual_gate: float | None = None
+    """None: gamma is the attention's output (plus the prior). A number: the initial value of
+    a learned scalar g multiplying the attention's gamma, ``gamma_i = g * attention_i +
+    prior_i``: at g = 0 the policy's mean is exactly the prior's and training learns a
+    correction of it."""
 
     value_hiddens: tuple[int, ...] = field(default=(64,))
     """Hidden layer sizes of the value head (tanh)."""
@@ -145,8 +162,9 @@ class AttentionLSTMConfig:
                 f"known keys: {sorted(names)}"
             )
         kwargs = {k: v for k, v in model_config.items() if k in names}
-        if "value_hiddens" in kwargs and isinstance(kwargs["value_hiddens"], list):
-            kwargs["value_hiddens"] = tuple(kwargs["value_hiddens"])
+        for name in ("value_hiddens", "level_prior_bias_db"):
+            if isinstance(kwargs.get(name), list):
+                kwargs[name] = tuple(kwargs[name])
         config = cls(**kwargs)
         config.validate()
         return config
@@ -188,6 +206,7 @@ class AttentionLSTMConfig:
                 self.level_prior_feature, int):
             raise ConfigError("model_config['level_prior_feature'] must be an int, "
                               f"got {self.level_prior_feature!r}")
+        self._validate_prior_extras()
         if self.input_norm not in INPUT_NORMS:
             raise ConfigError(
                 f"model_config['input_norm'] must be one of {INPUT_NORMS}, got {self.input_norm!r}"
@@ -209,8 +228,31 @@ class AttentionLSTMConfig:
                 f"got {self.value_hiddens!r}"
             )
 
+    def _validate_prior_extras(self) -> None:
+        """The level prior's initial biases and the residual gate (finite numbers)."""
+        bias = self.level_prior_bias_db
+        if bias is not None:
+            if self.level_prior is None:
+                raise ConfigError("model_config['level_prior_bias_db'] needs "
+                                  "model_config['level_prior'] (a number), got null")
+            if not isinstance(bias, tuple) or not bias or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in bias):
+                raise ConfigError("model_config['level_prior_bias_db'] must be a non-empty "
+                                  f"list of numbers (dB per slot), got {bias!r}")
+            bad = [i for i, v in enumerate(bias) if not math.isfinite(v)]
+            if bad:
+                raise ConfigError(f"model_config['level_prior_bias_db'] must be finite, got "
+                                  f"{bias[bad[0]]!r} at slot {bad[0]}")
+        gate = self.residual_gate
+        if gate is not None and (isinstance(gate, bool) or not isinstance(gate, int | float)
+                                 or not math.isfinite(gate)):
+            raise ConfigError(f"model_config['residual_gate'] must be a finite number or null, "
+                              f"got {gate!r}")
+
     def to_dict(self) -> dict[str, Any]:
         """Returns a plain dict (lists, not tuples) usable as RLlib ``model_config``."""
         d = dataclasses.asdict(self)
         d["value_hiddens"] = list(self.value_hiddens)
+        if self.level_prior_bias_db is not None:
+            d["level_prior_bias_db"] = list(self.level_prior_bias_db)
         return d

@@ -44,7 +44,8 @@ class AttentionLSTMCore(nn.Module):
     lambda_it = (B1 b_t)^T (H_i h_it) is computed once, when chunk t arrives, and the context
     CV_i = sum_{s<=t} alpha_is h_is with alpha = softmax over all positions s = 1..t is kept
     as a running sum (`running_attention`). gamma_i = (B2 b_t)^T (F_i CV_i) (+ the optional
-    loudness prior), beta = softmax over real tracks.
+    loudness prior; with ``residual_gate``, g * gamma_i + prior_i), beta = softmax over real
+    tracks.
 
     Args:
         config: The validated hyperparameters.
@@ -87,7 +88,16 @@ class AttentionLSTMCore(nn.Module):
                                   "chunk features")
             self._param_or_buffer("prior_weight", torch.tensor(float(cfg.level_prior)),
                                   cfg.learn_level_prior)
-            self._param_or_buffer("prior_bias", torch.zeros(n_tracks), cfg.learn_level_prior)
+            bias = torch.zeros(n_tracks)
+            if cfg.level_prior_bias_db is not None:
+                if len(cfg.level_prior_bias_db) != n_tracks:
+                    raise ConfigError(f"model_config['level_prior_bias_db'] has "
+                                      f"{len(cfg.level_prior_bias_db)} values, the slot layout "
+                                      f"{n_tracks} slots: one bias per slot")
+                bias = torch.tensor(cfg.level_prior_bias_db, dtype=torch.float32) * _DB_TO_LOG_GAIN
+            self._param_or_buffer("prior_bias", bias, cfg.learn_level_prior)
+        self.residual_gate = (None if cfg.residual_gate is None
+                              else nn.Parameter(torch.tensor(float(cfg.residual_gate))))
 
     def _param_or_buffer(self, name: str, value: torch.Tensor, learn: bool) -> None:
         if learn:
@@ -220,6 +230,8 @@ class AttentionLSTMCore(nn.Module):
         # gamma_i = (B2 b_t)^T (F_i CV_i).
         key = ((bt @ self.B2.T) @ F.flatten(1)).view(n, F.shape[1], -1)
         gamma = (key * cv).sum(-1)
+        if self.residual_gate is not None:  # the attention learns a correction of the prior
+            gamma = self.residual_gate * gamma
         if self.has_prior:
             gamma = gamma + self.level_prior(active, mask_a, tracks)
         beta_a = masked_softmax(gamma, mask_a)

@@ -191,3 +191,52 @@ def test_command_line_setup_follows_the_kind():
 def test_bc_ppo_needs_bc():
     with pytest.raises(ConfigError, match="bc_ppo fine-tunes the bc agent"):
         dataclasses.replace(TINY, agents=("bc_ppo",))
+
+
+def test_prior_agents_start_at_the_fitted_balance(split, tmp_path):
+    """With --prior, the RL agents get the table as their prior and play it at the start."""
+    import torch
+
+    from benchmarks.quality import prior_model_config
+    from mixing_env.balance import fit_dataset_balance
+    from mixing_env.baselines import InstrumentBalance
+    from rl_models.app.evaluate import play_songs
+    from rl_models.app.module_policy import ModulePolicy
+    from rl_models.app.train import build_config
+    from rl_models.attention_lstm import AttentionLSTMModule
+
+    setup = dataclasses.replace(TINY, agents=("bc", "bc_ppo", "ppo", "pg", "paper"),
+                                prior="instrument_balance")
+    table = fit_dataset_balance(split.cache_dir, songs=split.train, out=tmp_path / "b.json")
+    prior = prior_model_config(split, setup, table)
+    assert prior_model_config(split, TINY, table) == {}  # no prior: nothing changes
+    exps = agent_experiments(split, setup, storage=tmp_path, prior=prior)
+    for name, make in exps.items():
+        exp = make({"bc": "/ckpt/bc"})
+        with_prior = name != "paper"
+        assert exp["env"].get("stem_loudness_feature", False) is with_prior, name
+        assert (exp["model"].get("level_prior_bias_db") == prior["level_prior_bias_db"]) \
+            is with_prior, name
+        build_config({k: v for k, v in exp.items() if k != "init_module_from"})
+    # The PPO agent's module, freshly built, plays the instrument_balance gains on a song.
+    env = MixingEnv(split.env(setup, heldout=True))
+    torch.manual_seed(0)
+    module = AttentionLSTMModule(observation_space=env.observation_space,
+                                 action_space=env.action_space,
+                                 model_config=exps["ppo"]({})["model"])
+    song = split.heldout[0]
+    rec = play_songs(ModulePolicy(module), split.env(setup, heldout=True), names=[song])[0]
+    ib = InstrumentBalance.read(table).gains(env.source.load(song))[:, : rec.gains.shape[1]]
+    real = env.source.load(song).track_mask > 0
+    assert real.sum() >= 4
+    # The deterministic action is the Dirichlet's mean, (kappa * beta + floor / n) / (kappa +
+    # floor), with beta the prior's softmax: the table's gains.
+    kappa, floor = prior["concentration_scale"], 0.05
+    expected = (kappa * ib[real] + floor / real.sum()) / (kappa + floor)
+    np.testing.assert_allclose(rec.gains[real], expected, atol=1e-4)
+    assert np.ptp(ib[real][:, 0]) > 0.02  # not equal gains
+
+
+def test_setup_rejects_an_unknown_prior():
+    with pytest.raises(ConfigError, match="prior must be one of"):
+        dataclasses.replace(TINY, prior="loudness")
