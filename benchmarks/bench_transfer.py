@@ -148,16 +148,45 @@ def fit_training_balance(root: Path, *, train_cache: str | None, n_train: int) -
     return Path(fit_dataset_balance(train_cache, out=root / "balance.json"))
 
 
-def score_kind(cache: str, *, agent: str, balance: Path, out: Path) -> list[dict]:
-    """MEAN rows of the agent and the baselines on one kind's cache."""
+def prior_only_checkpoint(agent: str, out: Path) -> Path | None:
+    """A copy of the agent with its residual gate at 0: its level prior alone.
+
+    Returns:
+        The copy's folder, or None when the agent has no residual gate (no prior).
+    """
+    import shutil
+
+    import torch
+
+    from rl_models import checkpoints
+
+    source = checkpoints.find_checkpoint(checkpoints.resolve_checkpoint_path(agent))
+    state = torch.load(source / checkpoints.WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    gates = [k for k in state if k.endswith("residual_gate")]
+    if not gates:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (checkpoints.POLICY_CONFIG_FILE, checkpoints.METADATA_FILE):
+        shutil.copyfile(source / name, out / name)
+    torch.save({**state, **{k: torch.zeros_like(state[k]) for k in gates}},
+               out / checkpoints.WEIGHTS_FILE)
+    return out
+
+
+def score_kind(cache: str, *, agent: str, balance: Path, out: Path,
+               prior_only: Path | None = None) -> list[dict]:
+    """MEAN rows of the agent (and its prior alone) and the baselines on one kind's cache."""
     from rl_models.app.evaluate import evaluate
 
-    specs = [agent] + [f"{b}={balance}" if b == "instrument_balance" else b
-                       for b in POLICY_ROWS]
+    extra = [str(prior_only)] if prior_only is not None else []
+    specs = [agent, *extra] + [f"{b}={balance}" if b == "instrument_balance" else b
+                               for b in POLICY_ROWS]
     rows = evaluate(specs, env_config={"dataset_dir": cache}, out_dir=out, plots=False,
                     progress=False)
     label = {spec: spec.split("=", 1)[0] for spec in specs}
     label[agent] = "agent" if agent != "pretrained" else "pretrained"
+    if prior_only is not None:
+        label[str(prior_only)] = "its prior alone"
     return [{**r, "policy": label.get(r["policy"], r["policy"])}
             for r in rows if r["song"] == "MEAN"]
 
@@ -209,12 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     balance = fit_training_balance(args.out, train_cache=args.train_cache, n_train=args.n_train)
     print(f"instrument_balance: {balance} ({time.time() - t0:.0f} s)", flush=True)
+    prior_only = prior_only_checkpoint(args.agent, args.out / "prior_only")
     results: dict[str, list[dict]] = {}
     for kind in args.kinds:
         cache = make_kind(args.out, kind, n_songs=args.n_songs, seconds=args.seconds,
                           seed=args.seed, reuse=args.reuse)
         results[kind] = score_kind(cache, agent=args.agent, balance=balance,
-                                   out=args.out / kind / "evaluation")
+                                   out=args.out / kind / "evaluation", prior_only=prior_only)
         agent = results[kind][0]["policy"]
         print(f"{kind}: no harm = {no_harm(results[kind], agent)} "
               f"({time.time() - t0:.0f} s)", flush=True)

@@ -88,12 +88,12 @@ class PretrainedRecipe:
     """Chance that a training sequence's stems are moved to other slots (0: off)."""
     prior: str = "instrument_balance"
     """What the module starts from (:data:`PRIORS`)."""
-    prior_shrink: float = 1.0
+    prior_shrink: float = 0.5
     """``a``: the fitted table's levels times this (0: every slot at 0 dB, 1: the table)."""
-    prior_weight: float = 1.0
+    prior_weight: float = 0.75
     """``w``: how much of each stem's loudness the prior undoes (1: all, as the loudness and
     instrument_balance baselines; below 1 keeps part of the raw level's balance)."""
-    learn_prior: bool = True
+    learn_prior: bool = False
     """Let training move ``w`` and the per-slot levels (else they stay as set)."""
     residual_gate: float = 0.0
     """Initial weight of the attention's correction of the prior (0: exactly the prior)."""
@@ -251,7 +251,7 @@ def train_pretrained(out: str | os.PathLike, *, work_dir: str | os.PathLike,
     from rl_models.app.demonstrations import record_episodes, write_demonstrations
 
     recipe = recipe or PretrainedRecipe()
-    work = Path(work_dir)
+    work = Path(work_dir).resolve()  # RLlib saves the module by URI: a relative path fails
     if work.exists() and not work.is_dir():
         raise ConfigError(f"--work {work} is a file, expected a folder")
     if Path(out).exists() and not Path(out).is_dir():
@@ -315,7 +315,7 @@ def _cmd_train(args: Any) -> int:
         demo_episodes_per_song=args.demo_episodes_per_song, minutes=args.minutes,
         max_updates=args.max_updates, level_sd_db=args.level_sd_db,
         slot_shuffle=args.slot_shuffle, prior=args.prior, prior_shrink=args.prior_shrink,
-        prior_weight=args.prior_weight, learn_prior=not args.fixed_prior,
+        prior_weight=args.prior_weight, learn_prior=args.learn_prior,
         rebase=not args.no_rebase,
         model={**defaults.model})
     result = train_pretrained(args.out, work_dir=args.work, recipe=recipe)
@@ -378,8 +378,9 @@ def add_pretrained_parser(sub: Any, formatter_class: Any) -> None:
                    help="the prior's per-slot levels times A, in [0, 1] (0: all at 0 dB)")
     t.add_argument("--prior-weight", type=float, default=d.prior_weight, metavar="W",
                    help="share of each stem's loudness the prior undoes, in [0, 1]")
-    t.add_argument("--fixed-prior", action="store_true",
-                   help="keep the prior's weight and levels as set (train the correction only)")
+    t.add_argument("--learn-prior", action="store_true",
+                   help="let training move the prior's weight and levels (default: they stay "
+                        "as set and only the correction is trained)")
     t.add_argument("--no-rebase", action="store_true",
                    help="clone the oracle's own balance instead of the prior's plus the "
                         "oracle's moves")

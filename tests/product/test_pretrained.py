@@ -111,9 +111,16 @@ def test_the_retrain_command_remakes_and_exports_an_agent(deepmixing, tmp_path):
     assert meta["experiment"]["env"]["stem_level_features"] is True
     assert meta["experiment"]["env"]["stem_loudness_feature"] is True  # the prior's input
     model = meta["experiment"]["model"]
-    assert model["level_prior"] == 1.0 and len(model["level_prior_bias_db"]) == 72
+    assert len(model["level_prior_bias_db"]) == 72
+    assert model["learn_level_prior"] is False and model["level_prior"] == 0.75  # the design
     assert (work / "instrument_balance.json").is_file()
     assert "dataset_dir" not in meta["experiment"]["env"]
+    # the transfer benchmark's "prior alone" row: the same agent with its correction gated off
+    from benchmarks.bench_transfer import prior_only_checkpoint
+
+    alone, _ = checkpoints.load_policy(prior_only_checkpoint(str(out), tmp_path / "alone"))
+    gates = {k: v for k, v in alone.state_dict().items() if k.endswith("residual_gate")}
+    assert gates and all(float(v) == 0.0 for v in gates.values())
     module, _ = checkpoints.load_policy(out)
     assert json.loads((work / "recipe.json").read_text())["n_songs"] == 2
     assert meta["experiment"]["recipe"]["n_songs"] == 2 and meta["experiment"]["recipe"]["seed"]
