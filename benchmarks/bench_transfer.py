@@ -20,7 +20,8 @@ The shifted and natural kinds stand in for mixing models the agent was not train
 hidden real-instrument set has its own, which we do not know).
 
 Each kind is prepared and scored with the product's evaluation: the agent (default: the
-shipped ``pretrained``), equal, loudness, instrument_balance (fitted on the agent's training
+shipped ``pretrained``), its level prior alone (the agent with its residual gate at 0, when
+it has one), equal, loudness, instrument_balance (fitted on the agent's training
 songs: the pretrained recipe's seed), static_oracle and oracle. ``gap_closed`` is the share
 of the equal-to-oracle MFCC-distance gap a policy closes, ``balance_gap_closed`` the share of
 the instrument_balance-to-oracle gap. Writes ``results.md`` and ``results.json`` in --out.
