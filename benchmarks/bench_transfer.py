@@ -5,16 +5,23 @@
     deepmixing benchmark transfer -- --out runs/transfer --n-songs 4
 
 Held-out sampled songs (another seed than the agent's training songs; 20 s, 6-11 stems) are
-written with three kinds of reference, from the same stems:
+written with five kinds of reference (:data:`KIND_SPECS`), from the same notes:
 
 - ``clean``: the project's mixing model (docs/mixing_model.md), no master bus;
 - ``master_bus``: the same mixes through a master bus (EQ, compression, reverb), every song;
 - ``shifted``: a different engineer: every role's mean level moved by :data:`ROLE_SHIFT_DB`
-  and its song-to-song spread scaled by :data:`SPREAD_SCALE`, standing in for a mixing model
-  the agent was not trained on (the hidden real-instrument set has its own).
+  and its song-to-song spread scaled by :data:`SPREAD_SCALE`;
+- ``natural``: stems at the soundfont's own level (``recording_level="natural"``: raw levels
+  near a balance, as in the hidden set, where equal gains were within about 3 dB) mixed by a
+  third engineer (:data:`OTHER_SHIFT_DB`, spread times :data:`OTHER_SPREAD_SCALE`);
+- ``natural_bus``: ``natural`` through the master bus.
+
+The shifted and natural kinds stand in for mixing models the agent was not trained on (the
+hidden real-instrument set has its own, which we do not know).
 
 Each kind is prepared and scored with the product's evaluation: the agent (default: the
-shipped ``pretrained``), equal, loudness, instrument_balance (fitted on the agent's training
+shipped ``pretrained``), its level prior alone (the agent with its residual gate at 0, when
+it has one), equal, loudness, instrument_balance (fitted on the agent's training
 songs: the pretrained recipe's seed), static_oracle and oracle. ``gap_closed`` is the share
 of the equal-to-oracle MFCC-distance gap a policy closes, ``balance_gap_closed`` the share of
 the instrument_balance-to-oracle gap. Writes ``results.md`` and ``results.json`` in --out.
@@ -38,7 +45,17 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from mixing_env.data.sampled import mixing_model  # noqa: E402
 
-KINDS = ("clean", "master_bus", "shifted")
+KIND_SPECS = {
+    "clean": {"master_bus": 0.0, "engineer": None, "recording_level": "random"},
+    "master_bus": {"master_bus": 1.0, "engineer": None, "recording_level": "random"},
+    "shifted": {"master_bus": 0.0, "engineer": "shifted", "recording_level": "random"},
+    "natural": {"master_bus": 0.0, "engineer": "other", "recording_level": "natural"},
+    "natural_bus": {"master_bus": 1.0, "engineer": "other", "recording_level": "natural"},
+}
+"""Per reference kind: chance of the master bus, the engineer (None: the project's mixing
+model; else a key of :data:`ENGINEERS`) and the raw recording levels of the stems."""
+
+KINDS = tuple(KIND_SPECS)
 """Reference kinds scored, in table order."""
 
 ROLE_SHIFT_DB = {
@@ -53,16 +70,40 @@ brighter, less drum-and-bass-heavy engineer (roles are the keys of
 SPREAD_SCALE = 1.5
 """The ``shifted`` kind's song-to-song spread of each role's level, times the model's."""
 
+OTHER_SHIFT_DB = {
+    "kick": -1.0, "snare": 1.0, "hihat": 2.0, "toms": 0.0, "overheads": -2.0, "bass": 2.0,
+    "guitar": -2.0, "keys": 4.0, "pad": -1.0, "strings": 2.0, "brass": 3.0, "lead": 0.0,
+    "backing": -1.0,
+}
+"""Per role, dB added to the mean level in the ``natural`` kinds: a third engineer, with
+louder keys, brass and bass and quieter guitars and overheads (neither ours nor
+``shifted``'s)."""
+
+OTHER_SPREAD_SCALE = 1.25
+"""The ``natural`` kinds' song-to-song spread of each role's level, times the model's."""
+
+ENGINEERS = {"shifted": (ROLE_SHIFT_DB, SPREAD_SCALE),
+             "other": (OTHER_SHIFT_DB, OTHER_SPREAD_SCALE)}
+"""Engineer name -> (dB per role added to the mean level, factor on the spread)."""
+
 POLICY_ROWS = ("equal", "loudness", "instrument_balance", "static_oracle", "oracle")
 """Baselines scored beside the agent."""
 
 
 @contextlib.contextmanager
-def shifted_mixing_model() -> Iterator[None]:
-    """The mixing model with per-role levels moved (while the block runs)."""
-    shifted = {role: (mean + ROLE_SHIFT_DB.get(role, 0.0), sd * SPREAD_SCALE)
-               for role, (mean, sd) in mixing_model.ROLE_LEVEL_DB.items()}
-    with mock.patch.dict(mixing_model.ROLE_LEVEL_DB, shifted):
+def engineer_mixing_model(engineer: str | None) -> Iterator[None]:
+    """The mixing model with an engineer's per-role levels (while the block runs).
+
+    Args:
+        engineer: A key of :data:`ENGINEERS`; None leaves the model as it is.
+    """
+    if engineer is None:
+        yield
+        return
+    shift_db, spread = ENGINEERS[engineer]
+    moved = {role: (mean + shift_db.get(role, 0.0), sd * spread)
+             for role, (mean, sd) in mixing_model.ROLE_LEVEL_DB.items()}
+    with mock.patch.dict(mixing_model.ROLE_LEVEL_DB, moved):
         yield
 
 
@@ -80,10 +121,11 @@ def make_kind(root: Path, kind: str, *, n_songs: int, seconds: float, seed: int,
     cache = root / kind / "cache"
     if reuse and (cache / MANIFEST).is_file():
         return str(cache)
-    context = shifted_mixing_model() if kind == "shifted" else contextlib.nullcontext()
-    with context:
+    spec = KIND_SPECS[kind]
+    with engineer_mixing_model(spec["engineer"]):
         make_sampled_dataset(songs, n_songs=n_songs, seconds=seconds, n_tracks=(6, 11),
-                             seed=seed, master_bus=1.0 if kind == "master_bus" else 0.0)
+                             seed=seed, master_bus=spec["master_bus"],
+                             recording_level=spec["recording_level"])
     prepare_dataset(songs, cache, progress=False, rebuild=True)
     return str(cache)
 
@@ -107,16 +149,45 @@ def fit_training_balance(root: Path, *, train_cache: str | None, n_train: int) -
     return Path(fit_dataset_balance(train_cache, out=root / "balance.json"))
 
 
-def score_kind(cache: str, *, agent: str, balance: Path, out: Path) -> list[dict]:
-    """MEAN rows of the agent and the baselines on one kind's cache."""
+def prior_only_checkpoint(agent: str, out: Path) -> Path | None:
+    """A copy of the agent with its residual gate at 0: its level prior alone.
+
+    Returns:
+        The copy's folder, or None when the agent has no residual gate (no prior).
+    """
+    import shutil
+
+    import torch
+
+    from rl_models import checkpoints
+
+    source = checkpoints.find_checkpoint(checkpoints.resolve_checkpoint_path(agent))
+    state = torch.load(source / checkpoints.WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    gates = [k for k in state if k.endswith("residual_gate")]
+    if not gates:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (checkpoints.POLICY_CONFIG_FILE, checkpoints.METADATA_FILE):
+        shutil.copyfile(source / name, out / name)
+    torch.save({**state, **{k: torch.zeros_like(state[k]) for k in gates}},
+               out / checkpoints.WEIGHTS_FILE)
+    return out
+
+
+def score_kind(cache: str, *, agent: str, balance: Path, out: Path,
+               prior_only: Path | None = None) -> list[dict]:
+    """MEAN rows of the agent (and its prior alone) and the baselines on one kind's cache."""
     from rl_models.app.evaluate import evaluate
 
-    specs = [agent] + [f"{b}={balance}" if b == "instrument_balance" else b
-                       for b in POLICY_ROWS]
+    extra = [str(prior_only)] if prior_only is not None else []
+    specs = [agent, *extra] + [f"{b}={balance}" if b == "instrument_balance" else b
+                               for b in POLICY_ROWS]
     rows = evaluate(specs, env_config={"dataset_dir": cache}, out_dir=out, plots=False,
                     progress=False)
     label = {spec: spec.split("=", 1)[0] for spec in specs}
     label[agent] = "agent" if agent != "pretrained" else "pretrained"
+    if prior_only is not None:
+        label[str(prior_only)] = "its prior alone"
     return [{**r, "policy": label.get(r["policy"], r["policy"])}
             for r in rows if r["song"] == "MEAN"]
 
@@ -168,12 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     balance = fit_training_balance(args.out, train_cache=args.train_cache, n_train=args.n_train)
     print(f"instrument_balance: {balance} ({time.time() - t0:.0f} s)", flush=True)
+    prior_only = prior_only_checkpoint(args.agent, args.out / "prior_only")
     results: dict[str, list[dict]] = {}
     for kind in args.kinds:
         cache = make_kind(args.out, kind, n_songs=args.n_songs, seconds=args.seconds,
                           seed=args.seed, reuse=args.reuse)
         results[kind] = score_kind(cache, agent=args.agent, balance=balance,
-                                   out=args.out / kind / "evaluation")
+                                   out=args.out / kind / "evaluation", prior_only=prior_only)
         agent = results[kind][0]["policy"]
         print(f"{kind}: no harm = {no_harm(results[kind], agent)} "
               f"({time.time() - t0:.0f} s)", flush=True)
@@ -183,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text(f"{page}\nCommand: `{command}`\n")
     (args.out / "results.json").write_text(json.dumps(
         {"rows": results, "args": {k: str(v) for k, v in vars(args).items()},
-         "role_shift_db": ROLE_SHIFT_DB, "spread_scale": SPREAD_SCALE,
+         "kinds": {k: KIND_SPECS[k] for k in args.kinds}, "engineers": ENGINEERS,
          "wall_s": time.time() - t0}, indent=1, default=str))
     print(page)
     return 0

@@ -47,6 +47,7 @@ def train_behaviour_cloning(
     log_every_s: float = 30.0,
     log: Any = print,
     augment: Any = None,
+    episode_transform: Any = None,
     initial_weights: str | os.PathLike | None = None,
 ) -> dict:
     """Fits the module to the demonstrated actions for a wall-clock budget.
@@ -70,6 +71,9 @@ def train_behaviour_cloning(
         augment: ``augment(obs, actions, rng) -> (obs, actions)`` applied to every sequence
             before it is batched (e.g. :func:`rl_models.app.demo_augmentation.
             make_demo_augmentation`); None: the demonstrations as recorded.
+        episode_transform: ``transform(obs, actions) -> (obs, actions)`` applied once to every
+            whole episode before sequences are cut (e.g. :func:`rl_models.app.
+            demo_augmentation.make_prior_rebase`); None: none.
         initial_weights: A ``policy_weights.pt`` of the same module to start from (a warm
             restart, read with ``weights_only=True``); None: a fresh initialisation.
 
@@ -90,6 +94,8 @@ def train_behaviour_cloning(
     if max_updates is not None and (isinstance(max_updates, bool) or max_updates < 1):
         raise ConfigError(f"max_updates must be an int >= 1 or None, got {max_updates!r}")
     episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
+    if episode_transform is not None:
+        episodes = [episode_transform(o, a) for o, a in episodes]
     source = SongSource(dict(env_config))
     observation_space, action_space = source.spaces()
     torch.manual_seed(seed)

@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "practice (docs/mixing_model.md); procedural: fast wavetable songs")
     p.add_argument("--master-bus", type=float, default=0.0, metavar="P",
                    help="sampled: chance that a song's reference goes through a master bus")
+    p.add_argument("--recording-level", choices=("random", "natural"), default="random",
+                   help="sampled: raw stem levels, a random peak per stem or the soundfont's own")
     p.set_defaults(func=commands.cmd_synth)
 
     p = sub.add_parser("prepare", help="turn a multitrack dataset into a chunked cache",

@@ -7,6 +7,12 @@ reference match, the reward and the observed ``mix_mfcc`` - stays the same:
   feature of the ``logmel`` observation is in dB, so it moves by ``20 log10 c`` (silence stays
   at the -100 dB floor). Drawing ``c`` per stem teaches the agent to undo how hot each stem was
   recorded, whatever the training songs' recording levels were.
+- **Prior rebase** (:func:`make_prior_rebase`, per episode). The oracle's gains keep their
+  moves within the episode (ducking, riding, sections: each slot's log-gain minus its mean
+  over the episode) but take their static balance from the module's level prior, so a
+  module that starts at that prior learns only the moves, never our mixing model's
+  per-instrument levels; the level augmentation then moves the gains by the prior's weight
+  ``w`` times the level shift, as the prior itself does.
 - **Slot.** Moving stems to other slots (the same permutation on observations, mask and
   actions) leaves the mix alone. Some episodes played this way make the agent decide from what
   a stem sounds like and how loud it is, and train every slot's weights, so a slot the
@@ -21,7 +27,7 @@ import numpy as np
 
 from mixing_env.errors import ConfigError
 
-__all__ = ["DB_FLOOR", "make_demo_augmentation"]
+__all__ = ["DB_FLOOR", "make_demo_augmentation", "make_prior_rebase"]
 
 DB_FLOOR = -100.0
 """The observation's dB floor (silence): left where it is by the level shift."""
@@ -30,13 +36,55 @@ Augmentation = Callable[[dict[str, np.ndarray], np.ndarray, np.random.Generator]
                         tuple[dict[str, np.ndarray], np.ndarray]]
 
 
-def make_demo_augmentation(*, level_sd_db: float = 6.0,
-                           slot_shuffle: float = 0.3) -> Augmentation:
+_DB_TO_LOG_GAIN = float(np.log(10.0) / 20.0)
+_MIN_GAIN = 1e-6  # an oracle gain of 0 (a stem left out) counts as -120 dB
+_PRIOR_LEVEL_DB = (-60.0, 0.0)  # the module clamps the level its prior reads to this range
+
+
+def make_prior_rebase(bias_db: list[float], weight: float, *, level_feature: int = -1
+                      ) -> Callable[[dict[str, np.ndarray], np.ndarray],
+                                    tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Demonstrations whose static balance is the level prior's, keeping the oracle's moves.
+
+    Args:
+        bias_db: The prior's level per slot, dB (``model_config["level_prior_bias_db"]``).
+        weight: The prior's weight ``w`` on the stem's loudness (``model_config["level_prior"]``).
+        level_feature: Index of the loudness feature in a chunk's features (the last).
+
+    Returns:
+        ``rebase(obs, actions) -> (obs, actions)`` for one whole episode: ``obs["chunks"]``
+        [shape=(T, C, W, F)], ``obs["track_mask"]`` [shape=(T, C)], ``actions``
+        [shape=(T, C)] on the simplex; the new actions are ``softmax(prior + log a - mean_t
+        log a)`` over the real slots, prior ``= ln10/20 (bias_db - w * loudness)``.
+    """
+    bias = np.asarray(bias_db, dtype=np.float64) * _DB_TO_LOG_GAIN
+
+    def rebase(obs: dict[str, np.ndarray], actions: np.ndarray
+               ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        level = np.clip(obs["chunks"][0, :, -1, level_feature], *_PRIOR_LEVEL_DB)
+        real = obs["track_mask"][0] > 0
+        playing = real & (level > _PRIOR_LEVEL_DB[0])  # as the module: others at the mean
+        level = np.where(playing, level, level[playing].mean() if playing.any() else -20.0)
+        log_gain = np.log(np.maximum(actions.astype(np.float64), _MIN_GAIN))
+        moves = log_gain - log_gain.mean(axis=0, keepdims=True)
+        logits = bias - weight * _DB_TO_LOG_GAIN * level + moves
+        logits = np.where(real, logits, -np.inf)
+        new = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return obs, (new / new.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+    return rebase
+
+
+def make_demo_augmentation(*, level_sd_db: float = 6.0, slot_shuffle: float = 0.3,
+                           gain_follows_level: float = 1.0) -> Augmentation:
     """An augmentation of one demonstration sequence for behaviour cloning.
 
     Args:
         level_sd_db: Standard deviation of each stem's recording-level shift, dB (0: none).
         slot_shuffle: Chance that a sequence's slots are permuted (0: never).
+        gain_follows_level: The demonstrated gain moves by minus this times the level shift
+            (1: the mix stays the same; ``w`` after :func:`make_prior_rebase`, whose static
+            balance undoes only ``w`` of a stem's level).
 
     Returns:
         ``augment(obs, actions, rng) -> (obs, actions)`` for one sequence: ``obs["chunks"]``
@@ -60,7 +108,7 @@ def make_demo_augmentation(*, level_sd_db: float = 6.0,
             heard = chunks > DB_FLOOR + 1e-3
             chunks = np.where(heard, np.maximum(chunks + shift[None, :, None, None], DB_FLOOR),
                               chunks)
-            actions = actions * (10.0 ** (-shift / 20.0))[None, :]
+            actions = actions * (10.0 ** (-gain_follows_level * shift / 20.0))[None, :]
             actions = actions / np.maximum(actions.sum(-1, keepdims=True), 1e-12)
         if slot_shuffle > 0 and rng.random() < slot_shuffle:
             order = rng.permutation(n_slots)

@@ -44,6 +44,23 @@ def test_same_seed_same_song_and_bus_changes_only_the_reference(song):
     assert other.stems.shape != song.stems.shape or not np.allclose(other.stems, song.stems)
 
 
+def test_natural_recording_keeps_the_soundfonts_balance_and_the_same_mix(song):
+    natural = generate_sampled_song(0, seconds=8.0, n_tracks=(10, 11), seed=5,
+                                    recording_level="natural")
+    assert natural.stem_files == song.stem_files and natural.meta["recording_level"] == "natural"
+    ratio = np.max(np.abs(natural.stems), axis=1) / np.max(np.abs(song.stems), axis=1)
+    np.testing.assert_allclose(natural.stems, song.stems * ratio[:, None], atol=1e-6)
+    assert np.ptp(20 * np.log10(ratio)) > 3  # not the random levels, rescaled
+    peaks_db = 20 * np.log10(np.max(np.abs(natural.stems), axis=1))
+    assert np.isclose(peaks_db.max(), -6.0, atol=1e-3)  # one gain for the whole song
+    hat, kick = _role_index(natural, "hihat"), _role_index(natural, "kick")
+    assert peaks_db[hat[0]] < peaks_db[kick[0]]  # a hi-hat sounds softer than a kick
+    # Gains undo the levels: the same reference, the same mixing decisions.
+    np.testing.assert_allclose(natural.reference, song.reference, atol=1e-5)
+    for key in ("target_lu_vs_lead", "duck_db", "section_scale"):
+        assert natural.meta["mixing"][key] == song.meta["mixing"][key]
+
+
 def test_stems_at_raw_levels_and_playing_in_their_sections(song):
     assert 10 <= len(song.stem_files) <= 11
     peaks_db = 20 * np.log10(np.max(np.abs(song.stems), axis=1))
@@ -111,6 +128,8 @@ def test_bad_soundfont_and_arguments_are_named(tmp_path):
         generate_sampled_song(0, seconds=2.0, n_tracks=6, seed=0, master_bus=1.5)
     with pytest.raises(ConfigError, match="seconds"):
         generate_sampled_song(0, seconds=0, n_tracks=6, seed=0)
+    with pytest.raises(ConfigError, match="recording_level.*'hot'"):
+        generate_sampled_song(0, seconds=2.0, n_tracks=6, seed=0, recording_level="hot")
 
 
 def test_every_part_name_lands_in_its_slot():

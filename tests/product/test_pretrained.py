@@ -12,8 +12,8 @@ import torch
 
 from mixing_env.errors import CheckpointError, ConfigError
 from rl_models import checkpoints
-from rl_models.app.demo_augmentation import DB_FLOOR, make_demo_augmentation
-from rl_models.app.pretrained import export_pretrained
+from rl_models.app.demo_augmentation import DB_FLOOR, make_demo_augmentation, make_prior_rebase
+from rl_models.app.pretrained import PretrainedRecipe, export_pretrained
 
 SHIPPED = {checkpoints.METADATA_FILE, checkpoints.POLICY_CONFIG_FILE, checkpoints.WEIGHTS_FILE}
 
@@ -109,7 +109,18 @@ def test_the_retrain_command_remakes_and_exports_an_agent(deepmixing, tmp_path):
     meta = json.loads((out / checkpoints.METADATA_FILE).read_text())
     assert meta["iteration"] == 2 and meta["experiment"]["algorithm"] == "BC"
     assert meta["experiment"]["env"]["stem_level_features"] is True
+    assert meta["experiment"]["env"]["stem_loudness_feature"] is True  # the prior's input
+    model = meta["experiment"]["model"]
+    assert len(model["level_prior_bias_db"]) == 72
+    assert model["learn_level_prior"] is False and model["level_prior"] == 0.75  # the design
+    assert (work / "instrument_balance.json").is_file()
     assert "dataset_dir" not in meta["experiment"]["env"]
+    # the transfer benchmark's "prior alone" row: the same agent with its correction gated off
+    from benchmarks.bench_transfer import prior_only_checkpoint
+
+    alone, _ = checkpoints.load_policy(prior_only_checkpoint(str(out), tmp_path / "alone"))
+    gates = {k: v for k, v in alone.state_dict().items() if k.endswith("residual_gate")}
+    assert gates and all(float(v) == 0.0 for v in gates.values())
     module, _ = checkpoints.load_policy(out)
     assert json.loads((work / "recipe.json").read_text())["n_songs"] == 2
     assert meta["experiment"]["recipe"]["n_songs"] == 2 and meta["experiment"]["recipe"]["seed"]
@@ -154,6 +165,46 @@ def test_level_augmentation_keeps_the_demonstrated_mix():
     assert np.array_equal(new_obs["mix_mfcc"], obs["mix_mfcc"])
 
 
+def test_level_augmentation_after_a_rebase_moves_gains_by_the_priors_weight():
+    rng = np.random.default_rng(4)
+    obs, actions = _sequence(rng)
+    new_obs, new_actions = make_demo_augmentation(
+        level_sd_db=6.0, slot_shuffle=0.0, gain_follows_level=0.5)(
+        obs, actions, np.random.default_rng(1))
+    shift = new_obs["chunks"][1, :, 0, 0] - obs["chunks"][1, :, 0, 0]
+    ratio = new_actions[:, :4] * 10 ** (0.5 * shift[:4] / 20) / actions[:, :4]
+    assert np.allclose(ratio, ratio[:, :1], rtol=1e-4)
+
+
+def test_rebase_keeps_the_oracles_moves_on_the_priors_balance():
+    rng = np.random.default_rng(5)
+    obs, actions = _sequence(rng, length=12)
+    obs["chunks"][:, :4, :, -1] = np.array([-20.0, -30.0, -25.0, -100.0])[None, :, None]
+    bias_db, w = [3.0, -2.0, 0.0, 1.0, 0.0, 0.0], 0.75
+    _, new = make_prior_rebase(bias_db, w)(obs, actions)
+    assert np.allclose(new.sum(-1), 1.0, atol=1e-5) and np.all(new[:, 4:] == 0)
+    log_old, log_new = np.log(actions[:, :4]), np.log(new[:, :4])
+    # slot 3 is silent all song: its level is the mean of those playing, as in the module
+    level = np.array([-20.0, -30.0, -25.0, -25.0])
+    prior_db = np.array(bias_db[:4]) - w * level
+    for i, j in ((0, 1), (1, 2), (0, 3)):
+        diff_new, diff_old = log_new[:, i] - log_new[:, j], log_old[:, i] - log_old[:, j]
+        # the static balance is the prior's ...
+        assert np.isclose(diff_new.mean() * 20 / np.log(10), prior_db[i] - prior_db[j],
+                          atol=1e-3)
+        # ... and every move within the episode is the oracle's
+        assert np.allclose(diff_new - diff_new.mean(), diff_old - diff_old.mean(), atol=1e-4)
+
+
+def test_recipe_refuses_an_unknown_prior_and_settings_outside_0_1():
+    with pytest.raises(ConfigError, match="prior must be one of"):
+        PretrainedRecipe(prior="table")
+    with pytest.raises(ConfigError, match="prior_weight"):
+        PretrainedRecipe(prior_weight=1.5)
+    with pytest.raises(ConfigError, match="prior_shrink"):
+        PretrainedRecipe(prior_shrink=-0.1)
+
+
 def test_slot_shuffle_moves_features_mask_and_actions_together():
     rng = np.random.default_rng(2)
     obs, actions = _sequence(rng)
@@ -175,15 +226,18 @@ def test_augmentation_refuses_bad_settings():
 
 
 def test_the_transfer_benchmark_moves_role_levels_only_inside_its_block():
-    from benchmarks.bench_transfer import ROLE_SHIFT_DB, SPREAD_SCALE, no_harm, shifted_mixing_model
+    from benchmarks.bench_transfer import ENGINEERS, KIND_SPECS, engineer_mixing_model, no_harm
     from mixing_env.data.sampled import mixing_model
 
     before = dict(mixing_model.ROLE_LEVEL_DB)
-    with shifted_mixing_model():
-        mean, sd = mixing_model.ROLE_LEVEL_DB["hihat"]
-        assert mean == before["hihat"][0] + ROLE_SHIFT_DB["hihat"]
-        assert sd == before["hihat"][1] * SPREAD_SCALE
-    assert mixing_model.ROLE_LEVEL_DB == before
+    for engineer, (shift_db, spread) in ENGINEERS.items():
+        with engineer_mixing_model(engineer):
+            mean, sd = mixing_model.ROLE_LEVEL_DB["hihat"]
+            assert mean == before["hihat"][0] + shift_db["hihat"]
+            assert sd == before["hihat"][1] * spread
+        assert mixing_model.ROLE_LEVEL_DB == before
+    assert ENGINEERS["shifted"][0] != ENGINEERS["other"][0]
+    assert {KIND_SPECS[k]["recording_level"] for k in KIND_SPECS} == {"random", "natural"}
     rows = [{"policy": "agent", "mfcc_distance": 18.0}, {"policy": "equal", "mfcc_distance": 19.0},
             {"policy": "loudness", "mfcc_distance": 17.0}]
     assert not no_harm(rows, "agent")  # loudness is better: harm

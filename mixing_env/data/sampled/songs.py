@@ -34,6 +34,8 @@ from mixing_env.errors import ConfigError
 __all__ = [
     "MAX_STEMS",
     "MIN_STEMS",
+    "NATURAL_PEAK_DB",
+    "RECORDING_LEVELS",
     "generate_sampled_song",
     "make_sampled_dataset",
     "write_song_folder",
@@ -43,11 +45,19 @@ MIN_STEMS, MAX_STEMS = 4, len(PARTS) + 1
 RECORDING_PEAK_DB = (-10.0, 4.0, -24.0, -2.0)
 """Raw stems' peak level in dBFS: (mean, standard deviation, lowest, highest). Tracking
 engineers leave 6-20 dB of headroom and no two tracks alike, so stems are not pre-balanced."""
+RECORDING_LEVELS = ("random", "natural")
+"""How raw stems are levelled: ``random``, each stem's peak at :data:`RECORDING_PEAK_DB`;
+``natural``, the soundfont's own level at the played velocities (one gain per song puts the
+loudest stem's peak at :data:`NATURAL_PEAK_DB`), so raw levels are already near a balance."""
+NATURAL_PEAK_DB = -6.0
 _MIX_PEAK_DB = -1.0
 _OVERHEAD_HIGHPASS_HZ = 250.0  # overheads are usually high-passed: the kick mic has the lows
 
 
-def _check(seconds, n_tracks, master_bus) -> tuple[int, int, float]:
+def _check(seconds, n_tracks, master_bus, recording_level="random") -> tuple[int, int, float]:
+    if recording_level not in RECORDING_LEVELS:
+        raise ConfigError(f"recording_level must be one of {list(RECORDING_LEVELS)}, "
+                          f"got {recording_level!r}")
     if not isinstance(seconds, int | float) or not seconds > 0:
         raise ConfigError(f"seconds must be > 0, got {seconds!r}")
     lo, hi = (n_tracks, n_tracks) if isinstance(n_tracks, int | np.integer) else tuple(n_tracks)
@@ -72,6 +82,7 @@ def generate_sampled_song(
     chunk_size: int = CHUNK_SIZE,
     sample_rate: int = SAMPLE_RATE,
     soundfont: str | os.PathLike | None = None,
+    recording_level: str = "random",
 ) -> SyntheticSong:
     """Render song ``index`` of the sampled dataset with this ``seed``.
 
@@ -84,6 +95,8 @@ def generate_sampled_song(
         chunk_size: Samples per chunk the gains hold for.
         sample_rate: Hz.
         soundfont: A General MIDI ``.sf2``; None takes ``pretty_midi``'s TimGM6mb.
+        recording_level: ``"random"`` or ``"natural"`` raw levels (:data:`RECORDING_LEVELS`);
+            the notes, the mixing decisions and the reference are the same either way.
 
     Returns:
         The song, in the same form as the procedural generator's.
@@ -91,7 +104,7 @@ def generate_sampled_song(
     Raises:
         ConfigError: An argument is out of range, or the soundfont cannot be read.
     """
-    lo, hi, p_bus = _check(seconds, n_tracks, master_bus)
+    lo, hi, p_bus = _check(seconds, n_tracks, master_bus, recording_level)
     rng = np.random.default_rng([int(seed), int(index)])
     n = int(round(seconds * sample_rate))
     T = math.ceil(n / chunk_size)
@@ -113,15 +126,23 @@ def generate_sampled_song(
         if part.style == "overheads":
             y = sosfilt(highpass, y).astype(np.float32)
         mean, sd, low, high = RECORDING_PEAK_DB
-        level_db = float(np.clip(rng.normal(mean, sd), low, high))
+        level_db = float(np.clip(rng.normal(mean, sd), low, high))  # drawn either way
         peak = float(np.max(np.abs(y)))
-        stems.append(y * np.float32(10 ** (level_db / 20) / peak) if peak > 0 else y)
+        if recording_level == "random" and peak > 0:
+            y = y * np.float32(10 ** (level_db / 20) / peak)
+        stems.append(y)
         fname = f"{number:02d}_{part.name}.wav"
         files.append(fname)
         parts_meta[fname] = {"role": part.role, "program": program, "drum": part.drum,
-                             "notes": int(len(notes)), "recording_peak_db": level_db}
+                             "notes": int(len(notes))}
 
     stems_arr = np.stack(stems)
+    if recording_level == "natural":  # one gain for the song keeps the soundfont's balance
+        loudest = max(float(np.max(np.abs(stems_arr))), 1e-12)
+        stems_arr *= np.float32(10 ** (NATURAL_PEAK_DB / 20) / loudest)
+    for fname, y in zip(files, stems_arr, strict=True):
+        peak = float(np.max(np.abs(y)))
+        parts_meta[fname]["recording_peak_db"] = 20 * math.log10(peak) if peak > 0 else None
     chunk_start_s = np.arange(T) * chunk_size / sample_rate
     bar = np.minimum((chunk_start_s / arrangement.bar).astype(np.int64), arrangement.n_bars - 1)
     chunk_sections = arrangement.bar_section[bar].astype(str)
@@ -144,6 +165,7 @@ def generate_sampled_song(
         "seed": int(seed),
         "index": int(index),
         "soundfont": Path(soundfont or DEFAULT_SOUNDFONT).name,
+        "recording_level": recording_level,
         **arrangement.meta(),
         "parts": parts_meta,
         "mixing": {
@@ -191,6 +213,7 @@ def make_sampled_dataset(
     sample_rate: int = SAMPLE_RATE,
     chunk_size: int = CHUNK_SIZE,
     soundfont: str | os.PathLike | None = None,
+    recording_level: str = "random",
 ) -> list[Path]:
     """Write sampled songs as Cambridge-MT-style folders ``<out_dir>/SampledSongNNN/``.
 
@@ -204,6 +227,8 @@ def make_sampled_dataset(
         sample_rate: Hz.
         chunk_size: Samples per chunk of the gain automation.
         soundfont: A General MIDI ``.sf2``; None takes ``pretty_midi``'s TimGM6mb.
+        recording_level: Raw stem levels, ``"random"`` or ``"natural"``
+            (:data:`RECORDING_LEVELS`).
 
     Returns:
         The song folders.
@@ -212,7 +237,7 @@ def make_sampled_dataset(
         raise ConfigError(f"n_songs must be an int >= 1, got {n_songs!r}")
     if not isinstance(sample_rate, int) or sample_rate < 1:
         raise ConfigError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
-    _check(seconds, n_tracks, master_bus)
+    _check(seconds, n_tracks, master_bus, recording_level)
     out = Path(out_dir)
     return [
         write_song_folder(
@@ -220,6 +245,7 @@ def make_sampled_dataset(
             generate_sampled_song(
                 i, seconds=seconds, n_tracks=n_tracks, seed=seed, master_bus=master_bus,
                 chunk_size=chunk_size, sample_rate=sample_rate, soundfont=soundfont,
+                recording_level=recording_level,
             ),
         )
         for i in range(n_songs)
