@@ -115,6 +115,9 @@ def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path
         "model": TINY_MODEL,
         "training": TINY_TRAINING,
         "env_runners": {"num_env_runners": 0},
+        # A tiny iteration takes milliseconds: without a floor the run can finish between
+        # seeing the kill_after checkpoint and freezing the trial.
+        "reporting": {"min_time_s_per_iteration": 1.0},
         "stop": {"training_iteration": iterations},
         "checkpoint": {"frequency": 1},
         "fault_tolerance": {"restart_failed_env_runners": True, "max_failures": 1},
@@ -131,7 +134,9 @@ def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path
     try:
         deadline = time.monotonic() + 300
         target = f"checkpoint_{kill_after - 1:06d}"  # Tune numbers checkpoints from 0
-        while not any((t / target).is_dir() for t in _trial_dirs(exp_dir)):
+        # The checkpoint folder (written by the trial) and the driver's result.json line both.
+        while not (any((t / target).is_dir() for t in _trial_dirs(exp_dir))
+                   and max(_logged_iterations(exp_dir), default=0) >= kill_after):
             assert first.poll() is None, f"driver ended before the kill:\n{log.read_text()[-4000:]}"
             assert time.monotonic() < deadline, f"no {target}:\n{log.read_text()[-4000:]}"
             time.sleep(0.05)
