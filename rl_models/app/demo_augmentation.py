@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mixing_env.errors import ConfigError
+from rl_models.modules.core import DB_TO_LOG_GAIN, PRIOR_NOBODY_PLAYS_DB, PRIOR_SILENT_DB
 
 __all__ = ["DB_FLOOR", "make_demo_augmentation", "make_prior_rebase"]
 
@@ -36,9 +37,7 @@ Augmentation = Callable[[dict[str, np.ndarray], np.ndarray, np.random.Generator]
                         tuple[dict[str, np.ndarray], np.ndarray]]
 
 
-_DB_TO_LOG_GAIN = float(np.log(10.0) / 20.0)
 _MIN_GAIN = 1e-6  # an oracle gain of 0 (a stem left out) counts as -120 dB
-_PRIOR_LEVEL_DB = (-60.0, 0.0)  # the module clamps the level its prior reads to this range
 
 
 def make_prior_rebase(bias_db: list[float], weight: float, *, level_feature: int = -1
@@ -57,17 +56,19 @@ def make_prior_rebase(bias_db: list[float], weight: float, *, level_feature: int
         [shape=(T, C)] on the simplex; the new actions are ``softmax(prior + log a - mean_t
         log a)`` over the real slots, prior ``= ln10/20 (bias_db - w * loudness)``.
     """
-    bias = np.asarray(bias_db, dtype=np.float64) * _DB_TO_LOG_GAIN
+    bias = np.asarray(bias_db, dtype=np.float64) * DB_TO_LOG_GAIN
 
     def rebase(obs: dict[str, np.ndarray], actions: np.ndarray
                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        level = np.clip(obs["chunks"][0, :, -1, level_feature], *_PRIOR_LEVEL_DB)
+        # The level the module's prior reads (AttentionLSTMCore.level_prior), in numpy.
+        level = np.clip(obs["chunks"][0, :, -1, level_feature], PRIOR_SILENT_DB, 0.0)
         real = obs["track_mask"][0] > 0
-        playing = real & (level > _PRIOR_LEVEL_DB[0])  # as the module: others at the mean
-        level = np.where(playing, level, level[playing].mean() if playing.any() else -20.0)
+        playing = real & (level > PRIOR_SILENT_DB)  # as the module: others at the mean
+        level = np.where(playing, level,
+                         level[playing].mean() if playing.any() else PRIOR_NOBODY_PLAYS_DB)
         log_gain = np.log(np.maximum(actions.astype(np.float64), _MIN_GAIN))
         moves = log_gain - log_gain.mean(axis=0, keepdims=True)
-        logits = bias - weight * _DB_TO_LOG_GAIN * level + moves
+        logits = bias - weight * DB_TO_LOG_GAIN * level + moves
         logits = np.where(real, logits, -np.inf)
         new = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return obs, (new / new.sum(axis=-1, keepdims=True)).astype(np.float32)

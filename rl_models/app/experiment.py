@@ -317,8 +317,9 @@ def merge_trees(base: dict, update: dict) -> dict:
     for key, value in update.items():
         # Recurse into sections that merely hold specs ({lr: {choice: ...}}): only a spec
         # itself replaces the value whole, so the section's other keys are kept.
-        is_spec = isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _SEARCH_KEYS
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not is_spec:
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _is_search_spec(
+            value
+        ):
             out[key] = merge_trees(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -365,10 +366,15 @@ def load_experiment(name_or_path: str | Path, *, overrides: list[str] | tuple[st
     return validate_experiment(apply_overrides(raw, overrides), source=str(path))
 
 
+def _is_search_spec(tree: Any) -> bool:
+    """Whether ``tree`` is one search spec such as ``{grid_search: [...]}``."""
+    return isinstance(tree, dict) and len(tree) == 1 and next(iter(tree)) in _SEARCH_KEYS
+
+
 def has_search_space(tree: Any) -> bool:
     """Whether ``tree`` is, or holds, a search spec such as ``{grid_search: [...]}``."""
     if isinstance(tree, dict):
-        if len(tree) == 1 and next(iter(tree)) in _SEARCH_KEYS:
+        if _is_search_spec(tree):
             return True
         return any(has_search_space(v) for v in tree.values())
     if isinstance(tree, list):
@@ -388,7 +394,7 @@ def to_search_space(tree: Any) -> Any:
         return [to_search_space(v) for v in tree]
     if not isinstance(tree, dict):
         return tree
-    if len(tree) == 1 and next(iter(tree)) in _SEARCH_KEYS:
+    if _is_search_spec(tree):
         kind, args = next(iter(tree.items()))
         if not isinstance(args, list) or not args:
             raise ConfigError(f"search spec {tree!r}: expected a non-empty list of values")

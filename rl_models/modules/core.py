@@ -18,11 +18,17 @@ from rl_models.modules.derived_tensors import select_tracks
 from rl_models.modules.grouped_lstm import GroupedLinear, GroupedLSTM, GroupedNewestBackwardStep
 from rl_models.modules.running_attention import running_attention
 
-__all__ = ["AttentionLSTMCore", "masked_softmax"]
+__all__ = ["DB_TO_LOG_GAIN", "PRIOR_NOBODY_PLAYS_DB", "PRIOR_SILENT_DB", "AttentionLSTMCore",
+           "masked_softmax"]
 
 _LOG_KAPPA_MIN, _LOG_KAPPA_MAX = math.log(1e-2), math.log(1e4)
-_SILENT_DB = -60.0  # the level prior treats a track at or below this as not playing (yet)
-_DB_TO_LOG_GAIN = math.log(10.0) / 20.0
+PRIOR_SILENT_DB = -60.0
+"""The level prior clamps levels to [this, 0] dB and treats a track at this as not playing
+(yet): it takes the mean level of the tracks that play."""
+PRIOR_NOBODY_PLAYS_DB = -20.0
+"""The level the prior gives every track while none plays."""
+DB_TO_LOG_GAIN = math.log(10.0) / 20.0
+"""dB -> natural-log gain."""
 
 
 def masked_softmax(x: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -94,7 +100,7 @@ class AttentionLSTMCore(nn.Module):
                     raise ConfigError(f"model_config['level_prior_bias_db'] has "
                                       f"{len(cfg.level_prior_bias_db)} values, the slot layout "
                                       f"{n_tracks} slots: one bias per slot")
-                bias = torch.tensor(cfg.level_prior_bias_db, dtype=torch.float32) * _DB_TO_LOG_GAIN
+                bias = torch.tensor(cfg.level_prior_bias_db, dtype=torch.float32) * DB_TO_LOG_GAIN
             self._param_or_buffer("prior_bias", bias, cfg.learn_level_prior)
         self.residual_gate = (None if cfg.residual_gate is None
                               else nn.Parameter(torch.tensor(float(cfg.residual_gate))))
@@ -162,14 +168,14 @@ class AttentionLSTMCore(nn.Module):
             mask: Which of them are real [shape=(N, A)] bool.
             tracks: Their slots [shape=(A,)]; None: all C.
         """
-        level = chunks[..., self.config.level_prior_feature].clamp(_SILENT_DB, 0.0)
-        playing = mask & (level > _SILENT_DB)
+        level = chunks[..., self.config.level_prior_feature].clamp(PRIOR_SILENT_DB, 0.0)
+        playing = mask & (level > PRIOR_SILENT_DB)
         n_playing = playing.sum(-1, keepdim=True)
         mean = (level * playing).sum(-1, keepdim=True) / n_playing.clamp_min(1)
-        mean = torch.where(n_playing > 0, mean, torch.full_like(mean, -20.0))
+        mean = torch.where(n_playing > 0, mean, torch.full_like(mean, PRIOR_NOBODY_PLAYS_DB))
         level = torch.where(playing, level, mean)
         bias = self.prior_bias if tracks is None else self.prior_bias[tracks]
-        return -_DB_TO_LOG_GAIN * self.prior_weight * level + bias
+        return -DB_TO_LOG_GAIN * self.prior_weight * level + bias
 
     def forward(
         self,
