@@ -19,7 +19,7 @@ from rl_models.app import commands
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("env", "model", "prepare", "quality", "throughput", "transfer")
+BENCHMARKS = ("ceiling", "env", "model", "prepare", "quality", "throughput", "transfer")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
 SONG_KINDS = ("sampled", "procedural")
 """Kinds of synthetic songs ``synth`` and ``demo`` write; the first is the default."""
