@@ -32,6 +32,7 @@ __all__ = [
     "stem_level_features",
     "stem_loudness",
     "stem_loudness_feature",
+    "stem_spectrum_features",
     "track_level_features",
 ]
 
@@ -348,6 +349,31 @@ def stem_loudness(song) -> np.ndarray:
         if np.isfinite(lufs):
             out[i] = lufs
     return out
+
+
+def stem_spectrum_features(log_mel_db: np.ndarray, *, floor_db: float = -100.0) -> np.ndarray:
+    """Each stem's long-term spectrum: its log-mel power averaged over the whole song.
+
+    What an engineer reads off a stem before setting its fader (a bright hi-hat, a bass that
+    fills the low end, a pad spread under the others): with every stem's spectrum a policy can
+    compare them across tracks, e.g. see which stems the rest of the band covers. Energy mean
+    of the per-chunk log-mel over the chunks where the stem plays, in dB (the chunks' scale).
+
+    Args:
+        log_mel_db: Per-chunk log-mel dB of each slot [shape=(C, T, n_mels)] (the env's
+            ``"logmel"`` observation, floor ``floor_db``).
+        floor_db: The log-mel floor: bands and stems that never rise above it stay there.
+
+    Returns:
+        float32 [shape=(C, n_mels)] in dB; a silent stem or dummy slot reads ``floor_db``.
+    """
+    db = np.asarray(log_mel_db, dtype=np.float64)
+    power = 10.0 ** (db / 10.0)
+    playing = (db > floor_db).any(axis=-1)  # (C, T): the stem sounds in this chunk
+    n_playing = playing.sum(axis=1)
+    mean = (power * playing[..., None]).sum(axis=1) / np.maximum(n_playing, 1)[:, None]
+    out = np.where(n_playing[:, None] > 0, 10.0 * np.log10(np.maximum(mean, AMIN)), floor_db)
+    return np.maximum(out, floor_db).astype(np.float32)
 
 
 STEM_LOUDNESS_FLOOR = -100.0

@@ -48,6 +48,11 @@ class EnvConfig:
     (:func:`mixing_env.features.stem_level_features`, 2 values in dB, the same at every step)
     to its ``"logmel"`` features. Not causal: it is what an engineer mixing a finished
     multitrack knows from the start (the loudness baseline uses whole stems too)."""
+    stem_spectrum_features: bool = False
+    """Append each stem's long-term spectrum (its log-mel averaged over the chunks where it
+    plays, :func:`mixing_env.features.stem_spectrum_features`, ``n_track_features`` values in
+    dB, the same at every step) to its ``"logmel"`` features, before the loudness: a policy
+    can compare the stems' spectra (which ones the band covers). Not causal."""
     stem_loudness_feature: bool = False
     """Append each stem's whole-song loudness (ITU-R BS.1770, LUFS,
     :func:`mixing_env.features.stem_loudness_feature`: the measure of the loudness and
@@ -82,7 +87,8 @@ class EnvConfig:
             raise ConfigError(
                 f"obs_features must be one of {OBS_FEATURES}, got {self.obs_features!r}"
             )
-        for name in ("level_features", "stem_level_features", "stem_loudness_feature"):
+        for name in ("level_features", "stem_level_features", "stem_spectrum_features",
+                     "stem_loudness_feature"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be a bool, got {value!r}")

@@ -65,7 +65,9 @@ class MixingEnv(gym.Env):
     so ``F = n_track_features + 4``: a stem's recording level, which the gain must undo, is
     hard to read from one 11 ms chunk. ``stem_level_features=True`` appends two more, each
     stem's peak and mean level over the whole song (an offline mixer's knowledge, not causal;
-    :func:`~mixing_env.features.stem_level_features`); ``stem_loudness_feature=True`` appends
+    :func:`~mixing_env.features.stem_level_features`); ``stem_spectrum_features=True``
+    appends n_track_features more, each stem's log-mel averaged over the chunks where it plays
+    (:func:`~mixing_env.features.stem_spectrum_features`); ``stem_loudness_feature=True`` appends
     one last value, each stem's BS.1770 loudness over the whole song (LUFS, -100 for silence;
     :func:`~mixing_env.features.stem_loudness_feature`), the measure the loudness and
     instrument-balance baselines use. P is the

@@ -26,6 +26,7 @@ from mixing_env.features import (
     ChunkMFCC,
     stem_level_features,
     stem_loudness_feature,
+    stem_spectrum_features,
     track_level_features,
 )
 from mixing_env.reward import smoothing_affine
@@ -50,7 +51,8 @@ class SongFeatures:
         reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
         track_features: Absolute log-mel dB per slot and chunk, float32
             [shape=(C, T, n_track_features (+4 with level_features, +2 with
-            stem_level_features, +1 with stem_loudness_feature, last))], for
+            stem_level_features, +n_track_features with stem_spectrum_features, +1 with
+            stem_loudness_feature, last))], for
             ``obs_features="logmel"``; else None.
         n_valid: Chunks that hold the song (episodes never go past them).
         mask: 1.0 real / 0.0 dummy, float64 [shape=(C,)].
@@ -144,8 +146,8 @@ class SongPrecompute:
         # What the features depend on besides the song (not the episode or reward settings).
         self._feature_key = (n_slots, chunk_size, sample_rate, config.obs_features,
                              config.n_track_features, config.level_features,
-                             config.stem_level_features, config.stem_loudness_feature,
-                             config.n_mfcc)
+                             config.stem_level_features, config.stem_spectrum_features,
+                             config.stem_loudness_feature, config.n_mfcc)
 
     def spaces(self, peak: float) -> tuple[spaces.Dict, spaces.Box]:
         """The observation and action spaces (see MixingEnv's docstring).
@@ -162,6 +164,7 @@ class SongPrecompute:
             n_features = (cfg.n_track_features
                           + (len(LEVEL_FEATURES) if cfg.level_features else 0)
                           + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0)
+                          + (cfg.n_track_features if cfg.stem_spectrum_features else 0)
                           + int(cfg.stem_loudness_feature))
             top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
             chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
@@ -219,6 +222,8 @@ class SongPrecompute:
             ref_rms[a:b] = np.sqrt(np.mean(ref * ref, axis=-1))
             if feats_arr is not None:
                 feats_arr[:, a:b] = self.logmel.log_mel(stems[:, a:b])
+        if feats_arr is not None and cfg.stem_spectrum_features:
+            spectrum = stem_spectrum_features(feats_arr[:, : song.n_valid_chunks or T])
         if feats_arr is not None and (cfg.level_features or cfg.stem_level_features):
             levels = track_level_features(stems, sample_rate=self.sample_rate)
             parts = [feats_arr, levels] if cfg.level_features else [feats_arr]
@@ -226,6 +231,11 @@ class SongPrecompute:
                 whole = stem_level_features(levels)[:, None, :]
                 parts.append(np.broadcast_to(whole, (*levels.shape[:2], whole.shape[-1])))
             feats_arr = np.concatenate(parts, axis=-1)
+        if feats_arr is not None and cfg.stem_spectrum_features:
+            feats_arr = np.concatenate(
+                [feats_arr, np.broadcast_to(spectrum[:, None, :], (*feats_arr.shape[:2],
+                                                                    spectrum.shape[-1]))],
+                axis=-1)
         if feats_arr is not None and cfg.stem_loudness_feature:
             # Whole-song BS.1770 loudness, once per song; the last feature (the prior's).
             lufs = np.broadcast_to(stem_loudness_feature(song)[:, None, None],

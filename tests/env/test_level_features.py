@@ -3,7 +3,12 @@ import pytest
 
 from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.errors import ConfigError
-from mixing_env.features import LEVEL_FEATURES, STEM_LEVEL_FEATURES, track_level_features
+from mixing_env.features import (
+    LEVEL_FEATURES,
+    STEM_LEVEL_FEATURES,
+    stem_spectrum_features,
+    track_level_features,
+)
 
 SR = 44100
 
@@ -87,3 +92,42 @@ def test_stem_levels_alone_and_need_logmel():
     assert env.observation_space.contains(obs)
     with pytest.raises(ConfigError, match="stem_level_features=True needs obs_features='logmel'"):
         MixingEnv({"obs_features": "raw", "stem_level_features": True})
+
+
+def test_stem_spectrum_by_hand():
+    db = np.full((3, 4, 2), -100.0)
+    db[0, 1] = [-20.0, -40.0]  # plays in chunks 1 and 3
+    db[0, 3] = [-30.0, -100.0]
+    db[1, 2] = [-10.0, -10.0]
+    spectrum = stem_spectrum_features(db)
+    # Energy mean over the chunks where the stem plays (silent chunks do not dilute it).
+    low = 10 * np.log10((10 ** -2.0 + 10 ** -3.0) / 2)
+    high = 10 * np.log10((10 ** -4.0 + 10 ** -10.0) / 2)
+    np.testing.assert_allclose(spectrum[0], [low, high], atol=1e-4)
+    np.testing.assert_allclose(spectrum[1], [-10.0, -10.0], atol=1e-4)
+    assert np.all(spectrum[2] == -100.0)  # a silent stem stays at the floor
+
+
+def test_env_appends_stem_spectra_before_the_loudness():
+    env = MixingEnv({**TINY_LOGMEL, "stem_spectrum_features": True,
+                     "stem_loudness_feature": True})
+    obs, _ = env.reset(seed=0)
+    assert obs["chunks"].shape == (env.n_slots, 1, 8 + 8 + 1)
+    assert env.observation_space.contains(obs)
+    per_chunk = []
+    for _ in range(env.song.n_chunks - 1):  # every chunk's own log-mel, as the env saw it
+        per_chunk.append(obs["chunks"][:, -1, :8])
+        first = obs["chunks"][:, -1, 8:]
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        np.testing.assert_array_equal(obs["chunks"][:, -1, 8:], first)  # the same every step
+        if terminated or truncated:
+            break
+    per_chunk.append(obs["chunks"][:, -1, :8])
+    expected = stem_spectrum_features(np.stack(per_chunk, axis=1))
+    real = np.asarray(env.song.track_mask) > 0
+    np.testing.assert_allclose(obs["chunks"][real, -1, 8:16], expected[real], atol=1e-3)
+    plain = MixingEnv({**TINY_LOGMEL, "stem_loudness_feature": True})
+    plain_obs, _ = plain.reset(seed=0)
+    np.testing.assert_array_equal(obs["chunks"][:, -1, -1], plain_obs["chunks"][:, -1, -1])
+    with pytest.raises(ConfigError, match="stem_spectrum_features=True needs obs_features"):
+        MixingEnv({"obs_features": "raw", "stem_spectrum_features": True})
