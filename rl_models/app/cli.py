@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "term (docs/mixing_model.md); 0 leaves it out")
     p.add_argument("--own-sd-scale", type=float, default=1.0, metavar="X",
                    help="sampled: multiply the spread of the random per-stem level offsets")
+    p.add_argument("--group-sd-scale", type=float, default=1.0, metavar="X",
+                   help="sampled: multiply the spread of the random per-group level offsets")
     p.set_defaults(func=commands.cmd_synth)
 
     p = sub.add_parser("prepare", help="turn a multitrack dataset into a chunked cache",

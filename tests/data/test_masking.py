@@ -89,7 +89,7 @@ def test_a_buried_stem_gets_more_lift_than_the_same_stem_in_the_clear():
     assert masking_lift_db(louder, 8.0, roles=roles, skip=2)[2] == 0.0
 
 
-def test_own_sd_scale_zero_leaves_the_role_means_and_group_offsets():
+def test_scaled_offsets_leave_the_role_means_and_group_offsets():
     stems = [_tone(60), _tone(200), _tone(120), _tone(1800)]
     roles = ["kick", "snare", "bass", "lead"]
     _, dec = _mix(stems, roles, own_sd_scale=0.0)
@@ -98,11 +98,14 @@ def test_own_sd_scale_zero_leaves_the_role_means_and_group_offsets():
     assert abs(off[0]) < 5 * GROUP_SD_DB and off[0] != pytest.approx(off[2])
     _, full = _mix(stems, roles)
     assert full.target_db[0] - full.target_db[1] != pytest.approx(off[0] - off[1])
+    _, fixed = _mix(stems, roles, own_sd_scale=0.0, group_sd_scale=0.0)
+    np.testing.assert_allclose(fixed.target_db, [ROLE_LEVEL_DB[r][0] for r in roles], atol=1e-12)
     assert set(MASKING_REFERENCE) == set(ROLE_LEVEL_DB)  # every role has its reference
 
 
 @pytest.mark.parametrize("bad", [{"masking_db": -1.0}, {"masking_db": float("nan")},
                                  {"own_sd_scale": -0.5}, {"own_sd_scale": "half"},
+                                 {"group_sd_scale": float("inf")},
                                  {"masking_db": True}])
 def test_bad_options_are_named(bad, tmp_path):
     (name, value), = bad.items()
@@ -115,11 +118,13 @@ def test_bad_options_are_named(bad, tmp_path):
 
 def test_cli_synth_masking_options(tmp_path, capsys):
     rc = main(["synth", str(tmp_path / "out"), "--n-songs", "1", "--seconds", "2",
-               "--tracks", "5", "--seed", "3", "--masking-db", "8", "--own-sd-scale", "0.5"])
+               "--tracks", "5", "--seed", "3", "--masking-db", "8", "--own-sd-scale", "0.5",
+               "--group-sd-scale", "0.25"])
     assert rc == 0
     mixing = json.loads((tmp_path / "out" / "SampledSong001" / "sampled.json").read_text())[
         "mixing"]
-    assert (mixing["masking_db"], mixing["own_sd_scale"]) == (8.0, 0.5)
+    assert (mixing["masking_db"], mixing["own_sd_scale"], mixing["group_sd_scale"]) == (
+        8.0, 0.5, 0.25)
     assert set(mixing["masking_index"]) == set(mixing["target_lu_vs_lead"])
     assert main(["synth", str(tmp_path / "bad"), "--masking-db", "-2"]) == 2
     assert "masking_db must be a finite number >= 0, got masking_db=-2.0" in capsys.readouterr().err

@@ -14,8 +14,9 @@ the group offset (drums, bass, band, voices) is shared by a song's parts of a gr
 offset is the stem's, and both are drawn per song, so a role's level spreads by several dB
 from song to song, as between real mixes. Optionally (``masking_db > 0``) the target also
 takes a content term, a lift for stems the rest of the band masks (:mod:`.masking`), and
-``own_sd_scale`` shrinks the random own offsets. Everything is computed on the chunk grid the
-environment acts on, so the gains are constant within a chunk.
+``own_sd_scale`` / ``group_sd_scale`` shrink the random own / group offsets. Everything
+is computed on the chunk grid the environment acts on, so the gains are constant within a
+chunk.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def mix_gains_db(
     chunk_size: int,
     masking_db: float = 0.0,
     own_sd_scale: float = 1.0,
+    group_sd_scale: float = 1.0,
 ) -> tuple[np.ndarray, MixDecisions]:
     """The engineer's fader gains, per stem and chunk, in dB.
 
@@ -163,6 +165,7 @@ def mix_gains_db(
         chunk_size: Samples per chunk.
         masking_db: dB of lift per unit of masking index (0: no content term, the default).
         own_sd_scale: Multiplies each role's own-offset standard deviation (1: the default).
+        group_sd_scale: Multiplies the group offsets' standard deviation (1: the default).
             Neither option changes the random draws, so the rest of the song stays the same.
 
     Returns:
@@ -179,7 +182,8 @@ def mix_gains_db(
     # 1. Static balance on loudness, with per-song group and per-stem offsets.
     loud = np.array([integrated_loudness(s, sample_rate=sample_rate) for s in stems])
     loud = np.where(np.isfinite(loud), loud, _db(power.max(axis=1)))
-    group_off = {g: rng.normal(0, GROUP_SD_DB) for g in sorted(set(ROLE_GROUP.values()))}
+    group_sd = GROUP_SD_DB * group_sd_scale
+    group_off = {g: rng.normal(0, group_sd) for g in sorted(set(ROLE_GROUP.values()))}
     group_off["lead"] = 0.0
     target = np.array([
         ROLE_LEVEL_DB[r][0] + group_off[ROLE_GROUP[r]]
