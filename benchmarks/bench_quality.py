@@ -51,6 +51,13 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
                    help="stems per song (default: 6 11 sampled, 8 24 procedural)")
     p.add_argument("--master-bus", type=float, default=None, metavar="P",
                    help="sampled: chance that a song's reference goes through a master bus")
+    p.add_argument("--masking-db", type=float, default=None, metavar="DB",
+                   help="sampled: the mixing model's content term, dB of lift per unit of "
+                        "masking (default 0: off)")
+    p.add_argument("--own-sd-scale", type=float, default=None, metavar="X",
+                   help="sampled: multiply the spread of the random per-stem level offsets")
+    p.add_argument("--group-sd-scale", type=float, default=None, metavar="X",
+                   help="sampled: multiply the spread of the random per-group level offsets")
     p.add_argument("--seed", type=int, default=None,
                    help="dataset and training seed (other songs, other held-out set)")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
@@ -73,7 +80,8 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
 
         overrides["model"] = {**base.model, **{k: yaml.safe_load(v) for k, v in
                                                (kv.split("=", 1) for kv in args.model)}}
-    for name in ("n_train", "n_heldout", "seconds", "seed", "kind", "master_bus", "prior"):
+    for name in ("n_train", "n_heldout", "seconds", "seed", "kind", "master_bus", "masking_db",
+                 "own_sd_scale", "group_sd_scale", "prior"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.n_tracks is not None:

@@ -80,6 +80,13 @@ class QualitySetup:
     ``procedural`` (the fast wavetable songs of the earlier tables)."""
     master_bus: float = 0.0
     """Sampled songs: chance that a song's reference goes through a master bus."""
+    masking_db: float = 0.0
+    """Sampled songs: the mixing model's content term, dB of lift per unit of masking
+    (docs/mixing_model.md); 0 leaves it out."""
+    own_sd_scale: float = 1.0
+    """Sampled songs: multiplies the spread of the random per-stem level offsets."""
+    group_sd_scale: float = 1.0
+    """Sampled songs: multiplies the spread of the random per-group level offsets."""
     seed: int = 7
     """Dataset seed (songs) and training seed."""
     episode_chunks: int = 128
@@ -117,6 +124,15 @@ class QualitySetup:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {name}={value!r}")
+        scales = ("masking_db", "own_sd_scale", "group_sd_scale")
+        for name in scales:
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or value < 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+        if self.kind != "sampled" and any(getattr(self, n) != (n != "masking_db") for n in scales):
+            raise ConfigError(f"masking_db, own_sd_scale and group_sd_scale set the sampled "
+                              f"songs' mixing model; kind={self.kind!r} has none")
         unknown = sorted(set(self.agents) - set(AGENTS))
         if unknown:
             raise ConfigError(f"unknown agent(s) {unknown}; expected some of {sorted(AGENTS)}")
@@ -171,7 +187,9 @@ def make_split(root: str | Path, setup: QualitySetup, *, progress: bool = False)
     common = {"n_songs": n, "seconds": setup.seconds, "n_tracks": tuple(setup.n_tracks),
               "seed": setup.seed}
     if setup.kind == "sampled":
-        make_sampled_dataset(root / "songs", master_bus=setup.master_bus, **common)
+        make_sampled_dataset(root / "songs", master_bus=setup.master_bus,
+                             masking_db=setup.masking_db, own_sd_scale=setup.own_sd_scale,
+                             group_sd_scale=setup.group_sd_scale, **common)
     else:
         make_synthetic_dataset(root / "songs", **common)
     # rebuild: the cache holds the songs just written, whatever an earlier setup left there.

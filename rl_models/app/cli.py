@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampled: chance that a song's reference goes through a master bus")
     p.add_argument("--recording-level", choices=("random", "natural"), default="random",
                    help="sampled: raw stem levels, a random peak per stem or the soundfont's own")
+    p.add_argument("--masking-db", type=float, default=0.0, metavar="DB",
+                   help="sampled: dB of lift per unit of masking, the mixing model's content "
+                        "term (docs/mixing_model.md); 0 leaves it out")
+    p.add_argument("--own-sd-scale", type=float, default=1.0, metavar="X",
+                   help="sampled: multiply the spread of the random per-stem level offsets")
+    p.add_argument("--group-sd-scale", type=float, default=1.0, metavar="X",
+                   help="sampled: multiply the spread of the random per-group level offsets")
     p.set_defaults(func=commands.cmd_synth)
 
     p = sub.add_parser("prepare", help="turn a multitrack dataset into a chunked cache",

@@ -20,7 +20,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from mixing_env.data.synthetic import make_synthetic_dataset
 
     tracks = args.tracks if args.tracks_max is None else (args.tracks, args.tracks_max)
-    extra = ({"master_bus": args.master_bus, "recording_level": args.recording_level}
+    extra = ({"master_bus": args.master_bus, "recording_level": args.recording_level,
+              "masking_db": args.masking_db, "own_sd_scale": args.own_sd_scale,
+              "group_sd_scale": args.group_sd_scale}
              if args.kind == "sampled" else {})
     make = make_sampled_dataset if args.kind == "sampled" else make_synthetic_dataset
     paths = make(args.out, n_songs=args.n_songs, seconds=args.seconds, n_tracks=tracks,

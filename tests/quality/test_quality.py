@@ -240,3 +240,19 @@ def test_prior_agents_start_at_the_fitted_balance(split, tmp_path):
 def test_setup_rejects_an_unknown_prior():
     with pytest.raises(ConfigError, match="prior must be one of"):
         dataclasses.replace(TINY, prior="loudness")
+
+
+def test_masking_options_reach_the_setup_and_are_checked():
+    from benchmarks.bench_quality import parse_setup
+
+    _, on = parse_setup(["--masking-db", "8", "--own-sd-scale", "0.5", "--group-sd-scale", "0"])
+    assert (on.masking_db, on.own_sd_scale, on.group_sd_scale) == (8.0, 0.5, 0.0)
+    _, default = parse_setup([])
+    assert (default.masking_db, default.own_sd_scale, default.group_sd_scale) == (0.0, 1.0, 1.0)
+    with pytest.raises(ConfigError, match="own_sd_scale must be a finite number >= 0"):
+        dataclasses.replace(TINY, own_sd_scale=-1.0)
+    with pytest.raises(ConfigError, match="kind='procedural' has none"):
+        QualitySetup(kind="procedural", masking_db=6.0)
+    with pytest.raises(ConfigError, match="kind='procedural' has none"):
+        QualitySetup(kind="procedural", group_sd_scale=0.5)
+    assert QualitySetup(kind="procedural").masking_db == 0.0  # the defaults are fine

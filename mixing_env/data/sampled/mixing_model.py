@@ -12,8 +12,11 @@ for stem ``i`` at chunk ``t`` (all in dB)::
 what is heard, not on peaks. ``target_i = ROLE_LEVEL_DB[role] + group offset + own offset``:
 the group offset (drums, bass, band, voices) is shared by a song's parts of a group, the own
 offset is the stem's, and both are drawn per song, so a role's level spreads by several dB
-from song to song, as between real mixes. Everything is computed on the chunk grid the
-environment acts on, so the gains are constant within a chunk.
+from song to song, as between real mixes. Optionally (``masking_db > 0``) the target also
+takes a content term, a lift for stems the rest of the band masks (:mod:`.masking`), and
+``own_sd_scale`` / ``group_sd_scale`` shrink the random own / group offsets. Everything
+is computed on the chunk grid the environment acts on, so the gains are constant within a
+chunk.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mixing_env.data.sampled.masking import masking_index, masking_lift_db
 from mixing_env.metrics import integrated_loudness
 
 __all__ = [
@@ -98,6 +102,10 @@ class MixDecisions:
         duck_db: Per stem, the dip while the lead sings (0 for parts not ducked).
         ride_strength: Share of the lead's level swings the fader takes out (0..1).
         ride_range_db: (min, max) of the lead's riding over the song.
+        masking_index: Per stem, its masking index (:func:`.masking.masking_index`), or
+            None when the content term is off.
+        masking_lift_db: Per stem, the lift the content term adds to ``target_db``
+            (included there), or None when it is off.
     """
 
     target_db: list[float]
@@ -105,6 +113,8 @@ class MixDecisions:
     duck_db: list[float]
     ride_strength: float
     ride_range_db: tuple[float, float]
+    masking_index: list[float] | None = None
+    masking_lift_db: list[float] | None = None
 
 
 def _moving_mean(x: np.ndarray, width: int) -> np.ndarray:
@@ -140,6 +150,9 @@ def mix_gains_db(
     rng: np.random.Generator,
     sample_rate: int,
     chunk_size: int,
+    masking_db: float = 0.0,
+    own_sd_scale: float = 1.0,
+    group_sd_scale: float = 1.0,
 ) -> tuple[np.ndarray, MixDecisions]:
     """The engineer's fader gains, per stem and chunk, in dB.
 
@@ -150,6 +163,10 @@ def mix_gains_db(
         rng: The song's generator.
         sample_rate: Hz.
         chunk_size: Samples per chunk.
+        masking_db: dB of lift per unit of masking index (0: no content term, the default).
+        own_sd_scale: Multiplies each role's own-offset standard deviation (1: the default).
+        group_sd_scale: Multiplies the group offsets' standard deviation (1: the default).
+            Neither option changes the random draws, so the rest of the song stays the same.
 
     Returns:
         ``(gains_db [shape=(n_stems, T)], decisions)``.
@@ -165,12 +182,21 @@ def mix_gains_db(
     # 1. Static balance on loudness, with per-song group and per-stem offsets.
     loud = np.array([integrated_loudness(s, sample_rate=sample_rate) for s in stems])
     loud = np.where(np.isfinite(loud), loud, _db(power.max(axis=1)))
-    group_off = {g: rng.normal(0, GROUP_SD_DB) for g in sorted(set(ROLE_GROUP.values()))}
+    group_sd = GROUP_SD_DB * group_sd_scale
+    group_off = {g: rng.normal(0, group_sd) for g in sorted(set(ROLE_GROUP.values()))}
     group_off["lead"] = 0.0
     target = np.array([
-        ROLE_LEVEL_DB[r][0] + group_off[ROLE_GROUP[r]] + rng.normal(0, ROLE_LEVEL_DB[r][1])
+        ROLE_LEVEL_DB[r][0] + group_off[ROLE_GROUP[r]]
+        + rng.normal(0, ROLE_LEVEL_DB[r][1] * own_sd_scale)
         for r in roles
     ])
+    index = lift = None
+    if masking_db:  # the content term: a deterministic function of the stems and their roles
+        means = np.array([ROLE_LEVEL_DB[r][0] for r in roles])
+        index = masking_index(stems, levels_db=means, loudness=loud, sample_rate=sample_rate,
+                              skip=lead)
+        lift = masking_lift_db(index, masking_db, roles=roles, skip=lead)
+        target = target + lift
     gains = np.repeat((target - loud)[:, None], T, axis=1)
 
     # 2. Section moves, ramped over _RAMP_S at the boundaries.
@@ -219,5 +245,7 @@ def mix_gains_db(
         duck_db=[float(x) for x in duck],
         ride_strength=strength,
         ride_range_db=(float(ride.min()), float(ride.max())),
+        masking_index=None if index is None else [float(x) for x in index],
+        masking_lift_db=None if lift is None else [float(x) for x in lift],
     )
     return gains, decisions

@@ -54,7 +54,13 @@ _MIX_PEAK_DB = -1.0
 _OVERHEAD_HIGHPASS_HZ = 250.0  # overheads are usually high-passed: the kick mic has the lows
 
 
-def _check(seconds, n_tracks, master_bus, recording_level="random") -> tuple[int, int, float]:
+def _check(seconds, n_tracks, master_bus, recording_level="random", masking_db=0.0,
+           own_sd_scale=1.0, group_sd_scale=1.0) -> tuple[int, int, float]:
+    for name, value in (("masking_db", masking_db), ("own_sd_scale", own_sd_scale),
+                        ("group_sd_scale", group_sd_scale)):
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or value < 0):
+            raise ConfigError(f"{name} must be a finite number >= 0, got {name}={value!r}")
     if recording_level not in RECORDING_LEVELS:
         raise ConfigError(f"recording_level must be one of {list(RECORDING_LEVELS)}, "
                           f"got {recording_level!r}")
@@ -83,6 +89,9 @@ def generate_sampled_song(
     sample_rate: int = SAMPLE_RATE,
     soundfont: str | os.PathLike | None = None,
     recording_level: str = "random",
+    masking_db: float = 0.0,
+    own_sd_scale: float = 1.0,
+    group_sd_scale: float = 1.0,
 ) -> SyntheticSong:
     """Render song ``index`` of the sampled dataset with this ``seed``.
 
@@ -97,6 +106,12 @@ def generate_sampled_song(
         soundfont: A General MIDI ``.sf2``; None takes ``pretty_midi``'s TimGM6mb.
         recording_level: ``"random"`` or ``"natural"`` raw levels (:data:`RECORDING_LEVELS`);
             the notes, the mixing decisions and the reference are the same either way.
+        masking_db: The mixing model's content term, dB of lift per unit of masking index
+            (:mod:`.masking`); 0 (the default) leaves it out.
+        own_sd_scale: Multiplies the spread of the random per-stem level offsets (>= 0;
+            1 is the default model).
+        group_sd_scale: The same for the per-song group offsets. These three options change
+            neither the notes nor the stems.
 
     Returns:
         The song, in the same form as the procedural generator's.
@@ -104,7 +119,8 @@ def generate_sampled_song(
     Raises:
         ConfigError: An argument is out of range, or the soundfont cannot be read.
     """
-    lo, hi, p_bus = _check(seconds, n_tracks, master_bus, recording_level)
+    lo, hi, p_bus = _check(seconds, n_tracks, master_bus, recording_level, masking_db,
+                           own_sd_scale, group_sd_scale)
     rng = np.random.default_rng([int(seed), int(index)])
     n = int(round(seconds * sample_rate))
     T = math.ceil(n / chunk_size)
@@ -148,7 +164,8 @@ def generate_sampled_song(
     chunk_sections = arrangement.bar_section[bar].astype(str)
     gains_db, decisions = mix_gains_db(
         stems_arr, roles=[p.role for p in parts], chunk_sections=chunk_sections, rng=rng,
-        sample_rate=sample_rate, chunk_size=chunk_size,
+        sample_rate=sample_rate, chunk_size=chunk_size, masking_db=masking_db,
+        own_sd_scale=own_sd_scale, group_sd_scale=group_sd_scale,
     )
     gains = 10 ** (gains_db / 20)
     padded = np.zeros((len(parts), T * chunk_size), dtype=np.float64)
@@ -160,6 +177,19 @@ def generate_sampled_song(
     if bus is not None:
         reference = apply_master_bus(reference, bus, rng=rng, sample_rate=sample_rate)
 
+    mixing = {
+        "target_lu_vs_lead": dict(zip(files, decisions.target_db, strict=True)),
+        "section_scale": decisions.section_scale,
+        "duck_db": dict(zip(files, decisions.duck_db, strict=True)),
+        "ride_strength": decisions.ride_strength,
+        "ride_range_db": list(decisions.ride_range_db),
+    }
+    if masking_db or own_sd_scale != 1.0 or group_sd_scale != 1.0:  # default: json unchanged
+        mixing |= {"masking_db": float(masking_db), "own_sd_scale": float(own_sd_scale),
+                   "group_sd_scale": float(group_sd_scale)}
+    if decisions.masking_index is not None:
+        mixing |= {"masking_index": dict(zip(files, decisions.masking_index, strict=True)),
+                   "masking_lift_db": dict(zip(files, decisions.masking_lift_db, strict=True))}
     meta = {
         "generator": "sampled",
         "seed": int(seed),
@@ -168,13 +198,7 @@ def generate_sampled_song(
         "recording_level": recording_level,
         **arrangement.meta(),
         "parts": parts_meta,
-        "mixing": {
-            "target_lu_vs_lead": dict(zip(files, decisions.target_db, strict=True)),
-            "section_scale": decisions.section_scale,
-            "duck_db": dict(zip(files, decisions.duck_db, strict=True)),
-            "ride_strength": decisions.ride_strength,
-            "ride_range_db": list(decisions.ride_range_db),
-        },
+        "mixing": mixing,
         "mix_scale": scale,
         "master_bus": bus.as_dict() if bus is not None else None,
     }
@@ -214,6 +238,9 @@ def make_sampled_dataset(
     chunk_size: int = CHUNK_SIZE,
     soundfont: str | os.PathLike | None = None,
     recording_level: str = "random",
+    masking_db: float = 0.0,
+    own_sd_scale: float = 1.0,
+    group_sd_scale: float = 1.0,
 ) -> list[Path]:
     """Write sampled songs as Cambridge-MT-style folders ``<out_dir>/SampledSongNNN/``.
 
@@ -229,6 +256,10 @@ def make_sampled_dataset(
         soundfont: A General MIDI ``.sf2``; None takes ``pretty_midi``'s TimGM6mb.
         recording_level: Raw stem levels, ``"random"`` or ``"natural"``
             (:data:`RECORDING_LEVELS`).
+        masking_db: The mixing model's content term, dB of lift per unit of masking index;
+            0 (the default) leaves it out.
+        own_sd_scale: Multiplies the spread of the random per-stem level offsets.
+        group_sd_scale: Multiplies the spread of the random per-group level offsets.
 
     Returns:
         The song folders.
@@ -237,7 +268,8 @@ def make_sampled_dataset(
         raise ConfigError(f"n_songs must be an int >= 1, got {n_songs!r}")
     if not isinstance(sample_rate, int) or sample_rate < 1:
         raise ConfigError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
-    _check(seconds, n_tracks, master_bus, recording_level)
+    _check(seconds, n_tracks, master_bus, recording_level, masking_db, own_sd_scale,
+           group_sd_scale)
     out = Path(out_dir)
     return [
         write_song_folder(
@@ -245,7 +277,8 @@ def make_sampled_dataset(
             generate_sampled_song(
                 i, seconds=seconds, n_tracks=n_tracks, seed=seed, master_bus=master_bus,
                 chunk_size=chunk_size, sample_rate=sample_rate, soundfont=soundfont,
-                recording_level=recording_level,
+                recording_level=recording_level, masking_db=masking_db,
+                own_sd_scale=own_sd_scale, group_sd_scale=group_sd_scale,
             ),
         )
         for i in range(n_songs)
