@@ -58,6 +58,8 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
                    help="sampled: multiply the spread of the random per-stem level offsets")
     p.add_argument("--group-sd-scale", type=float, default=None, metavar="X",
                    help="sampled: multiply the spread of the random per-group level offsets")
+    p.add_argument("--stem-spectrum", action="store_true", default=None,
+                   help="agents also see each stem's long-term spectrum")
     p.add_argument("--seed", type=int, default=None,
                    help="dataset and training seed (other songs, other held-out set)")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
@@ -81,7 +83,7 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
         overrides["model"] = {**base.model, **{k: yaml.safe_load(v) for k, v in
                                                (kv.split("=", 1) for kv in args.model)}}
     for name in ("n_train", "n_heldout", "seconds", "seed", "kind", "master_bus", "masking_db",
-                 "own_sd_scale", "group_sd_scale", "prior"):
+                 "own_sd_scale", "group_sd_scale", "stem_spectrum", "prior"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.n_tracks is not None:

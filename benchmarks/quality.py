@@ -93,6 +93,9 @@ class QualitySetup:
     """Random window per training episode (~1.5 s)."""
     n_track_features: int = 16
     """Log-mel bands per track in the observation (plus 3 level features)."""
+    stem_spectrum: bool = False
+    """Give the agents each stem's long-term spectrum too (the env's
+    ``stem_spectrum_features``: n_track_features more values per track)."""
     demo_episodes_per_song: int = 8
     """Oracle demonstration episodes (random windows) per training song."""
     minutes: dict[str, float] = field(
@@ -165,6 +168,8 @@ class Split:
             "level_features": True,
             "stem_level_features": True,
         }
+        if setup.stem_spectrum:
+            cfg["stem_spectrum_features"] = True
         if setup.prior is not None:  # the prior reads the stem's BS.1770 loudness
             from rl_models.prior import PRIOR_ENV_CONFIG
 
