@@ -45,13 +45,30 @@ from mixing_env.reward import to_simplex  # noqa: E402
 _FLOOR = 1e-30  # energy / squared gain below which a stem counts as silent
 
 
-class BalancePlusTrueDynamics(BaselinePolicy):
-    """instrument_balance's static gains moved, chunk by chunk, by the reference's automation.
+def true_moves_db(song: Song) -> np.ndarray:
+    """Each stem's true gain in dB over its energy-weighted mean, per chunk [shape=(C, T)].
 
-    A stem's automation is its true gain in dB minus the energy-weighted mean of its true gain
-    (the level the static oracle and the table estimate), so the static balance stays the
-    table's and only the moves inside the song come from the reference.
+    The reference's automation inside the song (section moves, ducking, rides) without its
+    static level, which the static oracle and the table estimate.
     """
+    true = np.asarray(song.true_gains, dtype=np.float64)
+    n = true.shape[1]
+    energy = (np.asarray(song.stems[:, :n], dtype=np.float64) ** 2).sum(axis=-1)
+    weight = energy / np.maximum(energy.sum(axis=1, keepdims=True), _FLOOR)
+    mean_db = 10 * np.log10(np.maximum((weight * true**2).sum(axis=1, keepdims=True), _FLOOR))
+    return 20 * np.log10(np.maximum(true, 1e-15)) - mean_db
+
+
+def moved_gains(static: np.ndarray, moves_db: np.ndarray, track_mask: np.ndarray) -> np.ndarray:
+    """Static weights [shape=(C,)] moved per chunk by ``moves_db``, on the simplex (C, T)."""
+    return np.stack([to_simplex(static * 10 ** (moves_db[:, t] / 20), track_mask)
+                     for t in range(moves_db.shape[1])], axis=1).astype(np.float32)
+
+
+class BalancePlusTrueDynamics(BaselinePolicy):
+    """instrument_balance's static gains moved, chunk by chunk, by the reference's automation
+    (:func:`true_moves_db`): the static balance stays the table's, only the moves inside the
+    song come from the reference."""
 
     name = "balance + true dynamics"
 
@@ -60,16 +77,8 @@ class BalancePlusTrueDynamics(BaselinePolicy):
         self.table = table
 
     def gains(self, song: Song) -> np.ndarray:  # noqa: D102
-        true = np.asarray(song.true_gains, dtype=np.float64)
-        n = true.shape[1]
-        energy = (np.asarray(song.stems[:, :n], dtype=np.float64) ** 2).sum(axis=-1)
-        weight = energy / np.maximum(energy.sum(axis=1, keepdims=True), _FLOOR)
-        mean_db = 10 * np.log10(np.maximum((weight * true**2).sum(axis=1, keepdims=True), _FLOOR))
-        moves = 20 * np.log10(np.maximum(true, 1e-15)) - mean_db
-        static = self.table.gains(song)[:, :1].astype(np.float64)
-        out = np.stack([to_simplex(static[:, 0] * 10 ** (moves[:, t] / 20), song.track_mask)
-                        for t in range(n)], axis=1)
-        return out.astype(np.float32)
+        static = self.table.gains(song)[:, 0].astype(np.float64)
+        return moved_gains(static, true_moves_db(song), song.track_mask)
 
 
 def shifted_table(table: InstrumentBalance, offsets: dict[str, float]) -> InstrumentBalance:

@@ -29,6 +29,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_ceiling import moved_gains, true_moves_db  # noqa: E402
 from benchmarks.quality import QualitySetup, make_split  # noqa: E402
 from mixing_env.baselines import BaselinePolicy, InstrumentBalance, make_baseline  # noqa: E402
 from mixing_env.data.sampled.mixing_model import ROLE_LEVEL_DB  # noqa: E402
@@ -66,16 +67,7 @@ class TrueContentLift(BaselinePolicy):
         if not self.dynamics:
             g = to_simplex(weights, song.track_mask)
             return np.repeat(g[:, None], song.n_chunks, axis=1).astype(np.float32)
-        tg = np.asarray(song.true_gains, dtype=np.float64)
-        energy = (np.asarray(song.stems, dtype=np.float64) ** 2).sum(-1)
-        dyn = np.zeros_like(tg)
-        for i in np.flatnonzero(song.track_mask):  # per-chunk gain over its energy-weighted mean
-            w = energy[i] / max(energy[i].sum(), 1e-30)
-            dyn[i] = 20 * np.log10(np.maximum(tg[i], 1e-9)) - 10 * np.log10(
-                max((w * tg[i] ** 2).sum(), 1e-30))
-        out = np.stack([to_simplex(weights * 10 ** (dyn[:, t] / 20), song.track_mask)
-                        for t in range(tg.shape[1])], axis=1)
-        return out.astype(np.float32)
+        return moved_gains(weights, true_moves_db(song), song.track_mask)
 
 
 def role_spread(songs_dir: Path) -> dict[str, dict[str, float]]:
