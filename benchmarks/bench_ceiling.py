@@ -115,27 +115,68 @@ def fit_table_to_reward(table: InstrumentBalance, mean_distance, *, steps=(3.0, 
     return {k: v for k, v in offsets.items() if v}, best
 
 
-def _split(args: argparse.Namespace) -> tuple[str, list[str], list[str], Path]:
-    """(cache dir, training songs, held-out songs, balance table path) of the split to score."""
-    from benchmarks.quality import QualitySetup, make_split
+def fitted_split(out: Path, setup) -> tuple[str, list[str], list[str], Path]:
+    """The learning benchmark's split for ``setup`` under ``out``, the table fitted on it.
 
-    if args.source is not None:
-        run = Path(args.source)
-        cache, table = run / "data" / "cache", run / "balance.json"
-        for path in (cache, table):
-            if not path.exists():
-                raise SystemExit(f"bench_ceiling: error: {path} not found: --from takes a "
-                                 f"learning-benchmark output folder (bench_quality.py --out)")
-        names = sorted(json.loads((cache / "manifest.json").read_text())["songs"])
-        setup = QualitySetup()
-        return str(cache), names[: setup.n_train], names[setup.n_train:], table
+    instrument_balance is fitted on the split's training songs only.
+
+    Returns:
+        (cache dir, training songs, held-out songs, the table's JSON path).
+    """
+    from benchmarks.quality import make_split
     from mixing_env.balance import fit_dataset_balance
 
-    setup = dataclasses.replace(QualitySetup(), seed=args.seed)
-    split = make_split(Path(args.out) / "data", setup, progress=True)
-    table = fit_dataset_balance(split.cache_dir, songs=split.train,
-                                out=Path(args.out) / "balance.json")
+    split = make_split(out / "data", setup, progress=True)
+    table = fit_dataset_balance(split.cache_dir, songs=split.train, out=out / "balance.json")
     return split.cache_dir, list(split.train), list(split.heldout), table
+
+
+def distance_scorer(cache: str):
+    """``mean_distance(policy, songs) -> float`` over whole songs of a prepared cache.
+
+    The env's mean MFCC distance; every call plays through one shared song source.
+    """
+    from mixing_env.envs.song_source import SongSource
+    from rl_models.app.evaluate import play_songs
+
+    config = {"dataset_dir": cache}
+    source = SongSource(config)
+
+    def mean_distance(policy, songs: list[str]) -> float:
+        records = play_songs(policy, config, names=songs, source=source)
+        return float(np.mean([r.mfcc_distance.mean() for r in records]))
+
+    return mean_distance
+
+
+def gap_rows(distances: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per policy: its distance, gap closed and balance gap closed.
+
+    Gap closed puts equal gains at 0 and the oracle at 1; balance gap closed puts
+    instrument_balance at 0. ``distances`` must hold those three.
+    """
+    d_eq, d_or, d_ib = (distances[k] for k in ("equal", "oracle", "instrument_balance"))
+    return {name: {"mfcc_distance": d,
+                   "gap_closed": gap_closed(d_agent=d, d_equal=d_eq, d_oracle=d_or),
+                   "balance_gap_closed": gap_closed(d_agent=d, d_equal=d_ib, d_oracle=d_or)}
+            for name, d in distances.items()}
+
+
+def _split(args: argparse.Namespace) -> tuple[str, list[str], list[str], Path]:
+    """(cache dir, training songs, held-out songs, balance table path) of the split to score."""
+    from benchmarks.quality import QualitySetup
+
+    if args.source is None:
+        return fitted_split(Path(args.out), dataclasses.replace(QualitySetup(), seed=args.seed))
+    run = Path(args.source)
+    cache, table = run / "data" / "cache", run / "balance.json"
+    for path in (cache, table):
+        if not path.exists():
+            raise SystemExit(f"bench_ceiling: error: {path} not found: --from takes a "
+                             f"learning-benchmark output folder (bench_quality.py --out)")
+    names = sorted(json.loads((cache / "manifest.json").read_text())["songs"])
+    n_train = QualitySetup().n_train
+    return str(cache), names[:n_train], names[n_train:], table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,17 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-fit", action="store_true", help="skip the two table fits (slow part)")
     args = p.parse_args(argv)
 
-    from mixing_env.envs.song_source import SongSource
-    from rl_models.app.evaluate import play_songs
-
     t0 = time.time()
     cache, train, heldout, table_path = _split(args)
-    source = SongSource({"dataset_dir": cache})
-    config = {"dataset_dir": cache}
-
-    def mean_distance(policy, songs: list[str]) -> float:
-        records = play_songs(policy, config, names=songs, source=source)
-        return float(np.mean([r.mfcc_distance.mean() for r in records]))
+    mean_distance = distance_scorer(cache)
 
     table = InstrumentBalance.read(table_path)
     held = {name: mean_distance(make_baseline(name), heldout)
@@ -174,12 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             table, lambda pol: mean_distance(pol, heldout))
         fitted = {"reward-fitted table": offsets, "table fitted on held-out": offsets_h}
 
-    d_eq, d_or = held["equal"], held["oracle"]
-    d_ib = held["instrument_balance"]
-    rows = [{"policy": name, "mfcc_distance": d,
-             "gap_closed": gap_closed(d_agent=d, d_equal=d_eq, d_oracle=d_or),
-             "balance_gap_closed": gap_closed(d_agent=d, d_equal=d_ib, d_oracle=d_or)}
-            for name, d in held.items()]
+    rows = [{"policy": name, **row} for name, row in gap_rows(held).items()]
     print(f"\nheld-out songs ({len(heldout)}), {cache}")
     print("| policy | MFCC dist | gap closed | balance gap closed |\n|---|---|---|---|")
     for r in rows:

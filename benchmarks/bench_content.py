@@ -29,8 +29,14 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_ceiling import moved_gains, true_moves_db  # noqa: E402
-from benchmarks.quality import QualitySetup, make_split  # noqa: E402
+from benchmarks.bench_ceiling import (  # noqa: E402
+    distance_scorer,
+    fitted_split,
+    gap_rows,
+    moved_gains,
+    true_moves_db,
+)
+from benchmarks.quality import QualitySetup  # noqa: E402
 from mixing_env.baselines import BaselinePolicy, InstrumentBalance, make_baseline  # noqa: E402
 from mixing_env.data.sampled.mixing_model import ROLE_LEVEL_DB  # noqa: E402
 from mixing_env.reward import to_simplex  # noqa: E402
@@ -87,10 +93,6 @@ def role_spread(songs_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mixing_env.balance import fit_dataset_balance
-    from mixing_env.envs.song_source import SongSource
-    from rl_models.app.evaluate import play_songs
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", required=True, help="output folder (songs, cache, content.json)")
     p.add_argument("--seed", type=int, default=7)
@@ -101,27 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     setup = QualitySetup(seed=args.seed, masking_db=args.masking_db,
                          own_sd_scale=args.own_sd_scale, group_sd_scale=args.group_sd_scale)
     out = Path(args.out)
-    split = make_split(out / "data", setup)
-    table_path = fit_dataset_balance(split.cache_dir, songs=split.train,
-                                     out=out / "balance.json")
+    cache, _, heldout, table_path = fitted_split(out, setup)
     table = InstrumentBalance.read(table_path)
-    cfg = {"dataset_dir": split.cache_dir}
-    source = SongSource(cfg)
     policies = {name: make_baseline(name) for name in ("equal", "loudness")}
     policies |= {"instrument_balance": table,
                  "static_oracle": make_baseline("static_oracle"),
                  "oracle": make_baseline("oracle"),
                  "ib + true content lift": TrueContentLift(table),
                  "ib + true content lift + true dynamics": TrueContentLift(table, dynamics=True)}
-    mfcc = {label: float(np.mean([r.mfcc_distance.mean() for r in play_songs(
-        policy, cfg, names=list(split.heldout), source=source)]))
-        for label, policy in policies.items()}
-    eq, ib, oracle = mfcc["equal"], mfcc["instrument_balance"], mfcc["oracle"]
-    rows = {label: {"mfcc_distance": d, "gap_closed": (eq - d) / (eq - oracle),
-                    "balance_gap_closed": (ib - d) / (ib - oracle)} for label, d in mfcc.items()}
+    mean_distance = distance_scorer(cache)
+    rows = gap_rows({label: mean_distance(policy, heldout)
+                     for label, policy in policies.items()})
     result = {"seed": args.seed, "masking_db": args.masking_db,
               "own_sd_scale": args.own_sd_scale, "group_sd_scale": args.group_sd_scale,
-              "heldout": list(split.heldout),
+              "heldout": heldout,
               "rows": rows, "role_spread": role_spread(out / "data" / "songs")}
     (out / "content.json").write_text(json.dumps(result, indent=1))
     for label, r in rows.items():

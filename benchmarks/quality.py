@@ -127,13 +127,11 @@ class QualitySetup:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {name}={value!r}")
-        scales = ("masking_db", "own_sd_scale", "group_sd_scale")
-        for name in scales:
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, int | float)
-                    or not math.isfinite(value) or value < 0):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {name}={value!r}")
-        if self.kind != "sampled" and any(getattr(self, n) != (n != "masking_db") for n in scales):
+        from mixing_env.data.sampled.mixing_model import MIX_OPTION_DEFAULTS, check_mix_options
+
+        options = {name: getattr(self, name) for name in MIX_OPTION_DEFAULTS}
+        check_mix_options(**options)
+        if self.kind != "sampled" and options != MIX_OPTION_DEFAULTS:
             raise ConfigError(f"masking_db, own_sd_scale and group_sd_scale set the sampled "
                               f"songs' mixing model; kind={self.kind!r} has none")
         unknown = sorted(set(self.agents) - set(AGENTS))

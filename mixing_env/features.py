@@ -13,6 +13,8 @@ FFT at 44.1 kHz (88.2 Hz bins; librosa warns about empty filters from about 96 b
 
 from __future__ import annotations
 
+import math
+
 import librosa
 import numpy as np
 import scipy.fft
@@ -25,6 +27,7 @@ __all__ = [
     "AMIN",
     "TOP_DB",
     "LEVEL_FEATURES",
+    "LOG_MEL_FLOOR_DB",
     "STEM_LEVEL_FEATURES",
     "STEM_LOUDNESS_FLOOR",
     "ChunkLogMel",
@@ -351,7 +354,12 @@ def stem_loudness(song) -> np.ndarray:
     return out
 
 
-def stem_spectrum_features(log_mel_db: np.ndarray, *, floor_db: float = -100.0) -> np.ndarray:
+LOG_MEL_FLOOR_DB = 10.0 * math.log10(AMIN)
+"""The floor of every dB feature (:data:`AMIN` in dB, -100)."""
+
+
+def stem_spectrum_features(log_mel_db: np.ndarray, *,
+                           floor_db: float = LOG_MEL_FLOOR_DB) -> np.ndarray:
     """Each stem's long-term spectrum: its log-mel power averaged over the whole song.
 
     What an engineer reads off a stem before setting its fader (a bright hi-hat, a bass that

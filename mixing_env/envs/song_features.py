@@ -222,8 +222,6 @@ class SongPrecompute:
             ref_rms[a:b] = np.sqrt(np.mean(ref * ref, axis=-1))
             if feats_arr is not None:
                 feats_arr[:, a:b] = self.logmel.log_mel(stems[:, a:b])
-        if feats_arr is not None and cfg.stem_spectrum_features:
-            spectrum = stem_spectrum_features(feats_arr[:, : song.n_valid_chunks or T])
         if feats_arr is not None and (cfg.level_features or cfg.stem_level_features):
             levels = track_level_features(stems, sample_rate=self.sample_rate)
             parts = [feats_arr, levels] if cfg.level_features else [feats_arr]
@@ -232,6 +230,9 @@ class SongPrecompute:
                 parts.append(np.broadcast_to(whole, (*levels.shape[:2], whole.shape[-1])))
             feats_arr = np.concatenate(parts, axis=-1)
         if feats_arr is not None and cfg.stem_spectrum_features:
+            # From the log-mel columns (the first n_track_features) of the song's valid chunks.
+            log_mel = feats_arr[:, : song.n_valid_chunks or T, : cfg.n_track_features]
+            spectrum = stem_spectrum_features(log_mel)
             feats_arr = np.concatenate(
                 [feats_arr, np.broadcast_to(spectrum[:, None, :], (*feats_arr.shape[:2],
                                                                     spectrum.shape[-1]))],

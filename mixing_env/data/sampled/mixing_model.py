@@ -21,19 +21,23 @@ chunk.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from mixing_env.data.sampled.masking import masking_index, masking_lift_db
+from mixing_env.errors import ConfigError
 from mixing_env.metrics import integrated_loudness
 
 __all__ = [
     "DUCKED_ROLES",
+    "MIX_OPTION_DEFAULTS",
     "ROLE_GROUP",
     "ROLE_LEVEL_DB",
     "SECTION_MOVES_DB",
     "MixDecisions",
+    "check_mix_options",
     "mix_gains_db",
 ]
 
@@ -90,6 +94,22 @@ _RIDE_SMOOTH_S = 0.3  # how fast a hand moves the fader
 _RIDE_LIMIT_DB = 6.0
 _RIDE_RANGE_DB = 20.0  # the fader follows the voice only within 20 dB of its loudest
 _ACTIVE_BELOW_PEAK_DB = 30.0  # a chunk within 30 dB of the stem's loudest is "playing"
+
+
+MIX_OPTION_DEFAULTS = {"masking_db": 0.0, "own_sd_scale": 1.0, "group_sd_scale": 1.0}
+"""The optional settings of :func:`mix_gains_db` and their defaults (the default model)."""
+
+
+def check_mix_options(**options: float) -> None:
+    """Check settings of :data:`MIX_OPTION_DEFAULTS`: each must be a finite number >= 0.
+
+    Raises:
+        ConfigError: Naming the first setting that is not.
+    """
+    for name, value in options.items():
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or value < 0):
+            raise ConfigError(f"{name} must be a finite number >= 0, got {name}={value!r}")
 
 
 @dataclass

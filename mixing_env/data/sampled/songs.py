@@ -25,7 +25,11 @@ from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
 from mixing_env.data import song_folder
 from mixing_env.data.sampled.arrangement import Arrangement
 from mixing_env.data.sampled.master_bus import apply_master_bus, draw_master_bus
-from mixing_env.data.sampled.mixing_model import mix_gains_db
+from mixing_env.data.sampled.mixing_model import (
+    MIX_OPTION_DEFAULTS,
+    check_mix_options,
+    mix_gains_db,
+)
 from mixing_env.data.sampled.parts import PARTS, choose_parts
 from mixing_env.data.sampled.renderer import DEFAULT_SOUNDFONT, render_part
 from mixing_env.data.synthetic import SyntheticSong
@@ -56,11 +60,8 @@ _OVERHEAD_HIGHPASS_HZ = 250.0  # overheads are usually high-passed: the kick mic
 
 def _check(seconds, n_tracks, master_bus, recording_level="random", masking_db=0.0,
            own_sd_scale=1.0, group_sd_scale=1.0) -> tuple[int, int, float]:
-    for name, value in (("masking_db", masking_db), ("own_sd_scale", own_sd_scale),
-                        ("group_sd_scale", group_sd_scale)):
-        if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not math.isfinite(value) or value < 0):
-            raise ConfigError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+    check_mix_options(masking_db=masking_db, own_sd_scale=own_sd_scale,
+                      group_sd_scale=group_sd_scale)
     if recording_level not in RECORDING_LEVELS:
         raise ConfigError(f"recording_level must be one of {list(RECORDING_LEVELS)}, "
                           f"got {recording_level!r}")
@@ -184,9 +185,10 @@ def generate_sampled_song(
         "ride_strength": decisions.ride_strength,
         "ride_range_db": list(decisions.ride_range_db),
     }
-    if masking_db or own_sd_scale != 1.0 or group_sd_scale != 1.0:  # default: json unchanged
-        mixing |= {"masking_db": float(masking_db), "own_sd_scale": float(own_sd_scale),
-                   "group_sd_scale": float(group_sd_scale)}
+    options = {"masking_db": float(masking_db), "own_sd_scale": float(own_sd_scale),
+               "group_sd_scale": float(group_sd_scale)}
+    if options != MIX_OPTION_DEFAULTS:  # the default model's json stays as it was
+        mixing |= options
     if decisions.masking_index is not None:
         mixing |= {"masking_index": dict(zip(files, decisions.masking_index, strict=True)),
                    "masking_lift_db": dict(zip(files, decisions.masking_lift_db, strict=True))}
