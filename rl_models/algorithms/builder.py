@@ -21,6 +21,7 @@ from mixing_env.errors import ConfigError
 from rl_models.algorithms.pg import PGConfig
 from rl_models.checkpoints import module_checkpoint_dir
 from rl_models.registry import DEFAULT_MODULE, module_spec
+from rl_models.sequence_batch import SEQUENCE_LEARNERS
 
 __all__ = [
     "ALGORITHMS",
@@ -195,6 +196,10 @@ def build_algorithm_config(
         _apply_offline(config, env_config, offline_data, name)
     elif offline_data:
         raise ConfigError(f"offline_data is for BC and MARWIL, not {name}")
+
+    if module != RLLIB_DEFAULT_MODULE and name in SEQUENCE_LEARNERS:
+        # One vectorized learner-connector pass instead of RLlib's eight (rl_models.sequence_batch).
+        config.learners(learner_class=SEQUENCE_LEARNERS[name])
 
     defaults = _merged_defaults(name)
     _apply(config, "training", defaults["training"] | dict(training or {}), name)
