@@ -10,7 +10,8 @@ that connector pass took about half of the learner's time.
 
 `SequenceTrainBatch` computes the same train batch in one pass: one gather per column into
 (sequences, max_seq_len) rows, ``STATE_IN`` read from each sequence's stored state, the
-values under ``torch.no_grad`` on the real sequences only, and the bootstrap values from one
+values the env runner recorded with each step (``VF_PREDS``; where a module records none,
+one forward under ``torch.no_grad`` on the real sequences), and the bootstrap values from one
 single-step forward of the fragments' last observations (skipped when gamma is 0). Advantages
 (standardized) and value targets equal RLlib's ``GeneralAdvantageEstimation`` on the same
 episodes (tested); the train batch has no sequence made only of padding.
@@ -170,7 +171,10 @@ class SequenceTrainBatch(ConnectorV2):
         out[Columns.SEQ_LENS] = to_tensor(seq_lens)
         out[Columns.LOSS_MASK] = to_tensor(src < len(steps[Columns.REWARDS]))
 
-        values = self._values(module, out, src, len(steps[Columns.REWARDS]))
+        if Columns.VF_PREDS in steps:  # recorded while sampling, with these weights
+            values = steps[Columns.VF_PREDS].astype(np.float32)
+        else:
+            values = self._values(module, out, src, len(steps[Columns.REWARDS]))
         bootstrap = self._bootstrap_values(module, episodes, obs_all, state_outs, lengths)
         advantages, targets = self._gae(steps[Columns.REWARDS], values, bootstrap, lengths)
         out[Postprocessing.ADVANTAGES] = to_tensor(_pad_gather(advantages, src))

@@ -65,12 +65,18 @@ def _standardized(x):
     return (x - x.mean()) / x.std(unbiased=False)
 
 
+@pytest.mark.parametrize("recorded_values", [True, False], ids=["vf-preds", "value-forward"])
 @pytest.mark.parametrize(("max_seq_len", "gamma", "lambda_"),
                          [(4, 0.9, 0.95), (5, 0.5, 1.0), (1, 0.0, 1.0)],
                          ids=["T4-gae", "T5-monte-carlo", "T1-gamma0"])
-def test_sequence_train_batch_equals_rllib_default_pipeline(max_seq_len, gamma, lambda_):
+def test_sequence_train_batch_equals_rllib_default_pipeline(max_seq_len, gamma, lambda_,
+                                                            recorded_values):
     config, episodes, module = _sampled(max_seq_len, gamma, lambda_)
     assert {e.t_started > 0 for e in episodes} == {True, False}  # continued and new fragments
+    assert all(Columns.VF_PREDS in e.extra_model_outputs for e in episodes)
+    if not recorded_values:  # a module that records none: the connector runs the network
+        for e in episodes:
+            del e.extra_model_outputs[Columns.VF_PREDS]
     expected = _rllib_batch(config, episodes, module, gamma, lambda_)
     shared = {}
     got = SequenceTrainBatch(gamma=gamma, lambda_=lambda_)(
