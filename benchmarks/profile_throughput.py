@@ -6,7 +6,7 @@ one epoch, the learning benchmark's module or RLlib's default LSTM), attaches py
 the share of samples per component:
 
 - sampling: env step (the vector env and MixingEnv), module forward, action distribution
-  (RLlib's ``GetActions``: building the distribution, sampling, logp), the other
+  (building the Dirichlet, sampling, logp), the other
   module-to-env connectors, the env-to-module connectors, episode bookkeeping (adding steps,
   unbatching, ``to_numpy``);
 - learning: the learner connectors (of which the value forward for GAE), forward_train, the
@@ -35,8 +35,8 @@ SAMPLING = (  # (component, a frame that marks it), the first match wins
     ("env step", "_try_env_step"),
     ("module forward", "forward_exploration"),
     ("action distribution", "GetActions"),
+    ("action distribution", "TorchMaskedDirichlet"),
     ("env-to-module connectors", "EnvToModulePipeline"),
-    ("env-to-module connectors", "StepBatch"),
     ("module-to-env connectors", "ConnectorPipelineV2.__call__"),
     ("episodes (add step, unbatch, to_numpy)", "SingleAgentEnvRunner._sample"),
 )
