@@ -8,7 +8,8 @@ observations as in the learning benchmark) and the same settings (one local env 
   learning) with the learning benchmark's module (``benchmarks.quality.QualitySetup.model``)
   and with RLlib's default LSTM module;
 - each module's sampling-alone rate (the same env runner sampling ``--batch`` steps, no
-  learning), so ``learner_s_per_batch`` = end-to-end time minus sampling time per batch;
+  learning, after each timed iteration so both see the same load), so
+  ``learner_s_per_batch`` = end-to-end time minus sampling time per batch;
 - where installed (``pip install -e .[peers]``), Stable-Baselines3's PPO with its
   feed-forward ``MultiInputPolicy`` and sb3-contrib's ``RecurrentPPO`` on the same env and
   settings;
@@ -81,16 +82,19 @@ def measure_rllib(module: str | None, model: dict, *, iterations: int, warmup: i
     try:
         for _ in range(warmup):  # connectors, torch kernels
             result = algo.train()
-        steps0 = _sampled(result)
-        t0 = time.perf_counter()
+        # Iterations and sampling alone alternate, so both see the same machine load.
+        steps = sampled = 0
+        wall = sample_wall = 0.0
         for _ in range(iterations):
+            steps0 = _sampled(result)
+            t0 = time.perf_counter()
             result = algo.train()
-        wall = time.perf_counter() - t0
-        steps = _sampled(result) - steps0
-        t0 = time.perf_counter()
-        sampled = sum(len(e) for _ in range(iterations)
-                      for e in algo.env_runner.sample(num_timesteps=batch, explore=True))
-        sample_wall = time.perf_counter() - t0
+            wall += time.perf_counter() - t0
+            steps += _sampled(result) - steps0
+            t0 = time.perf_counter()
+            sampled += sum(len(e) for e in algo.env_runner.sample(num_timesteps=batch,
+                                                                  explore=True))
+            sample_wall += time.perf_counter() - t0
     finally:
         algo.stop()
     e2e, alone = steps / wall, sampled / sample_wall
