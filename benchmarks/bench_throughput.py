@@ -76,21 +76,20 @@ def build_ppo(module: str | None, model: dict, *, batch: int, minibatch: int, en
 
 
 def measure_rllib(module: str | None, model: dict, *, iterations: int, warmup: int,
-                  batch: int, **settings: Any) -> dict:
+                  batch: int, envs: int, **settings: Any) -> dict:
     """Env steps/s of PPO iterations, and of the env runner sampling alone, for one module."""
-    algo = build_ppo(module, model, batch=batch, **settings)
+    algo = build_ppo(module, model, batch=batch, envs=envs, **settings)
     try:
         for _ in range(warmup):  # connectors, torch kernels
-            result = algo.train()
+            algo.train()
         # Iterations and sampling alone alternate, so both see the same machine load.
         steps = sampled = 0
         wall = sample_wall = 0.0
         for _ in range(iterations):
-            steps0 = _sampled(result)
             t0 = time.perf_counter()
-            result = algo.train()
+            algo.train()
             wall += time.perf_counter() - t0
-            steps += _sampled(result) - steps0
+            steps += -(-batch // envs) * envs  # PPO samples whole vector steps up to the batch
             t0 = time.perf_counter()
             sampled += sum(len(e) for e in algo.env_runner.sample(num_timesteps=batch,
                                                                   explore=True))
@@ -102,10 +101,6 @@ def measure_rllib(module: str | None, model: dict, *, iterations: int, warmup: i
             "sampling_s_per_batch": batch / alone,
             "learner_s_per_batch": batch / e2e - batch / alone,
             "env_steps": steps, "wall_s": wall}
-
-
-def _sampled(result: dict) -> int:
-    return int(result["env_runners"]["num_env_steps_sampled_lifetime"])
 
 
 def measure_sb3(recurrent: bool, *, iterations: int, warmup: int, batch: int, minibatch: int,
