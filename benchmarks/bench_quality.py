@@ -1,20 +1,21 @@
-"""Learning benchmark (issue 7): train agents on synthetic songs, score them on held-out songs.
+"""The learning benchmark: agents trained on songs without end, scored on held-out songs.
 
-The songs are sampled-instrument songs (docs/mixing_model.md) unless ``--kind procedural``.
+    deepmixing benchmark quality -- --out runs/quality --seeds 7 11 --results   # the table
+    deepmixing benchmark quality -- --out runs/q --agents bc bc_ppo --minutes bc=5 bc_ppo=5
+    deepmixing benchmark quality -- --out runs/tiny --tiny      # the same pipeline, minutes
+    deepmixing benchmark quality -- --out runs/rock --style rock --agents bc   # another engineer
 
-    python benchmarks/bench_quality.py --out runs/quality            # the <= 60 min table
-    python benchmarks/bench_quality.py --out runs/q --agents bc bc_ppo --minutes-scale 0.5
-    python benchmarks/bench_quality.py --out runs/tiny --tiny        # a smoke run, ~3 min
-    python benchmarks/bench_quality.py --out runs/p --prior instrument_balance  # agents start
-                                                                     # at the fitted table
-
-Writes results.md / results.json / learning_curves.png / evaluation/ under --out.
+Per seed, writes results.md / results.json / learning_curves.png / evaluation/ under
+``--out/seed<N>``; with ``--results``, the rows of every seed go to
+docs/results/learning.json (``{"seed", "policy", "gap_closed", ...}``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import shlex
 import sys
 import time
@@ -24,88 +25,87 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.quality import (  # noqa: E402
+    AGENT_LABELS,
     AGENTS,
-    DEFAULT_TRACKS,
-    PRIORS,
     QualitySetup,
     run_benchmark,
+    with_seed,
 )
+
+RESULTS_FILE = Path(__file__).resolve().parents[1] / "docs" / "results" / "learning.json"
+"""Where ``--results`` writes the learning table the results page leads with."""
+_POLICY_NAMES = {label: name for name, label in AGENT_LABELS.items()}
 
 
 def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, QualitySetup]:
     """The command line -> its arguments and the benchmark setup they describe."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default="runs/quality", help="output folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[QualitySetup().seed],
+                   help="one table per seed (other songs, other held-out set)")
     p.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS),
                    help="agent rows to train (default: all)")
+    p.add_argument("--minutes", nargs="+", default=[], metavar="AGENT=MIN",
+                   help="one agent's training budget in minutes, e.g. ppo=10")
     p.add_argument("--minutes-scale", type=float, default=1.0,
                    help="multiply every agent's training budget")
-    p.add_argument("--minutes", nargs="+", default=[], metavar="AGENT=MIN",
-                   help="one agent's training budget in minutes, e.g. ppo=10 (before the scale)")
-    p.add_argument("--n-train", type=int, default=None)
-    p.add_argument("--n-heldout", type=int, default=None)
-    p.add_argument("--seconds", type=float, default=None)
-    p.add_argument("--kind", choices=tuple(DEFAULT_TRACKS), default=None,
-                   help="songs: sampled instruments (default) or the procedural wavetable ones")
-    p.add_argument("--n-tracks", type=int, nargs=2, default=None, metavar=("LO", "HI"),
-                   help="stems per song (default: 6 11 sampled, 8 24 procedural)")
-    p.add_argument("--master-bus", type=float, default=None, metavar="P",
-                   help="sampled: chance that a song's reference goes through a master bus")
-    p.add_argument("--masking-db", type=float, default=None, metavar="DB",
-                   help="sampled: the mixing model's content term, dB of lift per unit of "
-                        "masking (default 0: off)")
-    p.add_argument("--own-sd-scale", type=float, default=None, metavar="X",
-                   help="sampled: multiply the spread of the random per-stem level offsets")
-    p.add_argument("--group-sd-scale", type=float, default=None, metavar="X",
-                   help="sampled: multiply the spread of the random per-group level offsets")
-    p.add_argument("--stem-spectrum", action="store_true", default=None,
-                   help="agents also see each stem's long-term spectrum")
-    p.add_argument("--seed", type=int, default=None,
-                   help="dataset and training seed (other songs, other held-out set)")
+    p.add_argument("--style", default=None, help="the engineer of every reference")
+    p.add_argument("--inconsistency", type=float, default=None, help="its random part, dB")
+    p.add_argument("--heldout", type=int, default=None, help="held-out songs per seed")
+    p.add_argument("--no-listening", action="store_true",
+                   help="agents without the listening features (an ablation)")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override model_config values (YAML), e.g. hidden_size=64")
-    p.add_argument("--prior", choices=PRIORS, default=None,
-                   help="start the agents bc, bc_ppo, ppo and pg at this baseline (fitted on "
-                        "the training songs) and learn a correction; default: no prior")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
-    p.add_argument("--tiny", action="store_true", help="a few short songs and 20 s per agent")
+    p.add_argument("--tiny", action="store_true", help="a few short songs and a minute an agent")
+    p.add_argument("--results", action="store_true",
+                   help="also write the rows of every seed to docs/results/learning.json")
     args = p.parse_args(argv)
 
     base = QualitySetup()
     overrides: dict = {"agents": tuple(args.agents)}
     if args.tiny:
-        overrides |= {"n_train": 4, "n_heldout": 2, "seconds": 2.0, "n_tracks": (4, 6),
-                      "episode_chunks": 64, "demo_episodes_per_song": 2,
-                      "minutes": {k: 1 / 3 for k in base.minutes}}
+        overrides |= {"n_heldout": 2, "n_table": 4, "n_train_sample": 2, "seconds": 3.0,
+                      "n_tracks": (4, 6), "episode_chunks": 32, "eval_songs": 1,
+                      "minutes": {k: 1.0 for k in base.minutes}}
     if args.model:
         import yaml
 
         overrides["model"] = {**base.model, **{k: yaml.safe_load(v) for k, v in
                                                (kv.split("=", 1) for kv in args.model)}}
-    for name in ("n_train", "n_heldout", "seconds", "seed", "kind", "master_bus", "masking_db",
-                 "own_sd_scale", "group_sd_scale", "stem_spectrum", "prior"):
+    for name, key in (("style", "style"), ("inconsistency", "inconsistency"),
+                      ("heldout", "n_heldout")):
         if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    if args.n_tracks is not None:
-        overrides["n_tracks"] = tuple(args.n_tracks)
-    elif args.kind is not None and not args.tiny:
-        overrides["n_tracks"] = None  # the kind's default
-    if args.minutes:
-        budgets = dict(overrides.get("minutes", base.minutes))
-        for item in args.minutes:
-            agent, _, value = item.partition("=")
-            if agent not in budgets:
-                p.error(f"--minutes {item}: unknown agent {agent!r}; expected one of "
-                        f"{sorted(budgets)}")
-            try:
-                budgets[agent] = float(value)
-            except ValueError:
-                p.error(f"--minutes {item}: {value!r} is not a number of minutes")
-        overrides["minutes"] = budgets
-    setup = dataclasses.replace(base, **overrides)
-    setup = dataclasses.replace(
-        setup, minutes={k: v * args.minutes_scale for k, v in setup.minutes.items()})
-    return args, setup
+            overrides[key] = getattr(args, name)
+    if args.no_listening:
+        overrides["listening"] = False
+    budgets = dict(overrides.get("minutes", base.minutes))
+    for item in args.minutes:
+        agent, _, value = item.partition("=")
+        if agent not in budgets:
+            p.error(f"--minutes {item}: unknown agent {agent!r}; expected one of "
+                    f"{sorted(budgets)}")
+        try:
+            budgets[agent] = float(value)
+        except ValueError:
+            p.error(f"--minutes {item}: {value!r} is not a number of minutes")
+    overrides["minutes"] = {k: v * args.minutes_scale for k, v in budgets.items()}
+    return args, dataclasses.replace(base, **overrides)
+
+
+def learning_rows(payloads: list[dict]) -> list[dict]:
+    """The rows of docs/results/learning.json from the seeds' results."""
+    rows = []
+    for payload in payloads:
+        for r in payload["rows"]:
+            name = _POLICY_NAMES.get(r["label"], r["label"])
+            train = payload["train_gap_closed"].get(name)
+            rows.append({"seed": payload["seed"], "style": payload["style"], "policy": name,
+                         "gap_closed": r["gap_closed"], "headroom_share": r["headroom_share"],
+                         "train_gap_closed": train,
+                         "generalisation_gap": None if train is None
+                         else train - r["gap_closed"]})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,14 +117,26 @@ def main(argv: list[str] | None = None) -> int:
     started_ray = not ray.is_initialized()
     init_ray(num_cpus=args.num_cpus)
     t0 = time.time()
+    command = "deepmixing benchmark quality -- " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
+    payloads = []
     try:
-        command = "deepmixing benchmark quality -- " + shlex.join(
-            sys.argv[1:] if argv is None else argv)
-        run_benchmark(args.out, setup, command=command)
+        for seed in args.seeds:
+            payloads.append(run_benchmark(Path(args.out) / f"seed{seed}",
+                                          with_seed(setup, seed), command=command))
     finally:
         if started_ray:
             ray.shutdown()
-    print(f"total wall time {time.time() - t0:.0f} s")
+    table = {"command": command, "date": time.strftime("%Y-%m-%d"),
+             "load_average": {p["seed"]: p["load_average"] for p in payloads},
+             "wall_min": {p["seed"]: {k: round(v / 60, 1) for k, v in p["wall_s"].items()}
+                          for p in payloads},
+             "songs": {p["seed"]: p["songs"] for p in payloads},
+             "rows": learning_rows(payloads)}
+    (Path(args.out) / "learning.json").write_text(json.dumps(table, indent=1, default=str))
+    if args.results:
+        RESULTS_FILE.write_text(json.dumps(table, indent=1, default=str))
+    print(f"total wall time {time.time() - t0:.0f} s, load average now {os.getloadavg()[0]:.2f}")
     return 0
 
 

@@ -1,436 +1,433 @@
-"""The learning benchmark: agents trained on synthetic songs, scored on held-out songs.
+"""The learning benchmark: agents trained on songs without end, scored on held-out songs.
 
-One command (``deepmixing benchmark quality``, :mod:`benchmarks.bench_quality`) makes a
-synthetic dataset with known gain automation (by default sampled-instrument songs mixed by the
-model of practice in docs/mixing_model.md; ``kind="procedural"`` for the fast wavetable
-songs), prepares it into a cache, splits it into
-training and held-out songs, and fills one table (the product's evaluation, on the held-out
-songs only) with:
+One command (``deepmixing benchmark quality``, :mod:`benchmarks.bench_quality`) fills, for a
+seed, one table on held-out songs of the engineer (:mod:`mixing_env.engineer`):
 
-- the baselines: equal gains, loudness-equalized gains, the per-chunk oracle, the static oracle;
-- agents trained on the training songs: behaviour cloning from oracle demonstrations (in RLlib's
-  offline format), the same with causal level features only (an ablation: no whole-stem
-  levels), then through Ray Tune: BC followed by PPO fine-tuning, PPO from scratch, vanilla
-  policy gradient, and the report-size network (raw chunks, k = r = 100, W = 16) under PPO.
+- the baselines: equal gains, loudness, instrument_balance (fitted on training-stream songs),
+  the bound (the engineer's own rule: what a perfect listener reaches), the static oracle and
+  the per-chunk oracle;
+- agents that train on a stream of new songs (:mod:`mixing_env.songs.stream`; held-out songs
+  are never drawn): behaviour cloning of the engineer's decisions (``bc``, in-process), BC
+  then PPO (``bc_ppo``), PPO from scratch (``ppo``) and vanilla policy gradient from scratch
+  (``pg``), all through Ray Tune but ``bc``.
 
-``gap_closed`` is the share of the distance between the equal-gain baseline and the oracle
-(mean MFCC distance) that a policy closes. The pieces (split, demonstrations, agent
-experiments, scoring, the results page) are functions here so tests can run them on tiny data.
+``gap_closed`` puts equal gains at 0 and the oracle at 1; ``headroom_share`` puts
+instrument_balance at 0 and the bound at 1. Every agent is also scored on songs of its
+training stream, for the generalisation gap (training minus held-out gap closed). "From
+scratch" means no demonstration and no fitted table: every agent's module starts at equal
+loudness (its level prior reads each stem's loudness) with per-slot biases at 0.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.quality_prior import (
-    PRIOR_AGENTS,
-    PRIOR_ENV_RUNNERS,
-    PRIOR_LABELS,
-    PRIOR_TRAINING,
-    PRIORS,
-    agent_model,
-    prior_model_config,
-)
-from mixing_env.baselines import BASELINES
+from mixing_env.engineer import DEFAULT_INCONSISTENCY_DB, DEFAULT_STYLE, get_style
 from mixing_env.errors import ConfigError
 
 __all__ = [
-    "BASELINE_ROWS",
-    "PRIORS",
+    "AGENTS",
+    "AGENT_LABELS",
+    "TABLE_BASELINES",
     "QualitySetup",
-    "Split",
     "agent_experiments",
-    "make_split",
-    "record_oracle_demonstrations",
-    "results_markdown",
+    "fit_table",
+    "heldout_cache",
     "run_benchmark",
     "score_policies",
+    "train_sample_songs",
 ]
 
-BASELINE_ROWS = tuple(BASELINES)
-"""Baseline policies scored in every table: the one registry, mixing_env.baselines.BASELINES
-(instrument_balance is fitted on the training songs first)."""
+AGENTS = ("bc", "bc_ppo", "ppo", "pg")
+"""Agent rows in training order (bc_ppo starts from bc)."""
+AGENT_LABELS = {"bc": "BC (engineer's decisions)", "bc_ppo": "BC + PPO",
+                "ppo": "PPO from scratch", "pg": "vanilla PG from scratch"}
+TABLE_BASELINES = ("equal", "loudness", "instrument_balance", "bound", "static_oracle",
+                   "oracle")
+"""The baseline rows of every table, in order."""
 
-
-DEFAULT_TRACKS = {"sampled": (6, 11), "procedural": (8, 24)}
-"""Stems per song for each kind of song (sampled songs take 4 to 19)."""
+_TABLE_STREAM = 1  # the table is fitted on the first songs the local env runner trains on
 
 
 @dataclass(frozen=True)
 class QualitySetup:
-    """What the benchmark trains and scores; the defaults are the 2-core, <= 60 min setup."""
+    """What the benchmark trains and scores; the defaults are the 2-core setup of the table."""
 
-    n_train: int = 32
-    """Training songs."""
-    n_heldout: int = 8
-    """Held-out songs: never seen in training or in demonstrations."""
-    seconds: float = 6.0
-    """Length of each synthetic song."""
-    n_tracks: tuple[int, int] | None = None
-    """Stems per song, drawn per song (None: the kind's default, see ``DEFAULT_TRACKS``)."""
-    kind: str = "sampled"
-    """Which songs: ``sampled`` (General MIDI instruments, mixing model of practice) or
-    ``procedural`` (the fast wavetable songs of the earlier tables)."""
-    master_bus: float = 0.0
-    """Sampled songs: chance that a song's reference goes through a master bus."""
-    masking_db: float = 0.0
-    """Sampled songs: the mixing model's content term, dB of lift per unit of masking
-    (docs/mixing_model.md); 0 leaves it out."""
-    own_sd_scale: float = 1.0
-    """Sampled songs: multiplies the spread of the random per-stem level offsets."""
-    group_sd_scale: float = 1.0
-    """Sampled songs: multiplies the spread of the random per-group level offsets."""
     seed: int = 7
-    """Dataset seed (songs) and training seed."""
+    """Seed of the held-out songs, the training stream and the agents."""
+    style: str = DEFAULT_STYLE
+    """The engineer who mixed every reference."""
+    inconsistency: float = DEFAULT_INCONSISTENCY_DB
+    """The engineer's random part, dB."""
+    seconds: float = 12.0
+    """Length of every song."""
+    n_tracks: tuple[int, int] = (6, 11)
+    """(fewest, most) stems per song."""
+    n_heldout: int = 24
+    """Held-out songs (stream 0: never drawn in training)."""
+    n_table: int = 64
+    """Training-stream songs instrument_balance is fitted on."""
+    n_train_sample: int = 12
+    """Training-stream songs every agent is also scored on (the generalisation gap)."""
     episode_chunks: int = 128
     """Random window per training episode (~1.5 s)."""
+    episodes_per_song: int = 32
+    """Episodes a training song serves before a new one replaces it (making a song costs
+    about 0.5 CPU s; 32 episodes of 128 steps keep that under a quarter of PPO's time)."""
+    songs_per_skeleton: int = 8
+    """Training songs drawn from one rendered skeleton."""
     n_track_features: int = 16
-    """Log-mel bands per track in the observation (plus 3 level features)."""
-    stem_spectrum: bool = False
-    """Give the agents each stem's long-term spectrum too (the env's
-    ``stem_spectrum_features``: n_track_features more values per track)."""
-    demo_episodes_per_song: int = 8
-    """Oracle demonstration episodes (random windows) per training song."""
+    """Log-mel bands per track in the observation."""
+    listening: bool = True
+    """Give the agents what the engineer listens to (the env's ``listening_features``)."""
     minutes: dict[str, float] = field(
-        default_factory=lambda: {"bc": 10.0, "bc_causal": 10.0, "bc_ppo": 6.0, "ppo": 8.0,
-                                 "pg": 4.0, "paper": 3.0}
-    )
-    """Wall-clock budget per agent, minutes (Tune stops each trial at its budget)."""
-    agents: tuple[str, ...] = ("bc", "bc_causal", "bc_ppo", "ppo", "pg", "paper")
+        default_factory=lambda: {"bc": 25.0, "bc_ppo": 15.0, "ppo": 30.0, "pg": 30.0})
+    """Wall-clock budget per agent, minutes (at most 45 each)."""
+    agents: tuple[str, ...] = AGENTS
     """Which agent rows to train."""
-    prior: str | None = None
-    """None, or one of ``PRIORS``: the agents of ``PRIOR_AGENTS`` start at that baseline and
-    learn a correction (their RL settings then follow ``PRIOR_TRAINING``)."""
+    eval_songs: int = 6
+    """Held-out songs the RL agents are scored on while they train (their curves)."""
     model: dict[str, Any] = field(
         default_factory=lambda: {
             "hidden_size": 48, "mix_hidden_size": 5, "attention_dim": 32, "embed_dim": 16,
             "max_seq_len": 32, "input_norm": "db", "log_rms_feature": False,
-            "concentration_scale": 50.0,
+            "concentration_scale": 50.0, "cross_track_attention": True,
+            # Equal loudness as the start: the logits add -loudness (the last feature); the
+            # per-slot biases and the attention's correction are learnt.
+            "level_prior": 1.0, "level_prior_feature": -1, "residual_gate": 1.0,
         }
     )
-    """The reduced attention-LSTM (report's l = 5; smaller k, r, W for 2 cores)."""
+    """The reduced attention-LSTM (report's l = 5; smaller k, r for 2 cores)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in DEFAULT_TRACKS:
-            raise ConfigError(f"kind must be one of {sorted(DEFAULT_TRACKS)}, got {self.kind!r}")
-        if self.n_tracks is None:  # frozen: set the kind's default once
-            object.__setattr__(self, "n_tracks", DEFAULT_TRACKS[self.kind])
-        for name in ("n_train", "n_heldout", "episode_chunks", "n_track_features",
-                     "demo_episodes_per_song"):
+        for name in ("n_heldout", "n_table", "n_train_sample", "episode_chunks",
+                     "episodes_per_song", "songs_per_skeleton", "n_track_features",
+                     "eval_songs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {name}={value!r}")
-        from mixing_env.songs.sampled.mixing_model import MIX_OPTION_DEFAULTS, check_mix_options
-
-        options = {name: getattr(self, name) for name in MIX_OPTION_DEFAULTS}
-        check_mix_options(**options)
-        if self.kind != "sampled" and options != MIX_OPTION_DEFAULTS:
-            raise ConfigError(f"masking_db, own_sd_scale and group_sd_scale set the sampled "
-                              f"songs' mixing model; kind={self.kind!r} has none")
+        get_style(self.style)
         unknown = sorted(set(self.agents) - set(AGENTS))
         if unknown:
-            raise ConfigError(f"unknown agent(s) {unknown}; expected some of {sorted(AGENTS)}")
-        if self.prior is not None and self.prior not in PRIORS:
-            raise ConfigError(f"prior must be one of {PRIORS} or None, got {self.prior!r}")
+            raise ConfigError(f"unknown agent(s) {unknown}; expected some of {list(AGENTS)}")
         if "bc_ppo" in self.agents and "bc" not in self.agents:
             raise ConfigError("agent bc_ppo fine-tunes the bc agent: add 'bc' to the agents")
+        for agent, value in self.minutes.items():
+            if not (isinstance(value, int | float) and 0 < value <= 45):
+                raise ConfigError(f"minutes[{agent!r}] must be in (0, 45], got {value!r}")
+
+    # -- environments ----------------------------------------------------------------------
+    def features(self) -> dict[str, Any]:
+        """The observation every agent and evaluation shares."""
+        return {"obs_features": "logmel", "n_track_features": self.n_track_features,
+                "level_features": True, "stem_level_features": True,
+                "listening_features": self.listening, "stem_loudness_feature": True}
+
+    def stream(self) -> dict[str, Any]:
+        """The training stream (the env's ``generated`` mapping)."""
+        return {"seed": self.seed, "seconds": self.seconds, "n_tracks": list(self.n_tracks),
+                "style": self.style, "inconsistency": self.inconsistency,
+                "songs_per_skeleton": self.songs_per_skeleton,
+                "episodes_per_song": self.episodes_per_song}
+
+    def train_env(self) -> dict[str, Any]:
+        """Training: random windows of songs without end."""
+        return {"generated": self.stream(), "episode_chunks": self.episode_chunks,
+                **self.features()}
+
+    def heldout_env(self, cache: str, songs: list[str] | None = None) -> dict[str, Any]:
+        """Scoring: whole held-out songs."""
+        env = {"dataset_dir": cache, "episode_chunks": None, **self.features()}
+        return env | ({"songs": list(songs)} if songs else {})
+
+    def songs_key(self) -> dict[str, Any]:
+        """What the held-out songs are made of (a cache made with other values is remade)."""
+        return {"seed": self.seed, "style": self.style, "inconsistency": self.inconsistency,
+                "seconds": self.seconds, "n_tracks": list(self.n_tracks),
+                "n_heldout": self.n_heldout}
 
 
-@dataclass(frozen=True)
-class Split:
-    """A prepared dataset cut into training and held-out songs (same slot layout)."""
+# -- songs, table ------------------------------------------------------------------------------
+def heldout_cache(root: str | Path, setup: QualitySetup, *, progress: bool = False) -> str:
+    """The held-out songs written by ``synth`` (stream 0) and prepared; made once per setup.
 
-    cache_dir: str
-    train: tuple[str, ...]
-    heldout: tuple[str, ...]
-
-    def env(self, setup: QualitySetup, *, heldout: bool = False, **overrides: Any) -> dict:
-        """The MixingEnv config of one side of the split (logmel + level observations).
-
-        Each track carries its causal level statistics and its whole-stem peak and mean
-        level: a finished multitrack is mixed with every stem known from the start.
-        """
-        cfg = {
-            "dataset_dir": self.cache_dir,
-            "songs": list(self.heldout if heldout else self.train),
-            "episode_chunks": None if heldout else setup.episode_chunks,
-            "obs_features": "logmel",
-            "n_track_features": setup.n_track_features,
-            "level_features": True,
-            "stem_level_features": True,
-        }
-        if setup.stem_spectrum:
-            cfg["stem_spectrum_features"] = True
-        if setup.prior is not None:  # the prior reads the stem's BS.1770 loudness
-            from rl_models.prior import PRIOR_ENV_CONFIG
-
-            cfg |= PRIOR_ENV_CONFIG
-        return {**cfg, **overrides}
-
-
-def make_split(root: str | Path, setup: QualitySetup, *, progress: bool = False) -> Split:
-    """Writes the songs of ``setup.kind``, prepares them into one cache, splits them by name.
-
-    One cache (not two) so the split is one prepared dataset; the held-out songs are the last
-    ``n_heldout`` (song k is the same whatever the dataset size, for both kinds).
+    Returns:
+        The prepared cache folder.
     """
     from mixing_env.data.prepare import prepare_dataset
-    from mixing_env.songs.procedural import make_synthetic_dataset
+    from mixing_env.engineer import Engineer
     from mixing_env.songs.sampled import make_sampled_dataset
 
     root = Path(root)
-    n = setup.n_train + setup.n_heldout
-    common = {"n_songs": n, "seconds": setup.seconds, "n_tracks": tuple(setup.n_tracks),
-              "seed": setup.seed}
-    if setup.kind == "sampled":
-        make_sampled_dataset(root / "songs", master_bus=setup.master_bus,
-                             masking_db=setup.masking_db, own_sd_scale=setup.own_sd_scale,
-                             group_sd_scale=setup.group_sd_scale, **common)
-    else:
-        make_synthetic_dataset(root / "songs", **common)
-    # rebuild: the cache holds the songs just written, whatever an earlier setup left there.
-    dataset = prepare_dataset(root / "songs", root / "cache", progress=progress, rebuild=True)
-    names = sorted(dataset.names)
-    if len(names) != n:
-        raise ConfigError(f"expected {n} prepared songs in {root / 'cache'}, got {len(names)}")
-    return Split(str((root / "cache").resolve()), tuple(names[: setup.n_train]),
-                 tuple(names[setup.n_train :]))
+    cache, key_file = root / "cache", root / "songs.json"
+    if (cache / "manifest.json").is_file() and key_file.is_file() and json.loads(
+            key_file.read_text()) == setup.songs_key():
+        return str(cache.resolve())
+    make_sampled_dataset(root / "songs", n_songs=setup.n_heldout, seconds=setup.seconds,
+                         n_tracks=setup.n_tracks, seed=setup.seed,
+                         engineer=Engineer(setup.style, setup.inconsistency))
+    prepare_dataset(root / "songs", cache, progress=progress, rebuild=True)
+    key_file.write_text(json.dumps(setup.songs_key()))
+    return str(cache.resolve())
 
 
-def record_oracle_demonstrations(split: Split, setup: QualitySetup, out_dir: str | Path,
-                                 **env_overrides: Any) -> Path:
-    """Oracle demonstrations of the training songs, in RLlib's offline episode format.
+def train_sample_songs(setup: QualitySetup, n: int):
+    """The first ``n`` songs of the training stream (what every agent trained on first).
 
-    ``env_overrides`` change the observation recorded (e.g. ``stem_level_features=False``).
+    Returns:
+        ``(songs, CPU seconds per song spent making them)``.
     """
-    from rl_models.app.demonstrations import record_episodes, write_demonstrations
+    from mixing_env.songs.stream import SongStream, StreamConfig
 
-    episodes = record_episodes(split.env(setup, **env_overrides), policy="oracle",
-                               episodes_per_song=setup.demo_episodes_per_song, seed=setup.seed)
-    return write_demonstrations(episodes, out_dir)
+    stream = SongStream(StreamConfig.from_dict(setup.stream()), stream=_TABLE_STREAM)
+    songs = [stream.next_song() for _ in range(n)]
+    return songs, stream.cpu_seconds / max(stream.songs_made, 1)
 
 
-def _experiment(name: str, algorithm: str, env: dict, *, model: dict, minutes: float,
-                seed: int, storage: str, **sections: Any) -> dict:
+def fit_table(setup: QualitySetup):
+    """instrument_balance fitted on ``n_table`` training-stream songs (none held out).
+
+    Returns:
+        ``(table, CPU seconds per song spent making the songs)``.
+    """
+    from mixing_env.balance import fit_instrument_balance
+
+    songs, cost = train_sample_songs(setup, setup.n_table)
+    return fit_instrument_balance(songs), cost
+
+
+# -- agents ------------------------------------------------------------------------------------
+_PPO_TRAINING = {"lr": 1e-3, "gamma": 0.0, "lambda_": 1.0, "train_batch_size_per_learner": 4096,
+                 "minibatch_size": 1024, "num_epochs": 1, "entropy_coeff": 0.0,
+                 "use_kl_loss": False}
+"""PPO: the reward is nearly immediate (one chunk's mix), so gamma 0; Adam moves each weight
+about lr per update whatever the gradient's scale."""
+_PG_TRAINING = {"lr": 1e-3, "gamma": 0.0, "train_batch_size_per_learner": 4096,
+                "vf_loss_coeff": 0.5, "entropy_coeff": 0.0}
+_ENV_RUNNERS = {"num_env_runners": 0, "num_envs_per_env_runner": 32}
+
+
+def _experiment(name: str, algorithm: str, setup: QualitySetup, *, cache: str,
+                eval_songs: list[str], storage: str, training: dict,
+                **sections: Any) -> dict:
     from rl_models.app.experiment import DEFAULTS, merge_trees
 
+    heldout = setup.heldout_env(cache, eval_songs)
     exp = merge_trees(DEFAULTS, {
-        "name": name, "algorithm": algorithm, "env": env, "model": model,
+        "name": name, "algorithm": algorithm, "env": setup.train_env(),
+        "model": dict(setup.model), "training": training, "env_runners": _ENV_RUNNERS,
+        "evaluation": {"interval": 5, "env": heldout},
         "checkpoint": {"frequency": 0, "num_to_keep": 1},
-        "storage_path": storage, "seed": seed,
+        "storage_path": storage, "seed": setup.seed,
     })
     exp = merge_trees(exp, sections)
-    exp["stop"] = {"time_total_s": int(minutes * 60)}  # a wall-clock budget, nothing else
+    exp["stop"] = {"time_total_s": int(setup.minutes[name.removeprefix("quality_")] * 60)}
     return exp
 
 
-_PPO_TRAINING = {"lr": 3e-4, "gamma": 0.5, "lambda_": 0.9, "train_batch_size_per_learner": 1024,
-                 "minibatch_size": 256, "num_epochs": 4, "entropy_coeff": 0.0}
-"""PPO settings: the reward is mostly immediate (a chunk's mix), so a short horizon."""
-
-
-def agent_experiments(split: Split, setup: QualitySetup, *, storage: str | Path,
-                      prior: dict | None = None) -> dict[str, Callable[[dict], dict]]:
+def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
+                      storage: str | Path) -> dict[str, Callable[[dict], dict]]:
     """Experiment dicts of the agents trained through Ray Tune (all but ``bc``).
-
-    ``bc`` is trained in-process by :func:`rl_models.app.behaviour_cloning.train_behaviour_cloning`
-    on the same demonstrations RLlib's BC reads (RLlib's offline pipeline needs about a minute
-    per update here); BC-then-PPO starts from its checkpoint.
-
-    Args:
-        split: The dataset split.
-        setup: The benchmark setup.
-        storage: Where Tune writes the runs.
-        prior: :func:`prior_model_config` (None or {}: no prior).
 
     Returns:
         Agent name -> function of the checkpoints trained so far (name -> path) giving the
         experiment dict to run through :func:`rl_models.app.train.run_experiment`.
     """
-    env = split.env(setup)
     storage = str(Path(storage).resolve())
-    prior = dict(prior or {})
-    minutes = setup.minutes
-
-    def rl(name: str, training: dict) -> dict:
-        """The model, training and env-runner sections of an RL agent."""
-        if prior and name in PRIOR_AGENTS:
-            return {"model": agent_model(name, setup, prior), "training": PRIOR_TRAINING[name],
-                    "env_runners": PRIOR_ENV_RUNNERS}
-        return {"model": dict(setup.model), "training": training}
+    common = {"cache": cache, "eval_songs": eval_songs, "storage": storage}
 
     def bc_ppo(done: dict) -> dict:
         if "bc" not in done:
             raise ConfigError("bc_ppo fine-tunes the bc agent: train 'bc' first")
-        return _experiment("quality_bc_ppo", "PPO", env, minutes=minutes["bc_ppo"],
-                           seed=setup.seed, storage=storage, init_module_from=done["bc"],
-                           **rl("bc_ppo", {**_PPO_TRAINING, "lr": 5e-5}))
+        return _experiment("quality_bc_ppo", "PPO", setup, training=_PPO_TRAINING,
+                           init_module_from=done["bc"], **common)
 
     def ppo(_: dict) -> dict:
-        return _experiment("quality_ppo", "PPO", env, minutes=minutes["ppo"],
-                           seed=setup.seed, storage=storage, **rl("ppo", _PPO_TRAINING))
+        return _experiment("quality_ppo", "PPO", setup, training=_PPO_TRAINING, **common)
 
     def pg(_: dict) -> dict:
-        return _experiment("quality_pg", "PG", env, minutes=minutes["pg"],
-                           seed=setup.seed, storage=storage,
-                           **rl("pg", {"lr": 3e-4, "gamma": 0.5,
-                                       "train_batch_size_per_learner": 1024}))
+        return _experiment("quality_pg", "PG", setup, training=_PG_TRAINING, **common)
 
-    def paper(_: dict) -> dict:
-        # The report's network (Appendix 2) on raw 500-sample chunks: k = r = 100, l = 5, W = 16.
-        paper_model = {"hidden_size": 100, "mix_hidden_size": 5, "attention_dim": 100,
-                       "embed_dim": 16, "max_seq_len": 16, "input_norm": "mu_law"}
-        paper_env = split.env(setup, obs_features="raw", level_features=False,
-                              stem_level_features=False, stem_loudness_feature=False)
-        return _experiment("quality_paper", "PPO", paper_env, model=paper_model,
-                           minutes=minutes["paper"], seed=setup.seed, storage=storage,
-                           training={**_PPO_TRAINING, "train_batch_size_per_learner": 256,
-                                     "minibatch_size": 64, "num_epochs": 1})
-
-    table = {"bc_ppo": bc_ppo, "ppo": ppo, "pg": pg, "paper": paper}
+    table = {"bc_ppo": bc_ppo, "ppo": ppo, "pg": pg}
     return {name: table[name] for name in setup.agents if name in table}
 
 
-AGENTS = ("bc", "bc_causal", "bc_ppo", "ppo", "pg", "paper")
-"""Agent rows in training order (bc_ppo starts from bc)."""
+def train_bc(setup: QualitySetup, out: Path, *, log: Callable[[str], None] = print) -> dict:
+    """Behaviour cloning of the engineer's decisions on the training stream, in-process."""
+    from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
 
-IN_PROCESS_BC = {"bc": {}, "bc_causal": {"stem_level_features": False,
-                                         "stem_loudness_feature": False}}
-"""Agents trained by the in-process BC trainer -> their env overrides (bc_causal: an ablation
-that sees only the causal level statistics, as an online mixer would)."""
-
-AGENT_LABELS = {
-    "bc": "BC (oracle demos)", "bc_causal": "BC, causal levels only",
-    "bc_ppo": "BC + PPO fine-tune", "ppo": "PPO from scratch",
-    "pg": "vanilla PG", "paper": "report-size net, PPO",
-}
+    stream = StreamDemonstrations(setup.train_env(), seed=setup.seed)
+    return train_behaviour_cloning(stream, env_config=setup.train_env(), model=setup.model,
+                                   out_dir=out, minutes=setup.minutes["bc"], seed=setup.seed,
+                                   log=log)
 
 
-def score_policies(policies: dict[str, str], split: Split, setup: QualitySetup,
+# -- scoring -----------------------------------------------------------------------------------
+def score_policies(policies: dict[str, Any], setup: QualitySetup, cache: str,
                    out_dir: str | Path) -> list[dict]:
     """Scores baselines and checkpoints on the held-out songs with the product's evaluation.
 
     Args:
-        policies: Row label -> baseline name or checkpoint path.
-        split: The dataset split (held-out songs are scored).
+        policies: Row label -> baseline spec or checkpoint path.
         setup: The benchmark setup.
+        cache: The held-out songs.
         out_dir: Where the evaluation tables and plots go.
 
     Returns:
-        One MEAN row per policy, with ``label`` and ``gap_closed``.
+        One MEAN row per policy, with ``label``, ``gap_closed`` and ``headroom_share``.
     """
     from rl_models.app.evaluate import evaluate
 
-    specs = list(policies.values())
-    rows = evaluate(specs, env_config={"dataset_dir": split.cache_dir,
-                                       "songs": list(split.heldout)},
+    rows = evaluate(list(policies.values()), env_config=setup.heldout_env(cache),
                     out_dir=out_dir, plots=True, progress=False)
-    # evaluate() names a row by its spec (a checkpoint path, or the baseline's name).
-    label_of = {spec: label for label, spec in policies.items()}
-    means = [{"label": label_of.get(r["policy"], r["policy"]), **r}
-             for r in rows if r["song"] == "MEAN"]
-    return means
+    label_of = {str(spec): label for label, spec in policies.items()}
+    means = {label_of.get(r["policy"], r["policy"]): r for r in rows if r["song"] == "MEAN"}
+    ib, bound = (means[k]["gap_closed"] for k in ("instrument_balance", "bound"))
+    return [{"label": label, **row,
+             "headroom_share": (row["gap_closed"] - ib) / (bound - ib) if bound > ib else None}
+            for label, row in means.items()]
 
 
+def training_gap_closed(checkpoints: dict[str, str], setup: QualitySetup, songs: list
+                        ) -> dict[str, float]:
+    """Each checkpoint's gap closed on training-stream songs (in memory)."""
+    import numpy as np
+
+    from mixing_env.baselines import make_baseline
+    from mixing_env.envs.song_source import SongSource
+    from mixing_env.metrics import gap_closed
+    from rl_models.app.evaluate import play_songs
+    from rl_models.app.module_policy import ModulePolicy
+    from rl_models.checkpoints import load_policy
+
+    env = {**setup.features(), "episode_chunks": None}
+    source = SongSource(env, songs=songs)
+
+    def distance(policy) -> float:
+        return float(np.mean([r.mfcc_distance.mean()
+                              for r in play_songs(policy, env, source=source)]))
+
+    d_equal, d_oracle = distance(make_baseline("equal")), distance(make_baseline("oracle"))
+    return {name: gap_closed(d_agent=distance(ModulePolicy(load_policy(path)[0])),
+                             d_equal=d_equal, d_oracle=d_oracle)
+            for name, path in checkpoints.items()}
+
+
+# -- the whole benchmark ---------------------------------------------------------------------------
 def results_markdown(rows: list[dict], *, setup: QualitySetup, command: str,
-                     wall_s: dict[str, float], curves_png: str | None) -> str:
-    """The results page: table, setup, commands, seeds, wall times."""
+                     wall_s: dict[str, float], train_gap: dict[str, float]) -> str:
+    """One seed's table: gap closed, headroom share, generalisation gap, wall time."""
 
-    def f(v: Any, digits: int = 2) -> str:
+    def f(v: Any, digits: int = 3) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
-    lines = [
-        "| policy | MFCC dist | reward | gap closed | balance gap closed | gain err median dB "
-        "| MR-STFT | SI-SDR dB | LUFS diff | train wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = ["| policy | gap closed | share of the headroom | on training songs "
+             "| generalisation gap | gain err median dB | train wall min |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(
-            f"| {r['label']} | {f(r['mfcc_distance'])} | {f(r['reward'], 3)} | "
-            f"{f(r.get('gap_closed'))} | {f(r.get('balance_gap_closed'))} | "
-            f"{f(r['gain_err_median_db'])} | {f(r['mrstft'])} | "
-            f"{f(r['si_sdr_db'], 1)} | {f(r['lufs_diff'])} | "
-            f"{f(wall_s.get(r['label']), 0)} |"
-        )
-    setup_json = json.dumps(asdict(setup), indent=1)
-    text = [
-        "## Table (held-out songs)", "", *lines, "",
-        f"Command: `{command}`", "",
-        "Setup (seeds, sizes, budgets):", "", "```json", setup_json, "```", "",
-    ]
-    if curves_png:
-        text += [f"![learning curves]({curves_png})", ""]
-    return "\n".join(text)
+        name = next((a for a, label in AGENT_LABELS.items() if label == r["label"]), None)
+        train = train_gap.get(name) if name else None
+        gen = None if train is None else train - r["gap_closed"]
+        wall = wall_s.get(r["label"])
+        lines.append(f"| {r['label']} | {f(r['gap_closed'])} | {f(r['headroom_share'], 2)} | "
+                     f"{f(train)} | {f(gen)} | {f(r['gain_err_median_db'], 2)} | "
+                     f"{f(None if wall is None else wall / 60, 1)} |")
+    return "\n".join([f"## Seed {setup.seed}, {setup.style} engineer (held-out songs)", "",
+                      *lines, "", f"Command: `{command}`", "", "Setup:", "", "```json",
+                      json.dumps(asdict(setup), indent=1), "```", ""])
 
 
 def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
                   log: Callable[[str], None] = print) -> dict:
-    """Runs the whole benchmark into ``out``; returns the rows and wall times.
+    """Runs one seed of the benchmark into ``out``; returns its rows.
 
     Writes ``out/results.json``, ``out/results.md``, ``out/learning_curves.png`` and the
     evaluation tables and plots under ``out/evaluation``.
     """
-    from rl_models.app.behaviour_cloning import train_behaviour_cloning
     from rl_models.app.plots import plot_learning_curves, read_learning_curve
     from rl_models.app.train import run_experiment
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    split = make_split(out / "data", setup)
-    log(f"split: {len(split.train)} training, {len(split.heldout)} held-out songs "
-        f"({time.time() - t0:.0f} s)")
-    from mixing_env.balance import fit_dataset_balance
+    load = [os.getloadavg()[0]]
+    cache = heldout_cache(out / "heldout", setup)
+    from mixing_env.data.cache import PreparedDataset
 
-    # Fitted first: the baseline row, and the agents' prior when setup.prior is set.
-    table = fit_dataset_balance(split.cache_dir, songs=split.train, out=out / "balance.json")
-    prior = prior_model_config(split, setup, table)
-    experiments = agent_experiments(split, setup, storage=out / "runs", prior=prior)
-    labels = {**AGENT_LABELS, **(PRIOR_LABELS if setup.prior else {})}
+    heldout = sorted(PreparedDataset(cache).names)
+    table, song_cpu_s = fit_table(setup)
+    table_path = table.write(out / "instrument_balance.json")
+    log(f"{len(heldout)} held-out songs, table fitted on {setup.n_table} training songs "
+        f"({song_cpu_s:.2f} CPU s per training song) in {time.time() - t0:.0f} s")
+    experiments = agent_experiments(setup, cache=cache, eval_songs=heldout[: setup.eval_songs],
+                                    storage=out / "runs")
     checkpoints: dict[str, str] = {}
     wall: dict[str, float] = {}
     curves: dict[str, list[dict]] = {}
+    songs_drawn: dict[str, Any] = {}
     for name in AGENTS:
         if name not in setup.agents:
             continue
-        label = labels[name]
-        t = time.time()
-        if name in IN_PROCESS_BC:
-            env_config = split.env(setup, **IN_PROCESS_BC[name])
-            demos = record_oracle_demonstrations(split, setup, out / "demonstrations" / name,
-                                                 **IN_PROCESS_BC[name])
-            log(f"oracle demonstrations: {demos} ({time.time() - t:.0f} s)")
-            bc = train_behaviour_cloning(
-                demos, env_config=env_config, model=agent_model(name, setup, prior),
-                out_dir=out / "runs" / name,
-                minutes=setup.minutes[name], seed=setup.seed, log=log)
+        label, t = AGENT_LABELS[name], time.time()
+        if name == "bc":
+            bc = train_bc(setup, out / "runs" / "bc", log=log)
             checkpoints[name] = bc["checkpoint"]
             curves[name] = [{"iteration": u, "time_s": s, "policy_loss": loss,
-                             "return_mean": None, "env_steps": None} for u, s, loss in bc["curve"]]
+                             "return_mean": None, "env_steps": None}
+                            for u, s, loss in bc["curve"]]
+            songs_drawn[name] = {"songs": bc["songs"], "demo_cpu_s": bc["demo_cpu_s"]}
         else:
             results = run_experiment(copy.deepcopy(experiments[name](checkpoints)), verbose=0)
             best = results[0]
             checkpoints[name] = best.checkpoint.path
             curves[name] = read_learning_curve(Path(best.path) / "result.json")
+            songs_drawn[name] = _stream_use(Path(best.path) / "result.json")
         wall[label] = time.time() - t
-        log(f"{label}: {len(curves[name])} curve points in {wall[label]:.0f} s")
-    policies = {b: f"{b}={table}" if b == "instrument_balance" else b for b in BASELINE_ROWS}
-    policies |= {labels[n]: p for n, p in checkpoints.items()}
-    rows = score_policies(policies, split, setup, out / "evaluation")
-    png = plot_learning_curves(curves, out / "learning_curves.png", labels=labels,
-                               loss_curves=tuple(IN_PROCESS_BC)) if curves else None
+        load.append(os.getloadavg()[0])
+        log(f"{label}: {wall[label] / 60:.1f} min, songs {songs_drawn[name]}")
+    policies: dict[str, Any] = {b: f"{b}={table_path}" if b == "instrument_balance" else b
+                                for b in TABLE_BASELINES}
+    policies |= {AGENT_LABELS[n]: p for n, p in checkpoints.items()}
+    rows = score_policies(policies, setup, cache, out / "evaluation")
+    train_songs, _ = train_sample_songs(setup, setup.n_train_sample)
+    train_gap = training_gap_closed(checkpoints, setup, train_songs) if checkpoints else {}
+    png = plot_learning_curves(curves, out / "learning_curves.png", labels=AGENT_LABELS,
+                               loss_curves=("bc",)) if curves else None
     page = results_markdown(rows, setup=setup, command=command, wall_s=wall,
-                            curves_png=png.name if png else None)
-    (out / "results.md").write_text(page)
-    payload = {"rows": rows, "wall_s": wall, "setup": asdict(setup), "curves": curves,
-               "total_wall_s": time.time() - t0}
+                            train_gap=train_gap)
+    (out / "results.md").write_text(page + (f"\n![learning curves]({png.name})\n" if png
+                                            else ""))
+    payload = {"seed": setup.seed, "style": setup.style, "rows": rows, "wall_s": wall,
+               "train_gap_closed": train_gap, "songs": songs_drawn,
+               "training_song_cpu_s": song_cpu_s, "setup": asdict(setup), "curves": curves,
+               "load_average": load, "total_wall_s": time.time() - t0,
+               "date": time.strftime("%Y-%m-%d"), "command": command}
     (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
     log(page)
     return payload
+
+
+def _stream_use(result_json: Path) -> dict[str, Any]:
+    """Songs made and their CPU cost over a Tune run (the last result's custom metrics)."""
+    last = {}
+    for line in result_json.read_text().splitlines():
+        if line.strip():
+            last = json.loads(line)
+    metrics = last.get("deepmixing", {}) if isinstance(last.get("deepmixing"), dict) else {}
+    return {k: metrics.get(k) for k in ("songs_made", "song_cpu_s")} | {
+        "time_total_s": last.get("time_total_s"),
+        "env_steps": last.get("num_env_steps_sampled_lifetime")}
+
+
+def with_seed(setup: QualitySetup, seed: int) -> QualitySetup:
+    """The same setup on another seed (other songs, other held-out set)."""
+    return dataclasses.replace(setup, seed=seed)

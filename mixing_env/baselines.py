@@ -15,6 +15,7 @@ into a policy. Evaluation, demonstrations, the learning benchmark and the CLI re
 * :class:`StaticOracle`: one NNLS over the whole song, one gain vector for all chunks.
 * :class:`InstrumentBalance`: per slot, a level relative to the stem's loudness while it plays,
   fitted on training songs (:mod:`mixing_env.balance`); the field's learned baseline.
+* :class:`TrueGains`: the gains that made a generated song's reference (``truth``).
 * :class:`EngineerBound`: the engineer that made the references, with its random part at 0
   (:mod:`mixing_env.engineer`): what a perfect listener could reach (``bound``).
 """
@@ -45,6 +46,7 @@ __all__ = [
     "LoudnessGains",
     "OraclePolicy",
     "StaticOracle",
+    "TrueGains",
     "is_baseline",
     "make_baseline",
 ]
@@ -263,6 +265,23 @@ class InstrumentBalance(BaselinePolicy):
         return f"InstrumentBalance({len(self.slots)} slots)"
 
 
+class TrueGains(BaselinePolicy):
+    """The gains that made the reference (a generated song's ``true_gains``), on the simplex.
+
+    What behaviour cloning imitates on generated songs: the engineer's own decisions,
+    random part included. Only songs that know their gains can be played.
+    """
+
+    name = "truth"
+
+    def gains(self, song: Song) -> np.ndarray:  # noqa: D102
+        if song.true_gains is None:
+            raise ConfigError(f"song {song.name!r} has no true gains: 'truth' plays only "
+                              f"generated songs")
+        return to_simplex(np.asarray(song.true_gains, np.float64).T,
+                          song.track_mask).T.astype(np.float32)
+
+
 class EngineerBound(BaselinePolicy):
     """The engineer's own rule: its gains with the inconsistency at 0, on the simplex.
 
@@ -338,7 +357,8 @@ def _plain(cls: type[BaselinePolicy]) -> Callable[[str | None, str | None], Base
 
 
 BASELINES: dict[str, Callable[[str | None, str | None], BaselinePolicy]] = {
-    **{cls.name: _plain(cls) for cls in (EqualGains, LoudnessGains, OraclePolicy, StaticOracle)},
+    **{cls.name: _plain(cls) for cls in (EqualGains, LoudnessGains, OraclePolicy, StaticOracle,
+                                         TrueGains)},
     InstrumentBalance.name: _instrument_balance,
     EngineerBound.name: _bound,
 }
@@ -346,7 +366,8 @@ BASELINES: dict[str, Callable[[str | None, str | None], BaselinePolicy]] = {
 
 Names: ``"equal"``, ``"loudness"``, ``"oracle"``, ``"static_oracle"``,
 ``"instrument_balance"`` (argument: its JSON table; default: :data:`BALANCE_FILE` in the
-dataset's folder), ``"bound"`` (argument: the engineer's style; default: the song's).
+dataset's folder), ``"bound"`` (argument: the engineer's style; default: the song's),
+``"truth"`` (generated songs only).
 """
 
 

@@ -323,12 +323,14 @@ def stem_level_features(levels: np.ndarray) -> np.ndarray:
 
 
 def stem_loudness(song) -> np.ndarray:
-    """Each stem's loudness while it plays, LUFS (ITU-R BS.1770, pyloudnorm).
+    """Each stem's loudness while it plays, LUFS (ITU-R BS.1770, gated over the song).
 
-    Integrated loudness over the song's valid chunks: its absolute (-70 LUFS) and relative
-    (-10 LU) gates leave out the passages where the stem rests, so this is the level of the
-    stem while it plays. Stems shorter than pyloudnorm's 400 ms block fall back to their mean
-    power in dBFS. The loudness baseline and the instrument balance both use this measure.
+    The engineer's measure (:func:`mixing_env.engineer.analysis.gated_loudness`: K-weighting,
+    400 ms blocks of whole chunks, the absolute -70 LUFS and relative -10 LU gates, which leave
+    out the passages where the stem rests), over the song's valid chunks; within a few tenths
+    of an LU of pyloudnorm's. A generated song's engineer measured it already
+    (``song.measures["analysis"]``). The loudness baseline, ``instrument_balance`` and the
+    loudness feature all use it.
 
     Args:
         song: A :class:`~mixing_env.data.song.Song` (stems [shape=(C, T, chunk)]).
@@ -336,21 +338,22 @@ def stem_loudness(song) -> np.ndarray:
     Returns:
         LUFS per slot, float64 [shape=(C,)]; NaN for dummy slots and silent stems.
     """
-    import pyloudnorm
+    from mixing_env.engineer.analysis import gated_loudness, k_weighted_power
 
     n = song.n_valid_chunks or song.n_chunks
-    meter = pyloudnorm.Meter(song.sample_rate)
+    real = np.flatnonzero(np.asarray(song.track_mask) > 0)
     out = np.full(song.n_slots, np.nan)
-    for i in np.flatnonzero(np.asarray(song.track_mask) > 0):
-        audio = np.asarray(song.stems[i, :n], dtype=np.float64).reshape(-1)
-        if not np.any(audio):
-            continue
-        if audio.size > meter.block_size * song.sample_rate:
-            lufs = meter.integrated_loudness(audio)
-        else:
-            lufs = 10 * np.log10(np.mean(audio**2))
-        if np.isfinite(lufs):
-            out[i] = lufs
+    if real.size == 0:
+        return out
+    analysis = song.measures.get("analysis")
+    if analysis is not None and analysis.n_chunks == n and len(analysis.loudness) == real.size:
+        lufs = np.asarray(analysis.loudness, dtype=np.float64)
+    else:
+        audio = np.asarray(song.stems[real, :n], dtype=np.float64).reshape(real.size, -1)
+        power = k_weighted_power(audio, sample_rate=song.sample_rate,
+                                 chunk_size=song.chunk_size)
+        lufs = gated_loudness(power, chunk_s=song.chunk_size / song.sample_rate)
+    out[real] = np.where(np.isfinite(lufs), lufs, np.nan)
     return out
 
 

@@ -379,6 +379,7 @@ def build_song(
     n_chunks: int | None = None,
     true_gains: Sequence[np.ndarray] | None = None,
     stem_files: Sequence[str] | None = None,
+    measures: dict | None = None,
 ) -> Song:
     """An in-memory :class:`Song` from one song's stems, placed and chunked.
 
@@ -393,6 +394,8 @@ def build_song(
         n_chunks: T; None: enough chunks for the song.
         true_gains: Per stem, per-chunk gains, or None.
         stem_files: Per stem, its file name (for ``Song.stem_files``).
+        measures: Per-stem measurements in stem order; each value with a ``take(indices)``
+            method is put in slot order of the placed stems (``Song.measures``).
     """
     n = reference.size if reference is not None else max(np.size(s) for s in stems)
     T = n_chunks or math.ceil(n / chunk_size)
@@ -410,6 +413,9 @@ def build_song(
         gains = fill_gains(placement, lambda i: true_gains[i], n_slots=C, n_chunks=T)
     files = {} if stem_files is None else {placement.slots[i]: str(stem_files[i])
                                            for i, _ in placement.placed}
+    order = [i for i, _ in sorted(placement.placed, key=lambda p: p[1])]  # stems by row
+    in_rows = {k: v.take(order) for k, v in (measures or {}).items() if hasattr(v, "take")}
     return Song(name=name, stems=out, reference=ref.reshape(T, chunk_size), track_mask=mask,
                 slot_names=list(layout), sample_rate=sample_rate, true_gains=gains,
-                n_valid_chunks=min(T, math.ceil(n / chunk_size)), stem_files=files)
+                n_valid_chunks=min(T, math.ceil(n / chunk_size)), stem_files=files,
+                measures=in_rows)

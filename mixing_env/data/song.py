@@ -25,6 +25,9 @@ class Song:
             float32 [shape=(C, T)] (synthetic songs), else None.
         n_valid_chunks: Chunks that hold the song before padding (<= T).
         stem_files: Source file of each real slot, for reports (slot name -> path).
+        measures: Measurements made with the song, one row per real track in slot order
+            (a generated song carries the engineer's ``"analysis"``, so the env's features
+            do not measure the same stems again); empty for a prepared song.
     """
 
     name: str
@@ -36,6 +39,7 @@ class Song:
     true_gains: np.ndarray | None = None
     n_valid_chunks: int | None = None
     stem_files: dict[str, str] = field(default_factory=dict)
+    measures: dict = field(default_factory=dict)
 
     @property
     def n_slots(self) -> int:

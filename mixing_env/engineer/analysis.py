@@ -15,6 +15,7 @@ an LU (tested).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,7 @@ __all__ = [
     "analyse_stems",
     "db",
     "gated_loudness",
+    "k_weighted_power",
     "moving_mean",
 ]
 
@@ -157,6 +159,13 @@ class StemAnalysis:
         """How many chunks make ``seconds`` (at least 1)."""
         return max(int(round(seconds / self.chunk_s)), 1)
 
+    def take(self, stems: np.ndarray | list[int]) -> StemAnalysis:
+        """The analysis of ``stems`` only, in that order."""
+        idx = np.asarray(stems, dtype=np.int64)
+        return dataclasses.replace(self, power=self.power[idx], active=self.active[idx],
+                                   loudness=self.loudness[idx], spectrum=self.spectrum[idx],
+                                   centroid_oct=self.centroid_oct[idx])
+
     def loudness_of(self, gains_db: np.ndarray, stems: np.ndarray | list[int]) -> float:
         """Gated loudness of the sum of ``stems`` at ``gains_db`` (their powers add)."""
         idx = np.asarray(stems, dtype=np.int64)
@@ -166,6 +175,29 @@ class StemAnalysis:
         g = g if g.ndim == 2 else g[:, None]
         total = (10.0 ** (g / 10.0) * self.power[idx]).sum(axis=0)
         return float(gated_loudness(total, chunk_s=self.chunk_s))
+
+
+def k_weighted_power(stems: np.ndarray, *, sample_rate: int, chunk_size: int) -> np.ndarray:
+    """K-weighted mean square of every chunk of every stem.
+
+    Args:
+        stems: Mono stems [shape=(n, n_samples)]; the last chunk is zero-padded.
+        sample_rate: Hz.
+        chunk_size: Samples per chunk.
+
+    Returns:
+        float64 [shape=(n, ceil(n_samples / chunk_size))].
+    """
+    from scipy.signal import sosfilt
+
+    x = np.asarray(stems, dtype=np.float64)
+    n, n_samples = x.shape
+    T = math.ceil(n_samples / chunk_size)
+    # Whole chunks: a stem read back from a cache (zero-padded to whole chunks) measures the
+    # same as the stem it was made from.
+    x = np.pad(x, ((0, 0), (0, T * chunk_size - n_samples)))
+    k_weighted = sosfilt(_k_weighting(sample_rate), x, axis=-1)
+    return (k_weighted.reshape(n, T, chunk_size) ** 2).mean(axis=-1)
 
 
 def analyse_stems(stems: np.ndarray, *, sample_rate: int, chunk_size: int) -> StemAnalysis:
@@ -184,20 +216,14 @@ def analyse_stems(stems: np.ndarray, *, sample_rate: int, chunk_size: int) -> St
         ConfigError: ``stems`` is not 2-D, empty, or holds NaN or infinity.
     """
     import librosa
-    from scipy.signal import sosfilt
 
     x = np.asarray(stems, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ConfigError(f"stems must be (n_stems, n_samples) with both > 0, got {x.shape}")
     if not np.isfinite(x).all():
         raise ConfigError("stems hold NaN or infinite samples")
-    n, n_samples = x.shape
-    T = math.ceil(n_samples / chunk_size)
-    # Whole chunks: a stem read back from a cache (zero-padded to whole chunks) measures the
-    # same as the stem it was made from.
-    x = np.pad(x, ((0, 0), (0, T * chunk_size - n_samples)))
-    k_weighted = sosfilt(_k_weighting(sample_rate), x, axis=-1)
-    power = (k_weighted.reshape(n, T, chunk_size) ** 2).mean(axis=-1)
+    power = k_weighted_power(x, sample_rate=sample_rate, chunk_size=chunk_size)
+    x = np.pad(x, ((0, 0), (0, power.shape[1] * chunk_size - x.shape[1])))
     peak = power.max(axis=1, keepdims=True)
     active = (power > peak * 10 ** (-ACTIVE_BELOW_PEAK_DB / 10)) & (peak > 0)
     loudness = gated_loudness(power, chunk_s=chunk_size / sample_rate)

@@ -47,11 +47,13 @@ class EngineerMix:
         gains_db: Fader gain of each stem per chunk, dB [shape=(n, T)].
         roles: Each stem's role.
         decisions: Per rule, what it did (JSON-ready: per stem lists and the lead's numbers).
+        analysis: What the engineer heard (reused by whoever measures the same stems).
     """
 
     gains_db: np.ndarray
     roles: list[str]
     decisions: dict = field(default_factory=dict)
+    analysis: StemAnalysis | None = None
 
     @property
     def gains(self) -> np.ndarray:
@@ -136,4 +138,4 @@ class Engineer:
                      for name, change in steps.items()}
         decisions["lead"] = {k: round(float(v), 4) for k, v in lead_decisions.items()}
         return EngineerMix(gains_db=g[:, None] + dynamic, roles=list(roles),
-                           decisions=decisions)
+                           decisions=decisions, analysis=a)

@@ -3,7 +3,7 @@
 The engineer sees stems it did not make, so roles come from the names through the project's
 taxonomy (the same rules ``prepare`` uses to fill slots): ``07_ElecGtr2.wav`` is
 ``Strings/Electric``, a guitar on the band bus. One stem is the lead: the lead vocal, else a
-stem named lead or solo, else the first woodwind or flute when nothing is sung.
+stem named lead or solo, else the first woodwind or flute (backing voices are not a lead).
 """
 
 from __future__ import annotations
@@ -97,9 +97,8 @@ def _with_one_lead(instruments: Sequence[tuple[str, str]], names: Sequence[str])
     if not leads:
         named = [k for k, name in enumerate(names)
                  if {"lead", "solo"} & set(normalize_stem_name(name).split())]
-        sung = any(s == "Vocals" for s, _ in instruments)
         winds = [k for k, (s, i) in enumerate(instruments) if f"{s}/{i}" in _SOLO_WINDS]
-        leads = named or ([] if sung else winds)
+        leads = named or winds
     for k in leads[1:]:  # a second lead vocal is balanced as a double, with the voices
         roles[k] = "backing"
     if leads:

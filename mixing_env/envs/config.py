@@ -11,7 +11,27 @@ from mixing_env.constants import N_MFCC, RHO
 from mixing_env.errors import ConfigError
 from mixing_env.reward import LEVEL_MATCH_MODES, MFCC_SCALE, REWARD_MODES
 
-__all__ = ["EnvConfig", "DEFAULT_SYNTHETIC", "OBS_FEATURES"]
+__all__ = ["EnvConfig", "DEFAULT_SYNTHETIC", "OBS_FEATURES", "SONG_ROUTES", "over_songs"]
+
+SONG_ROUTES = ("dataset_dir", "synthetic", "generated")
+"""The keys that say where an env's songs come from; a config names at most one."""
+
+
+def over_songs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``base``; naming songs of its own, it drops ``base``'s.
+
+    An agent trained on one set of songs and scored on another keeps its observation
+    settings but not its training songs: when ``override`` names a route of
+    :data:`SONG_ROUTES`, ``base``'s other routes and its ``songs`` subset are dropped.
+    """
+    out = {**base, **override}
+    if set(SONG_ROUTES) & set(override):
+        for key in SONG_ROUTES:
+            if key not in override:
+                out.pop(key, None)
+        if "songs" not in override:
+            out.pop("songs", None)
+    return out
 
 OBS_FEATURES = ("raw", "logmel")
 
@@ -64,6 +84,11 @@ class EnvConfig:
     ``instrument_balance`` baselines; silent stems and dummy slots read -100) as the LAST
     ``"logmel"`` feature, the same at every step; a level prior reads it there
     (``level_prior_feature: -1``). Not causal, like ``stem_level_features``."""
+    listening_features: bool = False
+    """Append what an engineer listens to (:func:`mixing_env.engineer.listening.
+    listening_features`, 12 values per track: loudness, tone, masking, bus, lead and the
+    arrangement's density over time) to the ``"logmel"`` features, before the loudness. Not
+    causal: whole-song measures, as an engineer mixing a finished multitrack has them."""
     n_mfcc: int = N_MFCC
     """MFCC coefficients of the reward and of ``mix_mfcc``."""
     rho: float = RHO
@@ -93,7 +118,7 @@ class EnvConfig:
                 f"obs_features must be one of {OBS_FEATURES}, got {self.obs_features!r}"
             )
         for name in ("level_features", "stem_level_features", "stem_spectrum_features",
-                     "stem_loudness_feature"):
+                     "listening_features", "stem_loudness_feature"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be a bool, got {value!r}")

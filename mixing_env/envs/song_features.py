@@ -18,6 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mixing_env.data.song import Song
+from mixing_env.engineer.listening import LISTENING_FEATURES, listening_features
 from mixing_env.envs.config import EnvConfig
 from mixing_env.features import (
     LEVEL_FEATURES,
@@ -51,7 +52,8 @@ class SongFeatures:
         reference_rms: RMS of each reference chunk, float64 [shape=(T,)].
         track_features: Absolute log-mel dB per slot and chunk, float32
             [shape=(C, T, n_track_features (+4 with level_features, +2 with
-            stem_level_features, +n_track_features with stem_spectrum_features, +1 with
+            stem_level_features, +n_track_features with stem_spectrum_features, +12 with
+            listening_features, +1 with
             stem_loudness_feature, last))], for
             ``obs_features="logmel"``; else None.
         n_valid: Chunks that hold the song (episodes never go past them).
@@ -162,7 +164,8 @@ class SongPrecompute:
         self._feature_key = (n_slots, chunk_size, sample_rate, config.obs_features,
                              config.n_track_features, config.level_features,
                              config.stem_level_features, config.stem_spectrum_features,
-                             config.stem_loudness_feature, config.n_mfcc)
+                             config.listening_features, config.stem_loudness_feature,
+                             config.n_mfcc)
 
     def spaces(self, peak: float) -> tuple[spaces.Dict, spaces.Box]:
         """The observation and action spaces (see MixingEnv's docstring).
@@ -180,6 +183,7 @@ class SongPrecompute:
                           + (len(LEVEL_FEATURES) if cfg.level_features else 0)
                           + (len(STEM_LEVEL_FEATURES) if cfg.stem_level_features else 0)
                           + (cfg.n_track_features if cfg.stem_spectrum_features else 0)
+                          + (len(LISTENING_FEATURES) if cfg.listening_features else 0)
                           + int(cfg.stem_loudness_feature))
             top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
             chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
@@ -259,6 +263,12 @@ class SongPrecompute:
                 [feats_arr, np.broadcast_to(spectrum[:, None, :], (*feats_arr.shape[:2],
                                                                     spectrum.shape[-1]))],
                 axis=-1)
+        if feats_arr is not None and cfg.listening_features:
+            listening = listening_features(
+                song.stems, slot_names=song.slot_names, stem_files=song.stem_files,
+                track_mask=song.track_mask, n_valid=int(song.n_valid_chunks or T),
+                sample_rate=song.sample_rate, analysis=song.measures.get("analysis"))
+            feats_arr = np.concatenate([feats_arr, listening[rows]], axis=-1)
         if feats_arr is not None and cfg.stem_loudness_feature:
             # Whole-song BS.1770 loudness, once per song; the last feature (the prior's).
             lufs = np.broadcast_to(stem_loudness_feature(song)[rows, None, None],

@@ -314,6 +314,15 @@ class GeneratedPool:
         self.episodes += 1
         return name
 
+    @classmethod
+    def process_stats(cls) -> dict[str, float]:
+        """:meth:`stats` summed over the pools of this process (zeros without one)."""
+        total = {"songs_made": 0, "song_cpu_s": 0.0, "episodes": 0}
+        for pool in cls._shared.values():
+            for key, value in pool.stats().items():
+                total[key] += value
+        return total
+
     def stats(self) -> dict[str, float]:
         """Songs made, CPU seconds spent making them, and episodes served."""
         return {"songs_made": self.stream.songs_made,

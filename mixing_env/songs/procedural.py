@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +184,8 @@ class SyntheticSong:
         sample_rate: Hz.
         chunk_size: Samples per chunk the gains hold for.
         meta: Tempo, key, sections, recording levels (for humans and plots).
+        measures: Measurements of the stems, one row per stem in file order (the sampled
+            songs' engineer analysis), handed on to :class:`~mixing_env.data.song.Song`.
     """
 
     name: str
@@ -194,6 +196,7 @@ class SyntheticSong:
     sample_rate: int
     chunk_size: int
     meta: dict
+    measures: dict = field(default_factory=dict)
 
 
 

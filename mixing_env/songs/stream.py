@@ -45,7 +45,7 @@ class StreamConfig:
     """The engineer's style."""
     inconsistency: float = DEFAULT_INCONSISTENCY_DB
     """The engineer's random part, dB."""
-    songs_per_skeleton: int = 8
+    songs_per_skeleton: int = 16
     """Songs drawn from one rendered skeleton before the next is rendered."""
     episodes_per_song: int = 16
     """Episodes a song serves before it is replaced (its making is shared by them)."""
@@ -129,7 +129,7 @@ class SongStream:
                           list(raw.stems), layout=self.layout, sample_rate=raw.sample_rate,
                           chunk_size=raw.chunk_size, reference=raw.reference,
                           n_chunks=self._n_chunks, true_gains=list(raw.true_gains),
-                          stem_files=raw.stem_files)
+                          stem_files=raw.stem_files, measures=raw.measures)
         self.songs_made += 1
         self.cpu_seconds += time.process_time() - start
         return song

@@ -21,7 +21,29 @@ import numpy as np
 
 from mixing_env.errors import ConfigError
 
-__all__ = ["train_behaviour_cloning"]
+__all__ = ["LOSSES", "StreamDemonstrations", "log_gain_error", "train_behaviour_cloning"]
+
+LOSSES = ("dirichlet", "log_gain")
+"""What behaviour cloning minimises (see :func:`train_behaviour_cloning`)."""
+
+
+def log_gain_error(dist_inputs: Any, actions: Any) -> Any:
+    """Mean squared error of log-gains (dB up to a factor), each row centred over its tracks.
+
+    Args:
+        dist_inputs: The module's Dirichlet inputs, concentrations and track mask
+            [shape=(..., 2C)].
+        actions: Demonstrated gains on the simplex [shape=(..., C)].
+    """
+    import torch
+
+    C = actions.shape[-1]
+    concentration, mask = dist_inputs[..., :C], dist_inputs[..., C:] > 0.5
+    n = mask.sum(-1, keepdim=True).clamp_min(1)
+    diff = torch.log(concentration.clamp_min(1e-12)) - torch.log(actions.clamp_min(1e-12))
+    diff = torch.where(mask, diff, torch.zeros_like(diff))
+    diff = diff - diff.sum(-1, keepdim=True) / n
+    return (torch.where(mask, diff, torch.zeros_like(diff)) ** 2).sum(-1).div(n[..., 0]).mean()
 
 
 def _episode_arrays(episode: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -32,8 +54,50 @@ def _episode_arrays(episode: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return obs, np.asarray(episode.get_actions(), dtype=np.float32)
 
 
+class StreamDemonstrations:
+    """Demonstrations without end: the engineer's own gains played on newly made songs.
+
+    Each call of :meth:`next_episode` plays the ``truth`` policy (the gains that made the
+    song's reference) through a MixingEnv of generated songs (its config's ``generated``), so
+    behaviour cloning sees a new song every few episodes and never the held-out ones.
+
+    Args:
+        env_config: A MixingEnv config with ``generated`` songs.
+        seed: Seed of the episodes' windows.
+    """
+
+    def __init__(self, env_config: dict, *, seed: int = 0):
+        from mixing_env.baselines import make_baseline
+        from mixing_env.envs.mixing_env import MixingEnv
+
+        if not env_config.get("generated"):
+            raise ConfigError("stream demonstrations need an env config with 'generated' songs")
+        self.env = MixingEnv(env_config)
+        self.env.reset(seed=seed)
+        self.policy = make_baseline("truth")
+        self.seconds = 0.0
+
+    @property
+    def songs_made(self) -> int:
+        """Songs the stream has made so far."""
+        return self.env.source.pool.stream.songs_made
+
+    def next_episode(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One new demonstration: observations (arrays over steps) and actions."""
+        import tree
+
+        from mixing_env.episodes import run_episode
+
+        start = time.process_time()
+        record = run_episode(self.env, self.policy, keep_observations=True)
+        obs = tree.map_structure(lambda *xs: np.stack(xs).astype(np.float32),
+                                 *record.observations[:-1])
+        self.seconds += time.process_time() - start
+        return obs, record.actions.T.astype(np.float32)
+
+
 def train_behaviour_cloning(
-    demonstrations: str | os.PathLike,
+    demonstrations: str | os.PathLike | StreamDemonstrations,
     *,
     env_config: dict,
     model: dict,
@@ -49,11 +113,16 @@ def train_behaviour_cloning(
     augment: Any = None,
     episode_transform: Any = None,
     initial_weights: str | os.PathLike | None = None,
+    buffer_episodes: int = 512,
+    fresh_per_update: float = 1.0,
+    loss: str = "dirichlet",
 ) -> dict:
     """Fits the module to the demonstrated actions for a wall-clock budget.
 
     Args:
-        demonstrations: Folder written by :mod:`rl_models.app.demonstrations`.
+        demonstrations: Folder written by :mod:`rl_models.app.demonstrations`, or a
+            :class:`StreamDemonstrations` (new songs as training goes: a buffer of the last
+            ``buffer_episodes`` episodes, ``fresh_per_update`` new ones before each update).
         env_config: The MixingEnv config the demonstrations were recorded with (for the
             observation and action spaces, and for the checkpoint's metadata).
         model: The module's ``model_config`` (its ``max_seq_len`` is the sequence length).
@@ -77,8 +146,16 @@ def train_behaviour_cloning(
         initial_weights: A ``policy_weights.pt`` of the same module to start from (a warm
             restart, read with ``weights_only=True``); None: a fresh initialisation.
 
+        buffer_episodes: Stream demonstrations kept at once.
+        fresh_per_update: New stream episodes per update (a fraction: one every few).
+        loss: ``"dirichlet"``, the log-likelihood of the demonstrated actions (as RLlib's
+            BC); or ``"log_gain"``, the squared error of the Dirichlet mean's log-gains
+            against the demonstrated ones, each row centred (the mix's level is free): a dB
+            error, as the ear and the MFCC weigh a level.
+
     Returns:
-        ``{"checkpoint": path, "updates": n, "curve": [(update, seconds, loss), ...]}``.
+        ``{"checkpoint": path, "updates": n, "curve": [(update, seconds, loss), ...]}``, and
+        for a stream ``songs`` (made) and ``demo_cpu_s`` (spent making demonstrations).
     """
     import torch
     import tree
@@ -91,9 +168,15 @@ def train_behaviour_cloning(
 
     if not minutes > 0:
         raise ConfigError(f"minutes must be > 0, got {minutes!r}")
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
     if max_updates is not None and (isinstance(max_updates, bool) or max_updates < 1):
         raise ConfigError(f"max_updates must be an int >= 1 or None, got {max_updates!r}")
-    episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
+    stream = demonstrations if isinstance(demonstrations, StreamDemonstrations) else None
+    if stream is None:
+        episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
+    else:
+        episodes = [stream.next_episode() for _ in range(min(buffer_episodes, 4 * batch_size))]
     if episode_transform is not None:
         episodes = [episode_transform(o, a) for o, a in episodes]
     source = SongSource(dict(env_config))
@@ -125,6 +208,15 @@ def train_behaviour_cloning(
         used = max(elapsed / (minutes * 60), update / max_updates if max_updates else 0.0)
         for group in optimizer.param_groups:
             group["lr"] = lr * (1.0 - (1.0 - lr_final_fraction) * used)
+        if stream is not None:  # new songs in, the oldest episodes out
+            due = int((update + 1) * fresh_per_update) - int(update * fresh_per_update)
+            for _ in range(due):
+                fresh = stream.next_episode()
+                if episode_transform is not None:
+                    fresh = episode_transform(*fresh)
+                if len(fresh[1]) >= seq_len:
+                    usable.append(fresh)
+            del usable[: max(len(usable) - buffer_episodes, 0)]
         picks = [usable[i] for i in rng.integers(len(usable), size=batch_size)]
         offsets = [int(rng.integers(0, len(a) - seq_len + 1)) for _, a in picks]
         seqs = [(tree.map_structure(lambda x, s=s: x[s : s + seq_len], o), a[s : s + seq_len])
@@ -137,16 +229,20 @@ def train_behaviour_cloning(
         state = tree.map_structure(
             lambda x: torch.as_tensor(np.repeat(np.asarray(x)[None], batch_size, 0)), init)
         out = module.forward_train({Columns.OBS: obs, Columns.STATE_IN: state})
-        loss = -dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS]).logp(actions).mean()
+        inputs = out[Columns.ACTION_DIST_INPUTS]
+        if loss == "dirichlet":
+            value = -dist_cls.from_logits(inputs).logp(actions).mean()
+        else:
+            value = log_gain_error(inputs, actions)
         optimizer.zero_grad()
-        loss.backward()
+        value.backward()
         optimizer.step()
         update += 1
         if update % 25 == 0:
-            curve.append((update, time.time() - start, float(loss.detach())))
+            curve.append((update, time.time() - start, float(value.detach())))
         if time.time() - last_log > log_every_s:
             last_log = time.time()
-            log(f"bc update {update}: loss {float(loss.detach()):.3f} "
+            log(f"bc update {update}: loss {float(value.detach()):.3f} "
                 f"({time.time() - start:.0f} s)")
     out = Path(out_dir)
     ckpt = out / "checkpoint_000000"
@@ -155,11 +251,15 @@ def train_behaviour_cloning(
     layout = source.layout.to_dict()
     checkpoints.write_metadata(
         ckpt, experiment={"algorithm": "BC", "env": dict(env_config), "model": dict(model),
-                          "module": DEFAULT_MODULE, "demonstrations": str(demonstrations)},
+                          "module": DEFAULT_MODULE,
+                          "demonstrations": "stream" if stream else str(demonstrations)},
         layout=layout, iteration=update)
     checkpoints.write_policy_files(
         ckpt, state=module.state_dict(), module_name=DEFAULT_MODULE,
         model_config=module.model_config, observation_space=observation_space,
         action_space=action_space, layout=layout)
-    (out / "progress.json").write_text(json.dumps({"curve": curve}, indent=1))
-    return {"checkpoint": str(ckpt), "updates": update, "curve": curve}
+    result = {"checkpoint": str(ckpt), "updates": update, "curve": curve}
+    if stream is not None:
+        result |= {"songs": stream.songs_made, "demo_cpu_s": stream.seconds}
+    (out / "progress.json").write_text(json.dumps(result, indent=1))
+    return result

@@ -59,6 +59,12 @@ class DeepMixingCallbacks(RLlibCallback):
             metrics_logger.log_value("mfcc_distance", float(np.mean(distances)), reduce="mean")
         if rewards.size:
             metrics_logger.log_value("reward_per_step", float(rewards.mean()), reduce="mean")
+        from mixing_env.envs.song_source import GeneratedPool
+
+        made = GeneratedPool.process_stats()
+        if made["songs_made"]:  # a stream of new songs: what making them has cost so far
+            metrics_logger.log_value("songs_made", made["songs_made"], reduce="max")
+            metrics_logger.log_value("song_cpu_s", made["song_cpu_s"], reduce="max")
 
     def on_train_result(self, *, algorithm, metrics_logger=None, result: dict, **kwargs) -> None:
         """Adds ``result["deepmixing"]`` and, every ``interval`` iterations, ``gap_closed``."""
@@ -67,6 +73,9 @@ class DeepMixingCallbacks(RLlibCallback):
             "mfcc_distance_mean": float(runners.get("mfcc_distance", math.nan)),
             "reward_mean": float(runners.get("reward_per_step", math.nan)),
         }
+        for key in ("songs_made", "song_cpu_s"):
+            if key in runners:
+                custom[key] = float(runners[key])
         interval = int(self.evaluation.get("interval", 0) or 0)
         # RLlib calls this from Algorithm.log_result, after Trainable.train() has counted
         # the iteration: algorithm.iteration is the 1-based number of this result.

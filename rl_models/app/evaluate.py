@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mixing_env.baselines import is_baseline, make_baseline
+from mixing_env.envs.config import over_songs
 from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.envs.song_source import SongSource
 from mixing_env.episodes import EpisodeRecord, Policy, run_episode
@@ -163,9 +164,7 @@ def evaluate(policies: list[str], *, env_config: dict | None = None, out_dir: st
     # Baselines play the same songs as the (first) checkpoint unless a dataset is given.
     base = next((m["experiment"]["env"] for _, _, m in loaded if m), {})
     for spec, policy, meta in loaded:
-        cfg = {**(meta["experiment"]["env"] if meta else base), **env_config}
-        if ({"dataset_dir", "synthetic"} & set(env_config)) and "songs" not in env_config:
-            cfg.pop("songs", None)  # a new dataset: the training subset does not apply
+        cfg = over_songs(meta["experiment"]["env"] if meta else base, env_config)
         source = _shared_source(sources, cfg)
         _check_layout(source, meta)  # before anything plays
         label = policy.name if meta is None else spec
@@ -215,7 +214,7 @@ def _references(rows: list[dict], sources: dict[str, SongSource], base: dict,
     for name in ("equal", "oracle"):
         mine = {r["song"]: r["mfcc_distance"] for r in rows if r["policy"] == name}
         if not mine and sources:
-            cfg = {**base, **env_config}
+            cfg = over_songs(base, env_config)
             source = next(iter(sources.values()))
             recs = play_songs(make_baseline(name), cfg, source=source)
             scored = {r["song"] for r in rows}  # silent references stay left out

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mixing_env.envs.config import over_songs
 from mixing_env.errors import CheckpointError, ConfigError
 from rl_models import checkpoints
 from rl_models.app.experiment import ExperimentConfig
@@ -75,7 +76,7 @@ def build_config(experiment: dict | ExperimentConfig):
     )
     evaluation = {
         "interval": exp.evaluation.interval,
-        "env": {**exp.env, **exp.evaluation.env},
+        "env": over_songs(exp.env, exp.evaluation.env),
         # A run shorter than the interval is still evaluated once, at its last iteration.
         "last_iteration": exp.stop.get("training_iteration"),
     }
@@ -108,14 +109,14 @@ def check_experiment(experiment: dict) -> None:
         raise ConfigError("the experiment holds search specs outside tune.param_space; "
                           "use `deepmixing tune` for a sweep")
     exp = ExperimentConfig.from_dict(experiment)
-    for key, env in (("env", exp.env), ("evaluation.env", {**exp.env, **exp.evaluation.env})):
+    for key, env in (("env", exp.env), ("evaluation.env", over_songs(exp.env, exp.evaluation.env))):
         try:
             EnvConfig.from_dict(env)
         except ConfigError as e:
             raise ConfigError(f"{key}: {e}") from e
     _env_facts(exp.env)
     if exp.evaluation.interval > 0:
-        _env_facts({**exp.env, **exp.evaluation.env})
+        _env_facts(over_songs(exp.env, exp.evaluation.env))
     if exp.init_module_from is not None:
         checkpoints.load_rllib_module(exp.init_module_from)  # RLlib loads it in the trial
     build_config(exp)

@@ -70,6 +70,12 @@ class AttentionLSTMConfig:
     """Add a learned per-slot vector (size e) to each track's chunk embedding, so shared
     weights still know which slot (instrument) a track is."""
 
+    cross_track_attention: bool = False
+    """Before the track LSTMs, let every track's chunk embedding attend to the other real
+    tracks' (one head of scaled dot-product attention, added as a residual): a track can then
+    hear what the rest of the band plays (masking, which bus is crowded, the mix's tone).
+    False: tracks meet only in the final softmax, as in the report."""
+
     input_norm: str = "mu_law"
     """Per-track chunk normalization, one of INPUT_NORMS."""
 
@@ -189,6 +195,7 @@ class AttentionLSTMConfig:
         for name in (
             "share_encoder",
             "slot_embedding",
+            "cross_track_attention",
             "learn_level_prior",
             "log_rms_feature",
             "learn_concentration_scale",

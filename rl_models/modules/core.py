@@ -81,6 +81,8 @@ class AttentionLSTMCore(nn.Module):
         self.embed = GroupedLinear(groups, n_features + int(cfg.log_rms_feature), e)
         self.slot_embedding = (nn.Parameter(torch.randn(n_tracks, e) * 0.1)
                                if cfg.slot_embedding else None)
+        self.track_mixer = (nn.MultiheadAttention(e, 1, batch_first=True)
+                            if cfg.cross_track_attention else None)
         self.forward_lstm = GroupedLSTM(groups, e, k // 2)
         self.backward_step = GroupedNewestBackwardStep(groups, e, k // 2)
         self.mix_lstm = nn.LSTM(n_mfcc, l_, batch_first=True)
@@ -224,6 +226,12 @@ class AttentionLSTMCore(nn.Module):
         if self.slot_embedding is not None:
             emb = emb + pick(self.slot_embedding, 0)
         emb = sigmoid_tanh(emb)  # (N, A, e)
+        if self.track_mixer is not None:  # each track hears the other real tracks
+            silent = ~mask_a
+            silent = silent & ~silent.all(-1, keepdim=True)  # a padded row: no NaN softmax
+            heard, _ = self.track_mixer(emb, emb, emb, key_padding_mask=silent,
+                                        need_weights=False)
+            emb = emb + torch.where(mask_a.unsqueeze(-1), heard, torch.zeros_like(heard))
         h0, c0 = pick(state["track_h"], 1), pick(state["track_c"], 1)
         if t == 1 and self.forward_lstm.weight_hh.shape[0] == 1:  # acting, shared weights
             k2 = h0.shape[-1]

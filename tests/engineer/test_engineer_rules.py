@@ -213,6 +213,7 @@ def test_roles_come_from_the_stem_names_with_one_lead():
                      "10_LeadVox2.wav", "11_BackingVox1.wav"]) == [
         "kick", "bass", "pad", "lead", "backing", "backing"]
     assert roles_of(["Kick.wav", "Sax.wav", "Piano.wav"])[1] == "lead"  # nothing is sung
+    assert roles_of(["Kick.wav", "Sax.wav", "BackingVox1.wav"])[1:] == ["lead", "backing"]
     assert roles_of(["Kick.wav", "SynthLead.wav"])[1] == "lead"
     assert "lead" not in roles_of(["Kick.wav", "Snare.wav"])
 
@@ -236,3 +237,14 @@ def test_a_part_the_band_buries_comes_up():
                 for x in (buried, clear)]
     assert (buried_lift, clear_lift) == pytest.approx(expected)
     assert buried_lift > clear_lift + 3
+
+
+def test_every_sampled_song_has_exactly_one_lead():
+    from mixing_env.songs.sampled.parts import choose_parts
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        parts = choose_parts(rng, int(rng.integers(4, 20)))
+        roles = roles_of([f"{k:02d}_{p.name}.wav" for k, p in enumerate(parts, 1)])
+        assert roles.count("lead") == 1
+        assert roles[[p.role for p in parts].index("lead")] == "lead"

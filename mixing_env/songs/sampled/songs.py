@@ -180,7 +180,7 @@ def mix_song(name: str, files: list[str], stems: np.ndarray, *, engineer: Engine
             "master_bus": bus.as_dict() if bus is not None else None}
     song = SyntheticSong(name=name, stem_files=files, stems=stems, reference=reference,
                          true_gains=(gains * scale).astype(np.float32), sample_rate=sample_rate,
-                         chunk_size=chunk_size, meta={})
+                         chunk_size=chunk_size, meta={}, measures={"analysis": decided.analysis})
     return song, info
 
 

@@ -1,0 +1,169 @@
+"""What an engineer listens to, as observation features: one block per track and chunk.
+
+An agent that should learn how an engineer sets levels needs to hear what the engineer
+hears: how loud each stem is while it plays, its tone, how much of it the rest of the band
+covers, which bus it sits on and how crowded that bus is, and how the arrangement's density
+and the lead move through the song. :func:`listening_features` measures these from the stems
+(:func:`~mixing_env.engineer.analysis.analyse_stems`, with every stem at equal loudness, so no
+engineer's decision is baked in) and gives them in dB-like units, one row per slot and chunk:
+
+====  =====================  ==========================================================
+ #    name                   what (units)
+====  =====================  ==========================================================
+ 0    ``loudness``           the stem's gated loudness while it plays (LUFS; -100 silent)
+ 1    ``centroid``           spectral centroid of its long-term spectrum (0.1 octave re
+                             1 kHz: +10 is an octave brighter)
+ 2    ``low_share``          share of its energy below 150 Hz (dB, floor -60)
+ 3    ``masked``             how far the rest covers it: energy-weighted mean of
+                             ``clip(rest - own, -20, 20)`` dB per mel band
+ 4    ``lead_range``         share of its energy in the lead's range (dB, floor -60)
+ 5    ``bus_size``           10 log10 of the stems on its bus (drums, bass, band, voices)
+ 6    ``lead_masked``        the lead's ``masked`` (the song's; 0 without a lead)
+ 7    ``n_tracks``           10 log10 of the song's real tracks
+ 8    ``density``            accompanying parts playing now (besides kick, snare, bass and
+                             the lead), over 1 s, times 3
+ 9    ``bus_swing``          its bus's level over 2 s around the bus's median (dB)
+ 10   ``lead_on``            the lead playing, attack 50 ms / release 350 ms (0..10)
+ 11   ``lead_distance``      the lead's level over the band's, over 0.6 s, around its median
+                             (dB)
+====  =====================  ==========================================================
+
+Rows 0-7 are the same at every chunk (whole-song measures, as an engineer mixing a finished
+multitrack knows them); 8-11 follow the song. Dummy slots read -100 loudness and 0 (or the
+floor) elsewhere; the song-wide columns (6-8, 10, 11) are the same on every row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mixing_env.engineer.analysis import StemAnalysis, analyse_stems, db, moving_mean
+from mixing_env.engineer.roles import ROLE_BUS, slot_roles
+
+__all__ = ["LISTENING_FEATURES", "listening_features"]
+
+LISTENING_FEATURES = ("loudness", "centroid", "low_share", "masked", "lead_range", "bus_size",
+                      "lead_masked", "n_tracks", "density", "bus_swing", "lead_on",
+                      "lead_distance")
+"""The columns of :func:`listening_features`, in order."""
+
+_FLOOR_DB, _SILENT_LUFS = -60.0, -100.0
+_SPAN_DB = 20.0
+_LOW_HZ, _RANGE_DB = 150.0, 10.0
+_CORE = frozenset({"kick", "snare", "bass", "lead"})
+
+
+def _share_db(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    return np.maximum(db(part / np.maximum(whole, 1e-30)), _FLOOR_DB)
+
+
+def _masked_db(spectra: np.ndarray) -> np.ndarray:
+    """Per row, the energy-weighted mean of clip(rest - own) dB over the bands."""
+    total = spectra.sum(axis=0)
+    rest = np.maximum(total[None] - spectra, 0.0)
+    margin = np.clip(db(rest) - db(spectra), -_SPAN_DB, _SPAN_DB)
+    weight = spectra / np.maximum(spectra.sum(axis=1, keepdims=True), 1e-30)
+    return (weight * margin).sum(axis=1)
+
+
+def _smoothed_activity(active: np.ndarray, chunk_s: float) -> np.ndarray:
+    """The lead's activity through a 50 ms attack / 350 ms release one-pole smoother."""
+    attack, release = math.exp(-chunk_s / 0.05), math.exp(-chunk_s / 0.35)
+    out = np.empty(active.size)
+    y = float(active[0])
+    for t, v in enumerate(active.astype(np.float64)):
+        a = attack if v > y else release
+        y = a * y + (1.0 - a) * v
+        out[t] = y
+    return out
+
+
+def _around_median(level_db: np.ndarray, on: np.ndarray) -> np.ndarray:
+    if on.sum() < 2:
+        return np.zeros_like(level_db)
+    return np.where(on, level_db - np.median(level_db[on]), 0.0)
+
+
+def listening_features(stems: np.ndarray, *, slot_names: list[str], stem_files: dict[str, str],
+                       track_mask: np.ndarray, n_valid: int, sample_rate: int,
+                       analysis: StemAnalysis | None = None) -> np.ndarray:
+    """The listening block of every slot and chunk (see the module docstring).
+
+    Args:
+        stems: The song's chunked stems [shape=(C, T, chunk)] (a memory map is fine).
+        slot_names: The C slot names.
+        stem_files: Slot -> source file (``Song.stem_files``), for the roles.
+        track_mask: 1 real, 0 dummy [shape=(C,)].
+        n_valid: Chunks that hold the song (the rest is padding).
+        sample_rate: Hz.
+        analysis: The real tracks' analysis in slot order when it is at hand (a generated
+            song's ``measures["analysis"]``); None measures the stems here.
+
+    Returns:
+        float32 [shape=(C, T, len(LISTENING_FEATURES))].
+    """
+    C, T, chunk = stems.shape
+    real = np.flatnonzero(np.asarray(track_mask) > 0)
+    out = np.zeros((C, T, len(LISTENING_FEATURES)), np.float32)
+    out[:, :, 0] = _SILENT_LUFS
+    out[:, :, 2] = out[:, :, 4] = _FLOOR_DB
+    if real.size == 0:
+        return out
+    a = analysis
+    if a is None or a.n_chunks != n_valid:
+        x = np.asarray(stems[real, :n_valid], dtype=np.float32).reshape(real.size, -1)
+        a = analyse_stems(x, sample_rate=sample_rate, chunk_size=chunk)
+    roles = slot_roles([slot_names[i] for i in real], stem_files)
+    playing = np.isfinite(a.loudness)
+    loud = np.where(playing, a.loudness, _SILENT_LUFS)
+    equal = a.spectrum * (10.0 ** (-np.where(playing, a.loudness, 0.0) / 10.0))[:, None]
+    equal[~playing] = 0.0
+    power = a.power * (10.0 ** (-np.where(playing, a.loudness, 0.0) / 10.0))[:, None]
+    power[~playing] = 0.0
+    total = equal.sum(axis=1)
+    lead = roles.index("lead") if "lead" in roles else None
+    bus = np.array([ROLE_BUS[r] for r in roles])
+    static = np.zeros((real.size, 8))
+    static[:, 0] = loud
+    static[:, 1] = 10.0 * a.centroid_oct
+    static[:, 2] = _share_db(equal[:, a.freqs < _LOW_HZ].sum(axis=1), total)
+    static[:, 3] = _masked_db(equal)
+    static[:, 4] = _FLOOR_DB
+    if lead is not None:
+        spectrum = a.spectrum[lead]
+        in_range = db(spectrum) > db(spectrum.max()) - _RANGE_DB
+        static[:, 4] = _share_db(equal[:, in_range].sum(axis=1), total)
+        static[:, 6] = static[lead, 3]
+    static[:, 5] = [10.0 * math.log10((bus == b).sum()) if b != "lead" else 0.0 for b in bus]
+    static[:, 7] = 10.0 * math.log10(real.size)
+    static[~playing, 1:] = np.where(np.arange(1, 8) == 7, static[~playing, 1:], 0.0)
+
+    dynamic = np.zeros((real.size, n_valid, 4))
+    accompanying = [k for k, r in enumerate(roles) if r not in _CORE]
+    if accompanying:
+        parts = a.active[accompanying].sum(axis=0).astype(np.float64)
+        dynamic[:, :, 0] = 3.0 * moving_mean(parts[None], a.chunks(1.0))[0]
+    for name in ("drums", "bass", "band", "voices"):
+        rows = np.flatnonzero(bus == name)
+        if rows.size:
+            level = db(moving_mean(power[rows].sum(axis=0)[None], a.chunks(2.0))[0])
+            on = level > level.max() - 20.0
+            dynamic[rows, :, 1] = _around_median(level, on)
+    if lead is not None:
+        dynamic[:, :, 2] = 10.0 * _smoothed_activity(a.active[lead], a.chunk_s)
+        others = [k for k in range(real.size) if k != lead]
+        window = a.chunks(0.6)
+        voice = db(moving_mean(power[lead][None], window)[0])
+        band = db(moving_mean(power[others].sum(axis=0)[None], window)[0]) if others \
+            else np.full(n_valid, -200.0)
+        on = a.active[lead] & (voice > voice.max() - 20.0)
+        dynamic[:, :, 3] = _around_median(voice - band, on)
+    block = np.concatenate([np.broadcast_to(static[:, None], (real.size, n_valid, 8)),
+                            dynamic], axis=-1)
+    out[real, :n_valid] = block
+    out[real, n_valid:] = block[:, -1:]  # padding holds the last chunk
+    song_wide = [6, 7, 8, 10, 11]
+    out[:, :, song_wide] = out[real[0], :, song_wide].T[None] if real.size else 0.0
+    return out
