@@ -7,6 +7,7 @@ import json
 import os
 import signal
 
+import pytest
 from ray import tune
 
 from rl_models.app import train
@@ -77,3 +78,46 @@ def test_interrupted_run_resumes_with_all_iterations(product_cache, ray_session,
         range(resumed[0], 5))
     assert after[:len(before)] == before
 
+
+
+def _iterations(trial) -> list[int]:
+    with (trial / "progress.csv").open() as f:
+        return [int(r["training_iteration"]) for r in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_from_its_checkpoints(product_cache, ray_session, tmp_path,
+                                                           deepmixing, tiny_sets, monkeypatch,
+                                                           capsys):
+    """sweep_asha's own checkpoint frequency: a resume redoes less than one period."""
+    from rl_models.app.experiment import load_experiment
+
+    period = load_experiment("sweep_asha")["checkpoint"]["frequency"]
+    stop = 2 * period
+    interrupt = InterruptAfter(period, tmp_path / "interrupted")
+    make_tuner = train.make_tuner
+    monkeypatch.setattr(train, "make_tuner", lambda *a, **kw: make_tuner(
+        *a, **{**kw, "callbacks": [*(kw.get("callbacks") or []), interrupt]}))
+    code = deepmixing(
+        "tune", "sweep_asha", *tiny_sets, "--set", f"env.dataset_dir={product_cache}",
+        "--set", "evaluation.interval=0", "--set", "tune.scheduler=null",
+        "--set", "tune.metric=env_runners/episode_return_mean", "--set", "tune.num_samples=2",
+        "--set", "tune.param_space={training: {lr: {grid_search: [0.001, 0.002]}}}",
+        "--set", f"stop.training_iteration={stop}", "--storage-path", tmp_path, "--name", "sw")
+    exp_dir = tmp_path / "sw"
+    assert code == 130 and f"deepmixing tune --resume {exp_dir}" in capsys.readouterr().err
+    trials = sorted(p for p in exp_dir.iterdir() if (p / "progress.csv").exists())
+    before = {t.name: _iterations(t) for t in trials}
+    assert any(max(b) >= period for b in before.values()), before
+
+    assert deepmixing("tune", "--resume", exp_dir) == 0
+    for trial in sorted(p for p in exp_dir.iterdir() if (p / "progress.csv").exists()):
+        after = _iterations(trial)
+        assert after[-1] == stop and sorted(set(after)) == list(range(1, stop + 1))
+        done = before.get(trial.name, [])
+        assert after[:len(done)] == done  # nothing logged before the interruption is lost
+        resumed = after[len(done):]
+        if done and resumed:
+            # It continues from its last checkpoint: fewer than one period is trained again.
+            redone = max(done) - resumed[0] + 1
+            assert redone < period, (done, resumed)
