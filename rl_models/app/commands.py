@@ -7,6 +7,7 @@ turns into one ``deepmixing: error:`` line.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from pathlib import Path
@@ -133,7 +134,7 @@ def cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
             raise ConfigError(f"experiment folder to resume not found: {args.resume}")
         path = Path(args.resume).resolve()
         ship = plugin_modules(resumed_experiments(path))
-        run = lambda: resume_experiment(path, verbose=args.verbose)  # noqa: E731
+        run = functools.partial(resume_experiment, path, verbose=args.verbose)
     else:
         if args.experiment is None:
             raise ConfigError("give an experiment file (e.g. quickstart) or --resume DIR")
@@ -146,9 +147,9 @@ def cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
         path = experiment_dir(experiment, args.storage_path)
         ship = plugin_modules([v for _, v in sweep_variants(experiment)] if sweep
                               else [experiment])
-        run = lambda: run_experiment(experiment, sweep=sweep,  # noqa: E731
-                                     storage_path=args.storage_path, verbose=args.verbose,
-                                     checked=True)
+        run = functools.partial(run_experiment, experiment, sweep=sweep,
+                                storage_path=args.storage_path, verbose=args.verbose,
+                                checked=True)
     init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address,
              py_modules=ship)
     try:
