@@ -303,8 +303,8 @@ def _join_cluster(address: str, runtime_env: dict | None) -> None:
         try:
             target = services.get_ray_address_from_environment("auto", None)
         except ConnectionError as e:
-            raise ConfigError(f"--address auto: no running Ray cluster found on this machine "
-                              f"(start one with `ray start --head`) ({e})") from e
+            raise ConfigError("--address auto: no running Ray cluster found on this machine "
+                              "(start one with `ray start --head`, or give host:port)") from e
     host, _, port = str(target).rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"--address must be 'auto' or host:port, got {address!r}")

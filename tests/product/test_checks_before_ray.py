@@ -74,7 +74,19 @@ def test_a_bad_experiment_is_refused_before_ray(sets, names, capsys, tmp_path, n
         assert name in line
 
 
-def test_an_address_where_nothing_listens_ends_with_one_line(capsys, tmp_path):
+@pytest.fixture
+def fresh_process(monkeypatch):
+    """As in a new ``deepmixing`` process: no Ray yet (the suite's own may be running)."""
+    import ray
+
+    def refuse(**kwargs):
+        raise AssertionError("ray.init was called for an address that should be refused")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+
+
+def test_an_address_where_nothing_listens_ends_with_one_line(capsys, tmp_path, fresh_process):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -82,6 +94,6 @@ def test_an_address_where_nothing_listens_ends_with_one_line(capsys, tmp_path):
     assert f"no Ray cluster at 127.0.0.1:{port}" in line
 
 
-def test_a_malformed_address_is_named(capsys, tmp_path):
+def test_a_malformed_address_is_named(capsys, tmp_path, fresh_process):
     line = _refused(capsys, tmp_path, "train", "quickstart", "--address", "my-head")
     assert "--address must be 'auto' or host:port, got 'my-head'" in line
