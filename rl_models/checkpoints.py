@@ -301,7 +301,8 @@ def policy_state(module: Any) -> dict[str, Any]:
             targets = []
         prefixes = [f"{name}." for name, sub in module.named_modules()
                     if name and any(sub is t for t in targets)]
-    return {k: v.detach().cpu() for k, v in module.state_dict().items()
+    # A copy: on CPU, .cpu() is the live tensor, which the learner goes on updating.
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()
             if not k.startswith(tuple(prefixes))}
 
 

@@ -369,10 +369,35 @@ def load_experiment(name_or_path: str | Path, *, overrides: list[str] | tuple[st
     # Apply the overrides one by one, so an error names the override that caused it.
     for i, text in enumerate(overrides):
         validate_experiment(apply_overrides(raw, overrides[: i + 1]), source=f"--set {text}")
-    experiment = validate_experiment(apply_overrides(raw, overrides), source=str(path))
+    return _absolute_paths(validate_experiment(apply_overrides(raw, overrides),
+                                               source=str(path)))
+
+
+def _local_path(value: Any) -> Any:
+    """A relative local path made absolute (from the working directory); others unchanged."""
+    if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def _absolute_paths(experiment: dict) -> dict:
+    """The experiment with its relative paths made absolute where the command runs.
+
+    Tune runs each trial in its own folder (and, on a cluster, on another machine): a
+    dataset, demonstrations, a checkpoint or a user's class given relative to the working
+    directory must not depend on it. ``storage_path`` is resolved by the runner.
+    """
     for key in ("algorithm", "module"):  # a user's class by file: found wherever it runs
         if is_class_path(experiment[key]):
             experiment[key] = absolute_class_path(experiment[key])
+    for env in (experiment["env"], experiment["evaluation"]["env"]):
+        if "dataset_dir" in env:
+            env["dataset_dir"] = _local_path(env["dataset_dir"])
+    inputs = experiment["offline_data"].get("input_")
+    if inputs is not None:
+        experiment["offline_data"]["input_"] = (
+            [_local_path(p) for p in inputs] if isinstance(inputs, list) else _local_path(inputs))
+    experiment["init_module_from"] = _local_path(experiment["init_module_from"])
     return experiment
 
 

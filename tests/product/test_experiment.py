@@ -164,3 +164,15 @@ def test_a_sweep_keeps_the_settings_it_does_not_search():
             if key not in searched:
                 assert space[section][key] == value, f"{section}.{key}"
     assert space["training"]["train_batch_size_per_learner"] == 2048
+
+
+def test_relative_paths_are_made_absolute_where_the_command_runs(tmp_path, monkeypatch):
+    """Trials run in their own folders: a relative dataset or demonstrations path must not."""
+    monkeypatch.chdir(tmp_path)
+    experiment = load_experiment("bc", overrides=[
+        "env.dataset_dir=cache/songs", "evaluation.env.dataset_dir=s3://bucket/cache",
+        "offline_data.input_=[runs/demos, /abs/demos]", "init_module_from=runs/bc"])
+    assert experiment["env"]["dataset_dir"] == str(tmp_path / "cache" / "songs")
+    assert experiment["evaluation"]["env"]["dataset_dir"] == "s3://bucket/cache"
+    assert experiment["offline_data"]["input_"] == [str(tmp_path / "runs" / "demos"), "/abs/demos"]
+    assert experiment["init_module_from"] == str(tmp_path / "runs" / "bc")
