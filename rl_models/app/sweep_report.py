@@ -328,13 +328,16 @@ def plot_sweep(table: SweepTable, path: str | Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    status = {row.trial: row.status for row in table.rows}
     for name, curve in sorted(table.curves.items()):
         if not curve:
             continue
         best = table.best is not None and name == table.best.trial
+        notes = ["best"] * best + [status[name]] * (status.get(name, "done") != "done")
         its, values = zip(*curve, strict=True)
         line, = ax.plot(its, values, marker="o", markersize=3, linewidth=2.5 if best else 1.0,
-                        label=f"{name} (best)" if best else name, zorder=3 if best else 2)
+                        label=f"{name} ({', '.join(notes)})" if notes else name,
+                        zorder=3 if best else 2)
         for p in (p for p in table.perturbations if p.trial == name):
             at = [v for i, v in curve if i <= p.iteration]
             if at:
