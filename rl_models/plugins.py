@@ -1,12 +1,13 @@
 """Classes named in experiment files by import path: a user's algorithm or module.
 
 An experiment names a class the package does not ship as ``"package.module:ClassName"``
-(importable where the command runs; the working directory is searched first, as
-``python -m`` does) or as ``"path/to/file.py:ClassName"``. :func:`import_class` finds it in
-the driver; :func:`shipped_paths` lists the files and folders Ray must copy to every process
-that imports it (trial processes run in the trial's folder and, on a cluster, on other
-machines), and :func:`class_path` writes the portable ``"module:ClassName"`` form that those
-processes and checkpoints record.
+(importable where the command runs: installed, or in the working directory, which a console
+script such as ``deepmixing`` does not search by itself) or as
+``"path/to/file.py:ClassName"``. :func:`import_class` finds it in the driver;
+:func:`shipped_paths` lists the files and folders Ray must copy to every process that
+imports it (trial processes run in the trial's folder and, on a cluster, on other
+machines), and :func:`class_path` writes the portable ``"module:ClassName"`` form that
+those processes and checkpoints record.
 """
 
 from __future__ import annotations
@@ -40,18 +41,38 @@ def _split(spec: str, what: str) -> tuple[str, str]:
     return target, attr
 
 
+def _is_file_path(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or os.sep in target
+
+
 def _module_name(target: str) -> tuple[str, Path | None]:
-    """The importable module name of ``target`` and the folder to put on ``sys.path``."""
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        path = Path(target).expanduser()
-        if path.suffix != ".py":
-            raise ConfigError(f"{target!r} is not a Python file (.py)")
-        if not path.is_file():
-            # In a trial process (another folder or machine) the file travelled with Ray's
-            # runtime env and is importable by its stem.
-            return path.stem, None
-        return path.stem, path.resolve().parent
-    return target, Path.cwd()
+    """The importable module name of ``target`` and, for a file, the folder that holds it."""
+    if not _is_file_path(target):
+        return target, None
+    path = Path(target).expanduser()
+    if path.suffix != ".py":
+        raise ConfigError(f"{target!r} is not a Python file (.py)")
+    if not path.is_file():
+        # In a trial process (another folder or machine) the file travelled with Ray's
+        # runtime env and is importable by its stem.
+        return path.stem, None
+    return path.stem, path.resolve().parent
+
+
+def _import(module_name: str, folder: Path | None):
+    """Imports a module: a named file from its folder, else installed packages, then cwd."""
+    if folder is not None and str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))  # the file the user named, not a namesake
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        top = module_name.split(".")[0]
+        if folder is not None or e.name != top or str(Path.cwd()) in sys.path:
+            raise
+    # Not installed: the working directory, as `python -m` would find it (a console script
+    # such as `deepmixing` does not put it on sys.path).
+    sys.path.append(str(Path.cwd()))
+    return importlib.import_module(module_name)
 
 
 def import_class(spec: str, *, base: type, what: str) -> type:
@@ -68,14 +89,12 @@ def import_class(spec: str, *, base: type, what: str) -> type:
     """
     target, attr = _split(spec, what)
     module_name, folder = _module_name(target)
-    if folder is not None and str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name, folder)
     except ImportError as e:
         raise ConfigError(f"{what} {spec!r}: cannot import {module_name!r} ({e}); the module "
-                          "must be importable where the command runs (the working directory "
-                          "is searched first) or be given as a path to its .py file") from e
+                          "must be importable where the command runs (installed, or in the "
+                          "working directory) or be given as a path to its .py file") from e
     obj = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
@@ -99,7 +118,7 @@ def portable_class_path(spec: str) -> str:
     import the class by module name from what :func:`shipped_paths` sent along.
     """
     target, attr = spec.rpartition(":")[::2]
-    if target.endswith(".py") or "/" in target or os.sep in target:
+    if _is_file_path(target):
         return f"{Path(target).stem}:{attr}"
     return spec
 
@@ -110,7 +129,7 @@ def absolute_class_path(spec: str) -> str:
     Experiments are read where the command runs; trials and ``--resume`` run elsewhere.
     """
     target, attr = spec.rpartition(":")[::2]
-    if (target.endswith(".py") or "/" in target or os.sep in target) and Path(target).is_file():
+    if _is_file_path(target) and Path(target).is_file():
         return f"{Path(target).expanduser().resolve()}:{attr}"
     return spec
 
