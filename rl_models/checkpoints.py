@@ -40,12 +40,15 @@ __all__ = [
     "PRETRAINED",
     "PRETRAINED_DIR",
     "WEIGHTS_FILE",
+    "build_policy_module",
     "export_policy_files",
     "find_checkpoint",
+    "learner_policy",
     "list_checkpoints",
     "load_policy",
     "load_rllib_module",
     "module_checkpoint_dir",
+    "policy_state",
     "read_metadata",
     "resolve_checkpoint_path",
     "space_from_json",
@@ -249,7 +252,8 @@ def write_policy_files(checkpoint: str | Path, *, state: Mapping[str, Any], modu
     Args:
         checkpoint: The checkpoint folder (created if missing).
         state: The module's state dict (tensors or arrays by parameter name).
-        module_name: The registered module name (:data:`rl_models.registry.MODULES`).
+        module_name: The registered module name (:data:`rl_models.registry.MODULES`) or the
+            class path ``"package.module:ModuleClass"`` of a user's module.
         model_config: The module's full ``model_config``.
         observation_space: The module's observation space.
         action_space: The module's action space.
@@ -283,24 +287,90 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def policy_state(module: Any) -> dict[str, Any]:
+    """A module's state dict without its target networks: only the policy's own weights.
+
+    APPO's learner adds target copies of the policy (``TargetNetworkAPI``) that a module
+    built from ``policy.json`` does not have; they are never exported.
+    """
+    prefixes = []
+    if hasattr(module, "get_target_network_pairs") and callable(module.get_target_network_pairs):
+        try:
+            targets = [target for _, target in module.get_target_network_pairs()]
+        except AttributeError:  # the learner never made them (no target-network algorithm)
+            targets = []
+        prefixes = [f"{name}." for name, sub in module.named_modules()
+                    if name and any(sub is t for t in targets)]
+    # A copy: on CPU, .cpu() is the live tensor, which the learner goes on updating.
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()
+            if not k.startswith(tuple(prefixes))}
+
+
+def learner_policy(algorithm: Any) -> dict[str, Any]:
+    """The policy as the learner holds it now, in the form :func:`write_policy_files` takes.
+
+    Works with a local learner and with remote ones (a cluster's GPU learner): the weights
+    come from the learner, which env runners and evaluation modules only receive copies of.
+
+    Returns:
+        ``{"state", "module_name", "model_config", "observation_space", "action_space"}``.
+    """
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    results = algorithm.learner_group.foreach_learner(_learner_snapshot,
+                                                      module_id=DEFAULT_MODULE_ID)
+    first = next(iter(results))
+    if not first.ok:
+        raise first.get()
+    return first.get()
+
+
+def _learner_snapshot(learner: Any, module_id: str) -> dict[str, Any]:
+    from rl_models.registry import module_name_of
+
+    module = learner.module[module_id].unwrapped()
+    return {"state": policy_state(module), "module_name": module_name_of(module),
+            "model_config": dict(module.model_config), "observation_space":
+            module.observation_space, "action_space": module.action_space}
+
+
+def build_policy_module(module_name: str, model_config: Mapping, observation_space: Any,
+                        action_space: Any) -> Any:
+    """A fresh policy module (random weights) as ``policy.json`` describes it.
+
+    Raises:
+        ConfigError: Unknown module or invalid model_config.
+    """
+    from rl_models.registry import module_spec
+
+    spec = module_spec(str(module_name), dict(model_config))
+    spec.observation_space, spec.action_space = observation_space, action_space
+    return spec.build()
+
+
 def _build_module(checkpoint: Path) -> Any:
     import torch
 
-    from rl_models.registry import module_spec
+    from rl_models.plugins import is_class_path, portable_class_path
 
     config = _read_json(checkpoint / POLICY_CONFIG_FILE)
     weights = checkpoint / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{checkpoint} has no {WEIGHTS_FILE}")
     try:
-        spec = module_spec(str(config["module"]), dict(config["model_config"]))
-        spec.observation_space = space_from_json(config["observation_space"])
-        spec.action_space = space_from_json(config["action_space"])
+        name = str(config["module"])
+        if is_class_path(name) and portable_class_path(name) != name:
+            # A module is imported from the user's environment, never from a file a
+            # checkpoint points at.
+            raise CheckpointError(f"{checkpoint / POLICY_CONFIG_FILE} names the module by "
+                                  f"file path {name!r}; expected 'package.module:Class'")
+        module = build_policy_module(name, config["model_config"],
+                                     space_from_json(config["observation_space"]),
+                                     space_from_json(config["action_space"]))
     except KeyError as e:
         raise CheckpointError(f"{checkpoint / POLICY_CONFIG_FILE} lacks the key {e}") from e
     except (ConfigError, TypeError, ValueError) as e:
         raise CheckpointError(f"{checkpoint / POLICY_CONFIG_FILE}: {e}") from e
-    module = spec.build()
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
@@ -392,6 +462,6 @@ def export_policy_files(path: str | Path) -> tuple[Path, Path]:
     module = load_rllib_module(ckpt)
     layout = {k: meta[k] for k in ("slot_names", "chunk_size", "sample_rate") if k in meta}
     return write_policy_files(
-        ckpt, state=module.state_dict(), module_name=module_name_of(module),
+        ckpt, state=policy_state(module), module_name=module_name_of(module),
         model_config=module.model_config, observation_space=module.observation_space,
         action_space=module.action_space, layout=layout)

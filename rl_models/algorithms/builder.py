@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
-from ray.rllib.algorithms.appo import APPOConfig
-from ray.rllib.algorithms.bc import BCConfig
 from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.algorithms.marwil import MARWILConfig
-from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from mixing_env.envs import RAY_ENV_NAME, register_with_ray
 from mixing_env.envs.config import EnvConfig
 from mixing_env.errors import ConfigError
-from rl_models.algorithms.pg import PGConfig
 from rl_models.checkpoints import module_checkpoint_dir
-from rl_models.registry import DEFAULT_MODULE, module_spec
+from rl_models.registry import (
+    ALGORITHMS,
+    DEFAULT_MODULE,
+    RLLIB_DEFAULT_MODULE,
+    algorithm_config_class,
+    algorithm_name,
+    builtin_algorithm_of,
+    module_spec,
+)
 from rl_models.sequence_batch import SEQUENCE_LEARNERS
 from rl_models.step_connectors import use_step_connectors
 
@@ -31,22 +36,6 @@ __all__ = [
     "RLLIB_DEFAULT_MODULE",
     "build_algorithm_config",
 ]
-
-RLLIB_DEFAULT_MODULE = "rllib_default"
-"""``module`` value selecting the algorithm's own RLlib default module (benchmark baseline)."""
-
-#: Algorithm name (upper case) -> its AlgorithmConfig class.
-ALGORITHMS: dict[str, type[AlgorithmConfig]] = {
-    "PPO": PPOConfig,
-    "APPO": APPOConfig,
-    "IMPALA": IMPALAConfig,
-    "PG": PGConfig,
-    "BC": BCConfig,
-    "MARWIL": MARWILConfig,
-}
-
-_OFFLINE = {"BC", "MARWIL"}
-"""Algorithms that learn from recorded episodes (``offline_data``), not from the env."""
 
 # Small CPU defaults (2 cores, 0-1 env runners, a local learner). Every entry can be
 # overridden by the matching dict handed to build_algorithm_config.
@@ -101,7 +90,16 @@ _OFFLINE_DEFAULTS: dict[str, Any] = {
     "input_read_method_kwargs": {"num_cpus": 0.25},
 }
 
-_ASYNC = {"APPO", "IMPALA"}
+
+
+class _NewStackNotice(logging.Filter):
+    """Drops RLlib's notice that an algorithm runs on the new API stack: every one here does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "on the new API stack! This is the new default" not in str(record.getMessage())
+
+
+logging.getLogger("ray.rllib.algorithms.algorithm_config").addFilter(_NewStackNotice())
 
 
 def build_algorithm_config(
@@ -129,14 +127,18 @@ def build_algorithm_config(
 
     Args:
         algorithm: One of ``"PPO"`` (default), ``"APPO"``, ``"IMPALA"``, ``"PG"``, or the
-            offline ``"BC"`` and ``"MARWIL"`` (which need ``offline_data``), any case.
+            offline ``"BC"`` and ``"MARWIL"`` (which need ``offline_data``), any case; or a
+            class path ``"package.module:ConfigClass"`` of an AlgorithmConfig subclass,
+            which takes the defaults of the built-in algorithm it derives from
+            (:mod:`rl_models.registry`).
         env_config: MixingEnv config dict (keys of ``mixing_env.envs.config.EnvConfig``),
             passed to every env unchanged; checked here so typos fail before Ray starts.
         model: The module's ``model_config`` (e.g. ``{"k": 8, "max_seq_len": 8}``).
-        module: Registered module name (:data:`rl_models.registry.MODULES`); None means
-            :data:`DEFAULT_MODULE`. ``"rllib_default"`` uses the algorithm's own RLlib
-            default module instead (``model`` is then its ``DefaultModelConfig`` dict, e.g.
-            ``{"use_lstm": True}``; observations are flattened for it), the baseline the
+        module: Registered module name (:data:`rl_models.registry.MODULES`) or a class
+            path ``"package.module:ModuleClass"``; None means :data:`DEFAULT_MODULE`.
+            ``"rllib_default"`` is RLlib's default encoder (``model`` is then its
+            ``DefaultModelConfig`` dict, e.g. ``{"use_lstm": True}``) over the flattened
+            observation with the project's Dirichlet head, the baseline the throughput
             benchmark compares against.
         training: Keyword arguments of ``config.training()`` (lr, gamma,
             train_batch_size_per_learner, minibatch_size, num_epochs, entropy_coeff, ...).
@@ -164,13 +166,15 @@ def build_algorithm_config(
         ConfigError: For an unknown algorithm, an unknown key in one of the dicts (naming the
             key and the accepted ones), or a value RLlib rejects.
     """
-    name = _algorithm_name(algorithm)
+    name = algorithm_name(algorithm)
+    config_class = algorithm_config_class(name)
+    base = builtin_algorithm_of(config_class)
     register_with_ray()
     if not isinstance(env_config, Mapping):
         raise ConfigError(f"env_config must be a dict, got {type(env_config).__name__}")
     EnvConfig.from_dict(dict(env_config))  # raises ConfigError on unknown keys / bad values
 
-    config = ALGORITHMS[name]().api_stack(
+    config = config_class().api_stack(
         enable_rl_module_and_learner=True,
         enable_env_runner_and_connector_v2=True,
     )
@@ -185,24 +189,21 @@ def build_algorithm_config(
         normalize_actions=False,
         clip_actions=False,
     )
-    if module == RLLIB_DEFAULT_MODULE:
-        config.rl_module(model_config=dict(model or {}))
-        config.env_runners(env_to_module_connector=_flatten_observations)
-    else:
-        spec = _module_spec(module or DEFAULT_MODULE, model)
-        if init_module_from is not None:
-            spec.load_state_path = str(module_checkpoint_dir(init_module_from))
-        config.rl_module(rl_module_spec=spec)
-    if name in _OFFLINE:
+    spec = _module_spec(module or DEFAULT_MODULE, model)
+    if init_module_from is not None:
+        spec.load_state_path = str(module_checkpoint_dir(init_module_from))
+    config.rl_module(rl_module_spec=spec)
+    if issubclass(config_class, MARWILConfig):  # BC and MARWIL learn from recorded episodes
         _apply_offline(config, env_config, offline_data, name)
     elif offline_data:
         raise ConfigError(f"offline_data is for BC and MARWIL, not {name}")
 
     if module != RLLIB_DEFAULT_MODULE and name in SEQUENCE_LEARNERS:
-        # One vectorized learner-connector pass instead of RLlib's eight (rl_models.sequence_batch).
+        # One vectorized learner-connector pass instead of RLlib's eight (rl_models.sequence_batch);
+        # only for the built-in names: a plugged-in config keeps its own learner.
         config.learners(learner_class=SEQUENCE_LEARNERS[name])
 
-    defaults = _merged_defaults(name)
+    defaults = _merged_defaults(base)
     _apply(config, "training", defaults["training"] | dict(training or {}), name)
     _apply(config, "env_runners", defaults["env_runners"] | dict(env_runners or {}), name)
     if module != RLLIB_DEFAULT_MODULE:
@@ -210,7 +211,8 @@ def build_algorithm_config(
         use_step_connectors(config)
     _apply_resources(config, defaults["resources"] | dict(resources or {}), name)
     reporting_kwargs = defaults["reporting"] | dict(reporting or {})
-    if name in _ASYNC and "min_train_timesteps_per_iteration" not in reporting_kwargs:
+    if issubclass(config_class, IMPALAConfig) and (  # IMPALA and APPO sample asynchronously
+            "min_train_timesteps_per_iteration" not in reporting_kwargs):
         reporting_kwargs["min_train_timesteps_per_iteration"] = config.total_train_batch_size
     _apply(config, "reporting", reporting_kwargs, name)
     if evaluation:
@@ -254,30 +256,16 @@ def _apply_offline(
     _apply(config, "offline_data", kwargs, name)
 
 
-def _algorithm_name(algorithm: str) -> str:
-    if not isinstance(algorithm, str) or algorithm.upper() not in ALGORITHMS:
-        raise ConfigError(
-            f"unknown algorithm {algorithm!r}; expected one of {sorted(ALGORITHMS)}"
-        )
-    return algorithm.upper()
-
-
 def _module_spec(module: str, model: Mapping[str, Any] | None) -> RLModuleSpec:
     if model is not None and not isinstance(model, Mapping):
         raise ConfigError(f"model must be a dict of model_config values, got {model!r}")
     return module_spec(module, dict(model or {}))
 
 
-def _flatten_observations(env: Any = None, spaces: Any = None, device: Any = None) -> Any:
-    """Env-to-module connector for RLlib's default modules, which cannot read Dict obs."""
-    from ray.rllib.connectors.env_to_module import FlattenObservations
-
-    return FlattenObservations()
-
-
-def _merged_defaults(name: str) -> dict[str, dict[str, Any]]:
+def _merged_defaults(base: str | None) -> dict[str, dict[str, Any]]:
+    """The small-machine defaults of built-in algorithm ``base`` (None: the common ones)."""
     return {
-        section: common | DEFAULTS[name].get(section, {})
+        section: common | DEFAULTS.get(base, {}).get(section, {})
         for section, common in _COMMON.items()
     }
 

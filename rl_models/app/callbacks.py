@@ -4,7 +4,7 @@ Per episode (on the env runners): the mean MFCC distance and the mean per-step r
 the env's ``info`` and rewards. Per iteration (on the algorithm): those means copied under
 ``result["deepmixing"]``, and every ``interval`` iterations (and at the last iteration of a run
 stopped by ``training_iteration``) a deterministic evaluation of the
-current module on held-out songs with the shared evaluation code, giving ``gap_closed`` =
+learner's current policy on held-out songs with the shared evaluation code, giving ``gap_closed`` =
 ``(d_equal - d_agent) / (d_equal - d_oracle)``. The baselines are evaluated once; between
 evaluations the last values are carried forward so every result has the same keys.
 """
@@ -17,10 +17,15 @@ from typing import Any
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-__all__ = ["DeepMixingCallbacks", "RESULT_KEY"]
+__all__ = ["DeepMixingCallbacks", "EVALUATION_KEYS", "RESULT_KEY"]
 
 RESULT_KEY = "deepmixing"
 """Key of the custom metrics in each training result (TensorBoard: ``ray/tune/deepmixing/*``)."""
+
+EVALUATION_KEYS = ("eval_mfcc_distance", "eval_reward", "eval_d_equal", "eval_d_oracle",
+                   "gap_closed", "eval_iteration")
+"""Keys under :data:`RESULT_KEY` that only the held-out evaluation (``evaluation.interval``)
+fills; NaN (iteration 0) before the first one."""
 
 
 class DeepMixingCallbacks(RLlibCallback):
@@ -38,14 +43,9 @@ class DeepMixingCallbacks(RLlibCallback):
         super().__init__()
         self.evaluation = dict(evaluation or {})
         self._baselines: dict[str, float] | None = None
-        self._last_eval: dict[str, float] = {
-            "eval_mfcc_distance": math.nan,
-            "eval_reward": math.nan,
-            "eval_d_equal": math.nan,
-            "eval_d_oracle": math.nan,
-            "gap_closed": math.nan,
-            "eval_iteration": 0,
-        }
+        self._module = None  # the evaluated policy: built once, given the learner's weights
+        self._last_eval: dict[str, float] = {key: math.nan for key in EVALUATION_KEYS}
+        self._last_eval["eval_iteration"] = 0
 
     def on_episode_end(self, *, episode, metrics_logger=None, **kwargs: Any) -> None:
         """Logs the episode's mean MFCC distance and mean per-step reward."""
@@ -98,7 +98,8 @@ class DeepMixingCallbacks(RLlibCallback):
                 name: evaluate_policy(make_baseline(name), env_config=env_config)["mfcc_distance"]
                 for name in ("equal", "oracle")
             }
-        agent = evaluate_policy(ModulePolicy(algorithm.get_module()), env_config=env_config)
+        agent = evaluate_policy(ModulePolicy(self._learner_module(algorithm)),
+                                env_config=env_config)
         return {
             "eval_mfcc_distance": agent["mfcc_distance"],
             "eval_reward": agent["reward"],
@@ -109,3 +110,20 @@ class DeepMixingCallbacks(RLlibCallback):
                                      d_oracle=self._baselines["oracle"]),
             "eval_iteration": iteration,
         }
+
+    def _learner_module(self, algorithm):
+        """A module holding the learner's current weights.
+
+        Not the algorithm's env-runner module: APPO and IMPALA sample on remote env runners,
+        so the local one never receives new weights, and BC and MARWIL have none at all.
+        """
+        from rl_models.checkpoints import build_policy_module, learner_policy
+
+        policy = learner_policy(algorithm)
+        if self._module is None:
+            self._module = build_policy_module(policy["module_name"], policy["model_config"],
+                                               policy["observation_space"],
+                                               policy["action_space"])
+            self._module.eval()
+        self._module.load_state_dict(policy["state"])
+        return self._module

@@ -170,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where results go (None: the file's storage_path)")
         p.add_argument("--resume", type=Path, default=None, metavar="EXPERIMENT_DIR",
                        help="resume an interrupted experiment from its folder")
-        p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2, 3),
-                       help="Tune's console verbosity")
+        p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2, 3),
+                       help="0: one line per finished trial and the table at the end; "
+                            "1-3: Ray Tune's own progress output")
         _add_ray_args(p)
         p.set_defaults(func=(lambda a, s=sweep: commands.cmd_train(a, sweep=s)))
 
@@ -180,12 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Read a Tune experiment folder (deepmixing tune's output) "
                                    "and print one row per trial: the settings that differ "
                                    "between trials, iterations reached, whether the scheduler "
-                                   "stopped it early, the final metric; the best is marked.")
+                                   "stopped it early, the final metric; the best is marked. "
+                                   "Then PBT's perturbations over time, and a PNG of every "
+                                   "trial's curve.")
     p.add_argument("experiment_dir", type=Path, help="the sweep's folder, e.g. runs/sweep_asha")
     p.add_argument("--metric", default=None,
                    help="result key, nested keys joined by / (None: deepmixing/gap_closed if "
                         "evaluated, else env_runners/episode_return_mean)")
     p.add_argument("--mode", choices=("max", "min"), default="max", help="which end is best")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="picture of every trial's metric per iteration, PBT's perturbations "
+                        "marked (default: sweep_curves.png in the experiment folder)")
+    p.add_argument("--no-plot", action="store_true", help="print the table only")
     p.set_defaults(func=commands.cmd_tune_report)
 
     p = sub.add_parser("demos", help="record baseline demonstrations for behaviour cloning",
@@ -319,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"deepmixing: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("deepmixing: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"deepmixing: interrupted{getattr(e, 'resume_hint', '')}", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,7 @@ turns into one ``deepmixing: error:`` line.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from pathlib import Path
@@ -129,49 +130,75 @@ def _load_experiment(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace, *, sweep: bool = False) -> int:
     """Run an experiment (or, with ``sweep``, a Tune sweep)."""
+    from rl_models.app.experiment import sweep_variants
     from rl_models.app.train import (
         check_experiment,
+        experiment_dir,
         init_ray,
+        plugin_modules,
         resume_experiment,
+        resumed_experiments,
         run_experiment,
         summarize_results,
     )
+    from rl_models.app.tune_console import RunInterrupted
 
+    command = "tune" if sweep else "train"
     if getattr(args, "resume", None):
         if not Path(args.resume).is_dir():
             raise ConfigError(f"experiment folder to resume not found: {args.resume}")
-        init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
-        results = resume_experiment(args.resume, verbose=args.verbose)
+        path = Path(args.resume).resolve()
+        ship = plugin_modules(resumed_experiments(path))
+        run = functools.partial(resume_experiment, path, verbose=args.verbose)
     else:
         if args.experiment is None:
             raise ConfigError("give an experiment file (e.g. quickstart) or --resume DIR")
-        experiment = _load_experiment(args)  # user mistakes surface before Ray starts
-        if not sweep:
-            check_experiment(experiment)  # env config, datasets, RLlib config
-        init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
-        results = run_experiment(experiment, sweep=sweep, storage_path=args.storage_path,
-                                 verbose=args.verbose, checked=not sweep)
+        experiment = _load_experiment(args)
+        # Every key, value and sweep setting is checked before Ray starts or a folder exists.
+        check_experiment(experiment, sweep=sweep)
+        if sweep and not experiment["checkpoint"]["frequency"]:
+            print("deepmixing: warning: checkpoint.frequency is 0: an interrupted sweep "
+                  "restarts its unfinished trials from the beginning", file=sys.stderr)
+        path = experiment_dir(experiment, args.storage_path)
+        ship = plugin_modules([v for _, v in sweep_variants(experiment)] if sweep
+                              else [experiment])
+        run = functools.partial(run_experiment, experiment, sweep=sweep,
+                                storage_path=args.storage_path, verbose=args.verbose,
+                                checked=True)
+    init_ray(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address,
+             py_modules=ship)
+    try:
+        results = run()
+    except RunInterrupted as e:
+        e.resume_hint = f"; its state is saved: resume with `deepmixing {command} --resume {path}`"
+        raise
     print("\n".join(summarize_results(results)))
     if sweep and len(results) > 1:
-        from rl_models.app.sweep_report import format_markdown, read_sweep
-
         tune_section = _load_experiment(args)["tune"] if args.experiment else {}
         try:
-            table = read_sweep(results.experiment_path, metric=tune_section.get("metric"),
-                               mode=tune_section.get("mode", "max"))
+            _report_sweep(results.experiment_path, metric=tune_section.get("metric"),
+                          mode=tune_section.get("mode", "max"))
         except ConfigError as e:  # the sweep ran; its ranking metric is missing
             print(f"deepmixing: warning: {e}", file=sys.stderr)
-        else:
-            print(format_markdown(table))
     return 0
 
 
 def cmd_tune_report(args: argparse.Namespace) -> int:
-    """Print a sweep's table."""
-    from rl_models.app.sweep_report import format_markdown, read_sweep
-
-    print(format_markdown(read_sweep(args.experiment_dir, metric=args.metric, mode=args.mode)))
+    """Print a sweep's table and draw its trials' curves."""
+    _report_sweep(args.experiment_dir, metric=args.metric, mode=args.mode,
+                  plot=not args.no_plot, plot_path=args.plot)
     return 0
+
+
+def _report_sweep(path: str | Path, *, metric: str | None, mode: str, plot: bool = True,
+                  plot_path: Path | None = None) -> None:
+    """The sweep's table (markdown) and its picture (default: in the experiment folder)."""
+    from rl_models.app.sweep_report import PLOT_FILE, format_markdown, plot_sweep, read_sweep
+
+    table = read_sweep(path, metric=metric, mode=mode)
+    print(format_markdown(table))
+    if plot:
+        print(f"\ncurves: {plot_sweep(table, plot_path or Path(path) / PLOT_FILE)}")
 
 
 def _env_config_from_args(args: argparse.Namespace) -> dict:

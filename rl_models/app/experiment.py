@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 from mixing_env.errors import ConfigError
-from rl_models.registry import DEFAULT_MODULE
+from rl_models.plugins import absolute_class_path, is_class_path
+from rl_models.registry import DEFAULT_MODULE, MODULES, algorithm_name
 
 __all__ = [
     "TOP_LEVEL_KEYS",
@@ -43,6 +44,8 @@ __all__ = [
     "validate_experiment",
     "to_search_space",
     "has_search_space",
+    "search_candidates",
+    "sweep_variants",
     "list_experiments",
 ]
 
@@ -132,13 +135,15 @@ class ExperimentConfig:
     description: str = ""
     """Free text."""
     algorithm: str = "PPO"
-    """A key of :data:`rl_models.algorithms.ALGORITHMS` (any case)."""
+    """A key of :data:`rl_models.registry.ALGORITHMS` (any case), or a user's AlgorithmConfig
+    subclass as ``"package.module:ConfigClass"`` or ``"path/to/file.py:ConfigClass"``."""
     env: dict = field(default_factory=dict)
     """The MixingEnv config (``EnvConfig`` keys)."""
     model: dict = field(default_factory=dict)
     """The RLModule's ``model_config``."""
     module: str = DEFAULT_MODULE
-    """Registered module name (:data:`rl_models.registry.MODULES`) or ``rllib_default``."""
+    """Registered module name (:data:`rl_models.registry.MODULES`: the attention-LSTM or
+    ``rllib_default``), or a user's TorchRLModule as ``"package.module:ModuleClass"``."""
     training: dict = field(default_factory=dict)
     """``AlgorithmConfig.training(...)`` keyword arguments."""
     env_runners: dict = field(default_factory=dict)
@@ -178,8 +183,6 @@ class ExperimentConfig:
         Raises:
             ConfigError: An unknown key, a value of the wrong type or range, naming the key.
         """
-        from rl_models.algorithms.builder import ALGORITHMS
-
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: expected a mapping at the top level, got "
                               f"{type(data).__name__}")
@@ -202,11 +205,14 @@ class ExperimentConfig:
         for key in ("name", "description", "module", "storage_path"):
             if key in values and not isinstance(values[key], str):
                 raise ConfigError(f"{source}: {key} must be a string, got {values[key]!r}")
-        algorithm = values.get("algorithm", cls.algorithm)
-        if not isinstance(algorithm, str) or algorithm.upper() not in ALGORITHMS:
-            raise ConfigError(f"{source}: algorithm must be one of {sorted(ALGORITHMS)}, "
-                              f"got {algorithm!r}")
-        values["algorithm"] = algorithm.upper()
+        try:
+            values["algorithm"] = algorithm_name(values.get("algorithm", cls.algorithm))
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from e
+        module = values.get("module", cls.module)
+        if module not in MODULES and not is_class_path(module):
+            raise ConfigError(f"{source}: unknown module {module!r}; expected one of "
+                              f"{sorted(MODULES)} or 'package.module:ModuleClass'")
         _check_int(source, "seed", values.get("seed"), minimum=0, allow_none=True)
         config = cls(**values)
         config._check_ranges(source)
@@ -363,7 +369,36 @@ def load_experiment(name_or_path: str | Path, *, overrides: list[str] | tuple[st
     # Apply the overrides one by one, so an error names the override that caused it.
     for i, text in enumerate(overrides):
         validate_experiment(apply_overrides(raw, overrides[: i + 1]), source=f"--set {text}")
-    return validate_experiment(apply_overrides(raw, overrides), source=str(path))
+    return _absolute_paths(validate_experiment(apply_overrides(raw, overrides),
+                                               source=str(path)))
+
+
+def _local_path(value: Any) -> Any:
+    """A relative local path made absolute (from the working directory); others unchanged."""
+    if isinstance(value, str) and value and "://" not in value and not Path(value).is_absolute():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def _absolute_paths(experiment: dict) -> dict:
+    """The experiment with its relative paths made absolute where the command runs.
+
+    Tune runs each trial in its own folder (and, on a cluster, on another machine): a
+    dataset, demonstrations, a checkpoint or a user's class given relative to the working
+    directory must not depend on it. ``storage_path`` is resolved by the runner.
+    """
+    for key in ("algorithm", "module"):  # a user's class by file: found wherever it runs
+        if is_class_path(experiment[key]):
+            experiment[key] = absolute_class_path(experiment[key])
+    for env in (experiment["env"], experiment["evaluation"]["env"]):
+        if "dataset_dir" in env:
+            env["dataset_dir"] = _local_path(env["dataset_dir"])
+    inputs = experiment["offline_data"].get("input_")
+    if inputs is not None:
+        experiment["offline_data"]["input_"] = (
+            [_local_path(p) for p in inputs] if isinstance(inputs, list) else _local_path(inputs))
+    experiment["init_module_from"] = _local_path(experiment["init_module_from"])
+    return experiment
 
 
 def _is_search_spec(tree: Any) -> bool:
@@ -408,3 +443,91 @@ def to_search_space(tree: Any) -> Any:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"search spec {tree!r}: {e}") from e
     return {k: to_search_space(v) for k, v in tree.items()}
+
+
+def search_candidates(spec: Any) -> list[Any]:
+    """Values a search spec can give, to check before a sweep starts.
+
+    ``grid_search``/``choice``: every value; ``uniform``/``loguniform`` (and the ``q``
+    forms): both bounds; ``randint``: the lowest and the highest integer. A plain list (a
+    PBT mutation) is its values.
+
+    Raises:
+        ConfigError: A spec with arguments of the wrong form.
+    """
+    if isinstance(spec, list):
+        if not spec:
+            raise ConfigError("a list of values to mutate must not be empty")
+        return list(spec)
+    kind, args = next(iter(spec.items()))
+    if not isinstance(args, list) or not args:
+        raise ConfigError(f"search spec {spec!r}: expected a non-empty list of values")
+    if kind in ("grid_search", "choice"):
+        return list(args)
+    to_search_space(spec)  # checks the bounds' form and number
+    if kind == "randint":
+        return [int(args[0]), int(args[1]) - 1]
+    return [float(args[0]), float(args[1])]
+
+
+def _spec_leaves(tree: Any, path: tuple[str, ...] = (), *, lists: bool = False
+                 ) -> list[tuple[tuple[str, ...], Any]]:
+    """``(path, spec)`` of each search spec in a tree (with ``lists``: plain lists too)."""
+    if _is_search_spec(tree) or (lists and isinstance(tree, list)):
+        return [(path, tree)]
+    if isinstance(tree, dict):
+        return [leaf for key, value in tree.items()
+                for leaf in _spec_leaves(value, (*path, str(key)), lists=lists)]
+    return []
+
+
+def _set_path(tree: dict, path: tuple[str, ...], value: Any) -> dict:
+    out = copy.deepcopy(tree)
+    node = out
+    for part in path[:-1]:
+        child = node.get(part)
+        node = node.setdefault(part, {}) if child is None else child
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part} is not a mapping")
+    node[path[-1]] = value
+    return out
+
+
+def sweep_variants(experiment: dict) -> list[tuple[str, dict]]:
+    """Concrete experiments that together try every value a sweep can set, one at a time.
+
+    The first variant sets every searched value to its first candidate; each further one
+    changes one searched (or, under PBT, mutated) value to another candidate. Checking them
+    all finds a key, a value or a combination RLlib refuses before any trial starts.
+
+    Returns:
+        ``(label, experiment)`` pairs; the label names the setting (``training.lr=0.003``).
+
+    Raises:
+        ConfigError: A malformed search spec or mutation, naming its path.
+    """
+    tune_section = experiment.get("tune") or {}
+    base = merge_trees({k: v for k, v in experiment.items() if k != "tune"},
+                       tune_section.get("param_space") or {})
+    leaves = _spec_leaves(base)
+    mutations = _spec_leaves((tune_section.get("scheduler") or {}).get(
+        "hyperparam_mutations") or {}, lists=True)
+    candidates = {}
+    for origin, items in (("tune.param_space", leaves),
+                          ("tune.scheduler.hyperparam_mutations", mutations)):
+        for path, spec in items:
+            try:
+                candidates.setdefault(path, []).extend(search_candidates(spec))
+            except ConfigError as e:
+                raise ConfigError(f"{origin}.{'.'.join(path)}: {e}") from e
+    first = base
+    for path, _ in leaves:
+        first = _set_path(first, path, candidates[path][0])
+    variants = [("first values", first)]
+    searched = {path for path, _ in leaves}
+    for path, values in candidates.items():
+        for value in values[1:] if path in searched else values:
+            label = f"{'.'.join(path)}={value!r}"
+            if all(label != seen for seen, _ in variants):
+                variants.append((label, _set_path(first, path, value)))
+    return variants

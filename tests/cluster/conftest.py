@@ -1,13 +1,16 @@
 """A throwaway multi-node Ray cluster on loopback, for the scaling-out tests.
 
-Each node is a ``ray start --block`` process in its own session, with its own ports, its own
-temp dir and token authentication on. Every process the cluster spawns inherits a marker
-environment variable, so teardown kills exactly this cluster's processes by pid and never
-touches another Ray on the machine (``ray stop`` would kill every Ray of this user).
+Each node is a ``ray start --block`` process in its own session, started through
+``python -m rl_models.app.loopback_ray`` (the recipe of docs/scaling_out.md) so every server
+listens on 127.0.0.1 only, with its own ports, its own temp dir and token authentication on.
+Every process the cluster spawns inherits a marker environment variable, so teardown kills
+exactly this cluster's processes by pid and never touches another Ray on the machine
+(``ray stop`` would kill every Ray of this user).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -25,7 +28,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = Path(__file__).resolve().parent / "drivers"
 _MARKER = "DEEPMIXING_TEST_CLUSTER"
-RAY_BIN = str(Path(sys.executable).with_name("ray"))
+LOOPBACK_RAY = [sys.executable, "-m", "rl_models.app.loopback_ray"]
+"""Ray's CLI with loopback addresses kept (``rl_models/app/loopback_ray.py``)."""
 
 
 def free_port() -> int:
@@ -65,6 +69,9 @@ class LocalRayCluster:
     Args:
         root: A fresh directory for the Ray temp dir, logs and storage.
     """
+
+    LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
+    """Addresses a loopback-only cluster may listen on."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -125,7 +132,7 @@ class LocalRayCluster:
         """
         head = not self.nodes
         cmd = [
-            RAY_BIN, "start", "--block", "--disable-usage-stats",
+            *LOOPBACK_RAY, "start", "--block", "--disable-usage-stats",
             "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
             f"--resources={json.dumps(resources or {})}",
             "--object-store-memory=100000000",
@@ -140,7 +147,8 @@ class LocalRayCluster:
             cmd += [f"--address={self.address}"]
         log = open(self.root / f"ray-start-{name}.log", "wb")  # noqa: SIM115 - lives with node
         self.nodes[name] = subprocess.Popen(
-            cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, env=self.env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.wait_for_nodes(len(self.nodes), timeout=90)
 
@@ -148,7 +156,8 @@ class LocalRayCluster:
         """Number of alive nodes, asked from the GCS by a short-lived driver."""
         out = self.run_driver(
             "-c",
-            "import ray; ray.init(address='auto', logging_level='ERROR');"
+            "import ray; from rl_models.app.loopback_ray import loopback_addresses\n"
+            "with loopback_addresses(): ray.init(address='auto', logging_level='ERROR')\n"
             "print('ALIVE', sum(n['Alive'] for n in ray.nodes()))",
             timeout=60,
         )
@@ -210,6 +219,29 @@ class LocalRayCluster:
             if cmdline_contains.encode() in cmdline:
                 out.append(pid)
         return out
+
+    def listening_hosts(self) -> set[str]:
+        """The local addresses of every TCP socket this cluster's processes listen on."""
+        inodes = set()
+        for pid in _pids_with_marker(self.marker):
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+                links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds]
+            except OSError:
+                continue
+            inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+        hosts = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                    continue
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                # The kernel prints each 32-bit word of the address in host (little) order.
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                address = ipaddress.ip_address(raw)
+                hosts.add(str(getattr(address, "ipv4_mapped", None) or address))
+        return hosts
 
     def kill_node(self, name: str) -> None:
         """SIGKILL a node's whole process group: raylet, agents and its workers."""

@@ -41,6 +41,9 @@ def _wait_for(path, proc, *, timeout: float, log) -> None:
 def test_training_survives_losing_a_worker_node(ray_cluster, tmp_path):
     ray_cluster.start_node("head", resources={"runner_slot": 1})
     ray_cluster.start_node("worker", resources={"runner_slot": 1})
+    # The loopback recipe binds loopback only: nothing of the cluster faces the network.
+    hosts = ray_cluster.listening_hosts()
+    assert hosts and hosts <= ray_cluster.LOOPBACK_HOSTS, hosts
     log = tmp_path / "driver.log"
     iterations, kill_after = 4, 1
     driver = ray_cluster.popen_driver(
@@ -184,3 +187,33 @@ def test_killed_driver_resumes_without_losing_an_iteration(ray_cluster, tmp_path
     saved = [json.loads(m.read_text())["iteration"]
              for m in sorted(trial.glob("checkpoint_*/deepmixing.json"))]
     assert saved == list(range(1, iterations + 1)), saved
+
+
+@pytest.mark.slow
+def test_the_documented_recipe_runs_two_env_runners(ray_cluster, tmp_path):
+    """docs/scaling_out.md, "Try it on one machine": two nodes, one env runner on each.
+
+    The head holds the trial's main process and one runner (2 CPUs), the worker one runner
+    (1 CPU); each node's ``runner_slot`` admits one runner, so they spread over both.
+    """
+    ray_cluster.start_node("head", num_cpus=2, resources={"runner_slot": 1})
+    ray_cluster.start_node("worker", num_cpus=1, resources={"runner_slot": 1})
+    hosts = ray_cluster.listening_hosts()
+    assert hosts and hosts <= ray_cluster.LOOPBACK_HOSTS, hosts
+    sets = {
+        "env.synthetic": "{n_songs: 2, seconds: 0.5, n_tracks: 3, seed: 0}",
+        "env_runners.num_env_runners": "2",
+        "env_runners.custom_resources_per_env_runner": "{runner_slot: 1}",
+        "model": "{hidden_size: 4, attention_dim: 4, embed_dim: 4, max_seq_len: 4}",
+        "training.train_batch_size_per_learner": "64", "training.minibatch_size": "32",
+        "evaluation.interval": "0", "stop.training_iteration": "2",
+    }
+    run = ray_cluster.run_driver(
+        "-m", "rl_models.app.cli", "train", "quickstart", "--address", ray_cluster.address,
+        "--storage-path", str(tmp_path / "runs"), "--name", "recipe",
+        *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")], timeout=400)
+    assert "trial PPO_" in run.stdout
+    (trial,) = [p for p in (tmp_path / "runs" / "recipe").iterdir() if p.is_dir()]
+    rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    assert [r["training_iteration"] for r in rows] == [1, 2]
+    assert all(r["fault_tolerance"]["num_healthy_workers"] == 2 for r in rows)

@@ -240,7 +240,8 @@ def test_registry_spec_builds_module_and_rejects_unknown_name():
     assert spec.model_config["max_seq_len"] == 32 and spec.model_config["hidden_size"] == 100
     spec.observation_space, spec.action_space = obs, act
     assert spec.build().get_initial_state()["context"].shape == (C, 100)
-    with pytest.raises(ConfigError, match="known: \\['deepmixing_attention_lstm'\\]"):
+    known = "known: \\['deepmixing_attention_lstm', 'rllib_default'\\]"
+    with pytest.raises(ConfigError, match=known):
         module_spec("transformer", {})
 
 

@@ -81,7 +81,7 @@ def test_missing_file_and_bad_algorithm(tmp_path):
         load_experiment(tmp_path / "nope.yaml")
     path = tmp_path / "exp.yaml"
     path.write_text("algorithm: DQN\n")
-    with pytest.raises(ConfigError, match="algorithm must be one of"):
+    with pytest.raises(ConfigError, match="unknown algorithm .DQN.; expected one of"):
         load_experiment(path)
 
 
@@ -127,7 +127,7 @@ def test_typed_config_is_the_one_schema():
 
 
 @pytest.mark.parametrize("data, match", [
-    ({"algorithm": "DQN"}, "algorithm must be one of"),
+    ({"algorithm": "DQN"}, "unknown algorithm 'DQN'"),
     ({"checkpoint": {"every": 3}}, r"unknown checkpoint key\(s\) \['every'\]"),
     ({"tune": {"mode": "best"}}, "tune.mode must be 'max' or 'min'"),
     ({"training": {"lr": "fast"}}, "training.lr must be a number"),
@@ -164,3 +164,15 @@ def test_a_sweep_keeps_the_settings_it_does_not_search():
             if key not in searched:
                 assert space[section][key] == value, f"{section}.{key}"
     assert space["training"]["train_batch_size_per_learner"] == 2048
+
+
+def test_relative_paths_are_made_absolute_where_the_command_runs(tmp_path, monkeypatch):
+    """Trials run in their own folders: a relative dataset or demonstrations path must not."""
+    monkeypatch.chdir(tmp_path)
+    experiment = load_experiment("bc", overrides=[
+        "env.dataset_dir=cache/songs", "evaluation.env.dataset_dir=s3://bucket/cache",
+        "offline_data.input_=[runs/demos, /abs/demos]", "init_module_from=runs/bc"])
+    assert experiment["env"]["dataset_dir"] == str(tmp_path / "cache" / "songs")
+    assert experiment["evaluation"]["env"]["dataset_dir"] == "s3://bucket/cache"
+    assert experiment["offline_data"]["input_"] == [str(tmp_path / "runs" / "demos"), "/abs/demos"]
+    assert experiment["init_module_from"] == str(tmp_path / "runs" / "bc")

@@ -7,10 +7,10 @@ import json
 import os
 import signal
 
+import pytest
 from ray import tune
 
-from rl_models.app.experiment import load_experiment
-from rl_models.app.train import run_experiment
+from rl_models.app import train
 
 
 class InterruptAfter(tune.Callback):
@@ -38,20 +38,25 @@ class InterruptAfter(tune.Callback):
 
 
 def test_interrupted_run_resumes_with_all_iterations(product_cache, ray_session, tmp_path,
-                                                     deepmixing, tiny_sets):
+                                                     deepmixing, tiny_sets, monkeypatch,
+                                                     capsys):
     from mixing_env.data.cache import PreparedDataset
 
     name = PreparedDataset(product_cache).names[0]
-    sets = [tiny_sets[i + 1] for i in range(0, len(tiny_sets), 2)]
-    experiment = load_experiment("quickstart", overrides=[
-        *sets, f"env.dataset_dir={product_cache}", f"env.songs=[{name}]",
-        "evaluation.interval=0", "stop.training_iteration=4", "checkpoint.frequency=1",
-        f"storage_path={tmp_path}", "name=resume",
-    ])
     interrupt = InterruptAfter(2, tmp_path / "interrupted")
-    run_experiment(experiment, verbose=0, callbacks=[interrupt])
-    assert interrupt.sent
+    make_tuner = train.make_tuner
+    monkeypatch.setattr(train, "make_tuner", lambda *a, **kw: make_tuner(
+        *a, **{**kw, "callbacks": [*(kw.get("callbacks") or []), interrupt]}))
+    code = deepmixing(
+        "train", "quickstart", *tiny_sets, "--set", f"env.dataset_dir={product_cache}",
+        "--set", f"env.songs=[{name}]", "--set", "evaluation.interval=0",
+        "--set", "stop.training_iteration=4", "--set", "checkpoint.frequency=1",
+        "--storage-path", tmp_path, "--name", "resume")
     exp_dir = tmp_path / "resume"
+    # Ctrl+C: a non-zero status and the project's own resume command, not Ray's hint.
+    assert interrupt.sent and code == 130
+    err = capsys.readouterr().err
+    assert f"deepmixing train --resume {exp_dir}" in err and "Tuner.restore" not in err
     (trial,) = [p for p in exp_dir.iterdir() if (p / "progress.csv").exists()]
     with (trial / "progress.csv").open() as f:
         before = [int(r["training_iteration"]) for r in csv.DictReader(f)]
@@ -60,7 +65,7 @@ def test_interrupted_run_resumes_with_all_iterations(product_cache, ray_session,
                    for p in trial.glob("checkpoint_*"))
     assert 2 in saved, saved  # the checkpoint the interruption waited for
 
-    assert deepmixing("train", "--resume", exp_dir, "--verbose", 0) == 0
+    assert deepmixing("train", "--resume", exp_dir) == 0
 
     with (trial / "progress.csv").open() as f:
         after = [int(r["training_iteration"]) for r in csv.DictReader(f)]
@@ -72,3 +77,47 @@ def test_interrupted_run_resumes_with_all_iterations(product_cache, ray_session,
     assert resumed and resumed[0] <= max(saved) + 1 and resumed == list(
         range(resumed[0], 5))
     assert after[:len(before)] == before
+
+
+
+def _iterations(trial) -> list[int]:
+    with (trial / "progress.csv").open() as f:
+        return [int(r["training_iteration"]) for r in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_from_its_checkpoints(product_cache, ray_session, tmp_path,
+                                                           deepmixing, tiny_sets, monkeypatch,
+                                                           capsys):
+    """sweep_asha's own checkpoint frequency: a resume redoes less than one period."""
+    from rl_models.app.experiment import load_experiment
+
+    period = load_experiment("sweep_asha")["checkpoint"]["frequency"]
+    stop = 2 * period
+    interrupt = InterruptAfter(period, tmp_path / "interrupted")
+    make_tuner = train.make_tuner
+    monkeypatch.setattr(train, "make_tuner", lambda *a, **kw: make_tuner(
+        *a, **{**kw, "callbacks": [*(kw.get("callbacks") or []), interrupt]}))
+    code = deepmixing(
+        "tune", "sweep_asha", *tiny_sets, "--set", f"env.dataset_dir={product_cache}",
+        "--set", "evaluation.interval=0", "--set", "tune.scheduler=null",
+        "--set", "tune.metric=env_runners/episode_return_mean", "--set", "tune.num_samples=2",
+        "--set", "tune.param_space={training: {lr: {grid_search: [0.001, 0.002]}}}",
+        "--set", f"stop.training_iteration={stop}", "--storage-path", tmp_path, "--name", "sw")
+    exp_dir = tmp_path / "sw"
+    assert code == 130 and f"deepmixing tune --resume {exp_dir}" in capsys.readouterr().err
+    trials = sorted(p for p in exp_dir.iterdir() if (p / "progress.csv").exists())
+    before = {t.name: _iterations(t) for t in trials}
+    assert any(max(b) >= period for b in before.values()), before
+
+    assert deepmixing("tune", "--resume", exp_dir) == 0
+    for trial in sorted(p for p in exp_dir.iterdir() if (p / "progress.csv").exists()):
+        after = _iterations(trial)
+        assert after[-1] == stop and sorted(set(after)) == list(range(1, stop + 1))
+        done = before.get(trial.name, [])
+        assert after[:len(done)] == done  # nothing logged before the interruption is lost
+        resumed = after[len(done):]
+        if done and resumed:
+            # It continues from its last checkpoint: fewer than one period is trained again.
+            redone = max(done) - resumed[0] + 1
+            assert redone < period, (done, resumed)

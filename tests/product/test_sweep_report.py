@@ -70,10 +70,23 @@ def test_min_mode_and_another_metric(tiny_sweep):
     assert table.best.trial == min(returns, key=returns.get)
 
 
-def test_the_cli_prints_the_table(tiny_sweep, deepmixing, capsys):
-    assert deepmixing("tune-report", tiny_sweep) == 0
+def test_the_cli_prints_the_table_and_draws_the_curves(tiny_sweep, deepmixing, capsys,
+                                                        tmp_path):
+    picture = tmp_path / "curves.png"
+    assert deepmixing("tune-report", tiny_sweep, "--plot", picture) == 0
     out = capsys.readouterr().out
     assert out.count("| PPO_") == 3 and "best by deepmixing/gap_closed (max)" in out
+    assert f"curves: {picture}" in out and picture.stat().st_size > 0
+    assert (tiny_sweep / "sweep_curves.png").is_file()  # drawn at the end of the sweep
+
+
+def test_the_curves_hold_each_evaluated_iteration(tiny_sweep):
+    table = read_sweep(tiny_sweep)
+    for row in table.rows:
+        curve = table.curves[row.trial]
+        assert [it for it, _ in curve] == list(range(1, row.iterations + 1))
+        assert curve[-1][1] == pytest.approx(row.metric)
+    assert table.perturbations == []  # ASHA stops trials, it never changes their settings
 
 
 def test_bad_folder_metric_and_mode(tiny_sweep, tmp_path, deepmixing, capsys):
@@ -131,6 +144,15 @@ def test_a_real_pbt_sweep_reports_the_settings_its_members_changed(
     assert {r.status for r in table.rows} == {"done"}
     changed = [r for r in table.rows if r.initial["training.lr"] != r.settings["training.lr"]]
     assert changed  # an exploited member trains on with a perturbed lr
+    text = format_markdown(table)
     for row in changed:
-        assert f"{row.initial['training.lr']:.3g} -> {row.settings['training.lr']:.3g}" in (
-            format_markdown(table))
+        assert f"{row.initial['training.lr']:.3g} -> {row.settings['training.lr']:.3g}" in text
+    # The perturbations over time: when, which member, what changed, whom it copied.
+    assert {p.trial for p in table.perturbations} == {r.trial for r in changed}
+    names = {r.trial for r in table.rows}
+    for p in table.perturbations:
+        assert p.iteration == 3 and "training.lr" in p.changes
+        assert p.source in names - {p.trial}
+        before, after = p.changes["training.lr"]
+        (line,) = [x for x in text.splitlines() if x.startswith(f"| 3 | {p.trial} | ")]
+        assert f"training.lr: {before:.3g} -> {after:.3g}" in line and p.source in line

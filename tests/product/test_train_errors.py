@@ -42,7 +42,7 @@ def test_missing_evaluation_songs_fail_before_ray(product_cache, tmp_path, capsy
 
 
 @pytest.mark.parametrize("override, names", [
-    ("algorithm=DQN", ["--set algorithm=DQN", "algorithm must be one of"]),
+    ("algorithm=DQN", ["--set algorithm=DQN", "unknown algorithm 'DQN'"]),
     ("training.lr=abc", ["--set training.lr=abc", "training.lr must be a number"]),
     ("checkpoint.frequency=-1", ["--set checkpoint.frequency=-1", "checkpoint.frequency"]),
     ("evaluation.intervall=3", ["--set evaluation.intervall=3", "['intervall']"]),

@@ -20,6 +20,7 @@ import ray  # noqa: E402
 from common import TINY_MODEL, TINY_TRAINING, make_tiny_cache  # noqa: E402
 
 from rl_models.algorithms import build_algorithm_config  # noqa: E402
+from rl_models.app.loopback_ray import loopback_addresses  # noqa: E402
 
 
 def emit(**event) -> None:
@@ -33,7 +34,8 @@ def main() -> None:
     ap.add_argument("--kill-after", type=int, default=1)
     args = ap.parse_args()
 
-    ray.init(address="auto", log_to_driver=False, logging_level="WARNING")
+    with loopback_addresses():  # the cluster listens on 127.0.0.1 only
+        ray.init(address="auto", log_to_driver=False, logging_level="WARNING")
     cache = make_tiny_cache(args.workdir)
     config = build_algorithm_config(
         "PPO",
