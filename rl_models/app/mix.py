@@ -48,8 +48,8 @@ __all__ = ["LEVEL_RANGE_DB", "MixResult", "check_mix_options", "find_stems", "mi
 _AUDIO = (".wav", ".flac", ".aif", ".aiff")
 LEVEL_RANGE_DB = (-70.0, 0.0)
 """Accepted ``target_lufs`` and ``true_peak``: quieter is near-silence, louder clips."""
-WINDOW_CHUNKS = 512
-"""Chunks the agent's pass reads at a time (5.8 s at 44.1 kHz)."""
+WINDOW_CHUNKS = 128
+"""Chunks each pass over the env-rate stems reads at a time (1.5 s at 44.1 kHz)."""
 _PLOT_POINTS = 4000  # points per curve in the PNG (more than its pixels)
 
 
@@ -334,6 +334,11 @@ def _write_outputs(song: _SongPlan, gains: np.ndarray, staged: _StagedOutputs, *
                       on_pass=lambda: bar.update())
     bar.close()
     staged.discard(premix.path)
+    if mastered.short_of(target_lufs):
+        reduction = mastered.limiter.max_gain_reduction_db
+        warnings.warn(f"loudness target {target_lufs:g} LUFS not reached: the true-peak "
+                      f"ceiling {true_peak:g} dBTP holds it at {mastered.loudness_lufs:.1f} LUFS "
+                      f"(the limiter takes off up to {reduction:.1f} dB)", stacklevel=3)
 
     times = chunk_centres_s(song.n_chunks, chunk_size=song.chunk, env_rate=song.env_rate)
     tracks = []

@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 import warnings
 
-import numba
 import numpy as np
 import scipy.signal
+
+# The project's numba wrapper: cached on disk, compiled per process on a read-only install.
+from mixing_env.step_kernels import _compiled
 
 __all__ = [
     "LoudnessMeter",
@@ -86,7 +88,7 @@ def true_peak_envelope(x: np.ndarray, history: np.ndarray, *,
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _envelope(ext, taps, bound, threshold, out):  # pragma: no cover - compiled
     phases, n_taps = taps.shape
     for i in range(out.shape[0]):

@@ -6,7 +6,8 @@ reads two channels, not every stem. A pass applies the make-up gain, limits the 
 it wrote (BS.1770 loudness, 4x true peak). Limiting takes loudness away, so the gain is
 corrected by what the pass missed and the pass run again, until the loudness is within
 :data:`LOUDNESS_TOLERANCE_LU` of the target (two or three passes for a typical song) or more
-gain no longer buys loudness (a target the ceiling keeps out of reach: a warning says so).
+gain no longer buys loudness (a target the ceiling keeps out of reach:
+:meth:`MasterResult.short_of` tells).
 The true peak of the written file is measured, not assumed: a pass that ends above the
 ceiling runs again with the limiter set lower.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +87,11 @@ class MasterResult:
     limiter: LimiterReport | None
     passes: int
 
+    def short_of(self, target_lufs: float | None) -> bool:
+        """Whether the loudness stayed under ``target_lufs`` (the ceiling held it there)."""
+        return (target_lufs is not None and math.isfinite(self.loudness_lufs)
+                and target_lufs - self.loudness_lufs > LOUDNESS_TOLERANCE_LU)
+
 
 def master(premix: PremixFile, out_path: str | os.PathLike, *, sample_rate: int,
            frames: int, premix_lufs: float, premix_peak: float, target_lufs: float | None,
@@ -140,11 +145,6 @@ def master(premix: PremixFile, out_path: str | os.PathLike, *, sample_rate: int,
             break
         previous = (db(gain), loudness)
         gain *= 10.0 ** (miss / 20.0)
-    if math.isfinite(loudness) and target_lufs - loudness > LOUDNESS_TOLERANCE_LU:
-        warnings.warn(f"loudness target {target_lufs:g} LUFS not reached: the true-peak "
-                      f"ceiling {true_peak_dbtp:g} dBTP holds it at {loudness:.1f} LUFS "
-                      f"(the limiter takes off up to {report.max_gain_reduction_db:.1f} dB)",
-                      stacklevel=3)
     return MasterResult(gain, loudness, peak, report, passes)
 
 

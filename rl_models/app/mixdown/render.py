@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numba
 import numpy as np
 
+from mixing_env.step_kernels import _compiled  # cached on disk where it can be
 from rl_models.app.mixdown.stems import StemFile, StemReader
 
 __all__ = ["BLOCK_FRAMES", "chunk_centres_s", "render_blocks"]
@@ -37,7 +37,7 @@ def _positions(start: int, frames: int, *, source_rate: int, env_rate: int, chun
     return left, frac
 
 
-@numba.njit(cache=True)
+@_compiled
 def _add_stem(out, stem, gains, left, frac, matrix):  # pragma: no cover - compiled
     """``out[:, j] += g(j) * matrix @ stem[:, j]``, g linear between chunk gains."""
     last = gains.shape[0] - 1
