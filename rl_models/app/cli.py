@@ -221,9 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/mix"), help="output folder")
     p.add_argument("--target-lufs", type=float, default=-14.0,
                    help="integrated loudness of the WAV (BS.1770), -70..0")
-    p.add_argument("--true-peak", "--peak-dbfs", dest="true_peak", type=float, default=-1.0,
+    p.add_argument("--true-peak", dest="true_peak", type=float, default=-1.0,
                    help="largest true peak of the WAV (4x oversampled), dBTP, -70..0; a "
                         "look-ahead limiter holds it")
+    p.add_argument("--peak-dbfs", dest="true_peak", type=float,
+                   help=argparse.SUPPRESS)  # its name before the limiter; still read
     p.add_argument("--peak-only", action="store_true",
                    help="no loudness target: bring the true peak to --true-peak by one gain, "
                         "no limiter")

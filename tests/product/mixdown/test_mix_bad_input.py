@@ -29,15 +29,17 @@ def song(tmp_path):
     return write_song(tmp_path / "Odd", seconds=1.5, stems=STEMS)
 
 
-def test_a_shorter_stem_is_named_and_the_mix_runs_to_the_longest(song, tmp_path, capsys):
-    short = song / "06_Bass.wav"
-    y, _ = sf.read(short)
-    sf.write(short, y[: len(y) // 2], SR, subtype="FLOAT")
+@pytest.mark.parametrize("factor, word", [(0.5, "shorter"), (2.0, "longer")])
+def test_a_stem_of_another_length_is_named_and_the_mix_runs_to_the_longest(
+        song, tmp_path, capsys, factor, word):
+    odd = song / "06_Bass.wav"
+    y, _ = sf.read(odd)
+    sf.write(odd, np.resize(y, int(len(y) * factor)), SR, subtype="FLOAT")
     assert mix(song, tmp_path / "out") == 0
     warned = warnings_in(capsys)
-    assert any(str(short) in w and "shorter than the others" in w for w in warned), warned
+    assert any(str(odd) in w and f"{word} than the others" in w for w in warned), warned
     wav, _ = sf.read(tmp_path / "out" / "Odd_mix.wav")
-    assert len(wav) == int(1.5 * SR)
+    assert len(wav) == int(1.5 * SR * max(factor, 1.0))
 
 
 def test_a_stem_at_another_sample_rate_is_named_and_resampled(song, tmp_path, capsys):
