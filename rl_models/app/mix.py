@@ -30,17 +30,19 @@ renamed when all are done; on an error they are removed.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import os
 import tempfile
+import threading
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from mixing_env.errors import ConfigError, DatasetError
+from mixing_env.errors import ConfigError, DatasetError, DeepMixingError
 from mixing_env.paths import check_output_folder
 
 __all__ = ["LEVEL_RANGE_DB", "MixResult", "check_mix_options", "find_stems", "mix_song"]
@@ -201,10 +203,16 @@ def _load_player(checkpoint):
                 "slot_names": default_layout(), "sample_rate": SAMPLE_RATE,
                 "chunk_size": CHUNK_SIZE}
         return (lambda song, meta, progress: _baseline_gains(policy, song)), meta
-    from rl_models.checkpoints import load_policy
+    from rl_models.checkpoints import find_checkpoint, load_policy, read_metadata
 
-    module, meta = load_policy(checkpoint)
-    return (lambda song, meta, progress: _agent_gains(module, song, meta, progress)), meta
+    try:  # the layout now; the module (torch and RLlib to import) while the first pass runs
+        folder = find_checkpoint(checkpoint).resolve()
+        meta = {**read_metadata(folder), "checkpoint": str(folder)}
+    except DeepMixingError:
+        load_policy(checkpoint)  # raises the error, with its hints
+        raise
+    return (lambda song, meta, progress: _agent_gains(lambda: load_policy(folder)[0], song,
+                                                      meta, progress)), meta
 
 
 def _env_config(meta: dict):
@@ -214,8 +222,11 @@ def _env_config(meta: dict):
                                 if k not in ("dataset_dir", "songs", "synthetic")})
 
 
-def _agent_gains(module, song: _SongPlan, meta: dict, progress: bool):
-    """The streaming agent pass (and the first pass when the observation needs one)."""
+def _agent_gains(load_module, song: _SongPlan, meta: dict, progress: bool):
+    """The streaming agent pass, after the first pass when the observation needs one.
+
+    ``load_module()`` builds the policy: it runs while the first pass reads the stems.
+    """
     from tqdm import tqdm
 
     from mixing_env.envs.song_features import SongPrecompute
@@ -240,9 +251,23 @@ def _agent_gains(module, song: _SongPlan, meta: dict, progress: bool):
                                 chunk_size=song.chunk, logmel=pre.logmel)
     needs_first_pass = cfg.stem_level_features or cfg.stem_spectrum_features or (
         cfg.stem_loudness_feature)
-    if needs_first_pass:
+    stop = threading.Event()
+
+    def first_pass() -> None:
         for window in windows("reading stems"):
+            if stop.is_set():
+                return
             whole.add(window)
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mix-first-pass") as pool:
+        reading = pool.submit(first_pass) if needs_first_pass else None
+        try:
+            module = load_module()  # imports torch and RLlib while the stems are read
+        except BaseException:
+            stop.set()
+            raise
+        if reading is not None:
+            reading.result()
     observation = StreamingObservation(cfg, pre, whole if needs_first_pass else None,
                                        n_tracks=a)
 
@@ -252,8 +277,15 @@ def _agent_gains(module, song: _SongPlan, meta: dict, progress: bool):
                 whole.sounding |= np.any(window != 0, axis=(1, 2))
             yield window
 
-    gains = play_streaming(FastModuleSteps(module), observation, agent_windows(),
-                           rows=song.rows, n_slots=song.n_slots, n_chunks=t)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one step is a hundred tiny ops: threads only add overhead
+    try:
+        gains = play_streaming(FastModuleSteps(module), observation, agent_windows(),
+                               rows=song.rows, n_slots=song.n_slots, n_chunks=t)
+    finally:
+        torch.set_num_threads(threads)
     return gains, whole.sounding
 
 
@@ -319,7 +351,8 @@ def _write_outputs(song: _SongPlan, gains: np.ndarray, staged: _StagedOutputs, *
     def keep(block: np.ndarray) -> None:
         append(block)
         premix_loudness.add(block)
-        premix_peak.add(block)
+        if target_lufs is None:  # the peak sets the gain only without a loudness target
+            premix_peak.add(block)
         bar.update(block.shape[1])
 
     render_blocks(song.stems, gains, matrices, source_rate=song.source_rate,
@@ -405,21 +438,15 @@ def _write_outputs(song: _SongPlan, gains: np.ndarray, staged: _StagedOutputs, *
 
 @contextlib.contextmanager
 def _one_thread():
-    """One BLAS and one torch thread while mixing.
+    """One BLAS thread while mixing (the agent's pass also sets one torch thread).
 
     A mix's arrays are small, and extra threads on a busy machine cost more than they give
     (measured: the log-mel of a window 4x slower with two).
     """
-    import torch
     from threadpoolctl import threadpool_limits
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
+    with threadpool_limits(1):
+        yield
 
 
 class _StagedOutputs:
