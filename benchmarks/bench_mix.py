@@ -7,7 +7,8 @@
 For each length, ``deepmixing synth`` writes one song of sampled instruments (19 stems by
 default; kept in --out and reused by a later run), then ``deepmixing mix pretrained`` mixes
 it in a child process. Reported per song: the child's wall time and real-time factor (audio
-seconds per second), its peak memory (RSS high-water mark, from ``os.wait4``), the WAV's
+seconds per second), its CPU time (user + system: what it costs on a machine of its own), its
+peak memory (RSS high-water mark, from ``os.wait4``), the WAV's
 integrated loudness measured again here with pyloudnorm and its true peak (4x oversampled),
 the limiter's largest gain reduction, and the size of the automation files and the REAPER
 project. A 2-second mix runs first so the numba kernels are compiled and cached (a fresh
@@ -70,7 +71,8 @@ def mix_in_child(song: Path, out: Path, checkpoint: str) -> dict:
         output = log.read()
     if child.returncode:
         raise SystemExit(f"mix failed ({child.returncode}):\n{output[-3000:]}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "output": output}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": usage.ru_maxrss / 1024, "output": output}
 
 
 def measure(wav: Path) -> tuple[float, float]:
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({
             "seconds": seconds, "stems": args.tracks, "wall_s": round(child["wall_s"], 2),
             "realtime_x": round(seconds / child["wall_s"], 1),
+            "cpu_s": round(child["cpu_s"], 2),
             "peak_rss_mb": round(child["peak_rss_mb"]),
             "lufs": round(lufs, 2), "target_lufs": meta["target_lufs"],
             "true_peak_dbtp": round(peak, 2),
@@ -136,14 +139,15 @@ def main(argv: list[str] | None = None) -> int:
             "rpp_kb": round(sizes["rpp"], 1),
         })
     load_after = os.getloadavg()
-    header = (f"{'song':>8} {'stems':>5} {'time s':>7} {'x real':>7} {'peak MB':>8} "
+    header = (f"{'song':>8} {'stems':>5} {'time s':>7} {'x real':>7} {'CPU s':>6} {'peak MB':>8} "
               f"{'LUFS':>7} {'dBTP':>6} {'limiter dB':>10} {'CSV KB':>7} {'JSON KB':>7} "
               f"{'RPP KB':>7}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['seconds'] / 60:>6.1f} m {r['stems']:>5} {r['wall_s']:>7.1f} "
-              f"{r['realtime_x']:>7.1f} {r['peak_rss_mb']:>8.0f} {r['lufs']:>7.2f} "
+              f"{r['realtime_x']:>7.1f} {r['cpu_s']:>6.1f} {r['peak_rss_mb']:>8.0f} "
+              f"{r['lufs']:>7.2f} "
               f"{r['true_peak_dbtp']:>6.2f} {r['limiter_max_db'] or 0:>10.2f} "
               f"{r['csv_kb']:>7.1f} {r['json_kb']:>7.1f} {r['rpp_kb']:>7.1f}")
     print(f"load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "

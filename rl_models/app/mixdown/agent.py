@@ -63,8 +63,7 @@ class FastModuleSteps:
 
         if self.fell_back is not None:
             return self.plain.act(obs)
-        tensors = tuple(torch.from_numpy(np.ascontiguousarray(obs[k]))
-                        for k in ("chunks", "mix_mfcc", "track_mask"))
+        tensors = tuple(torch.from_numpy(obs[k]) for k in ("chunks", "mix_mfcc", "track_mask"))
         if self.traced is None:
             self._trace(tensors)
             if self.fell_back is not None:
@@ -72,7 +71,7 @@ class FastModuleSteps:
         with torch.inference_mode():
             action, *state = self.traced(*tensors, *self.state)
         self.state = tuple(state)
-        action = action.numpy().reshape(-1)
+        action = action.numpy().reshape(-1).astype(np.float32, copy=False)
         if self._steps < _CHECKED_STEPS:
             self._steps += 1
             expected = self.plain.act(obs)  # keeps the plain module's state in step
@@ -157,34 +156,46 @@ def play_streaming(steps: FastModuleSteps, observation: StreamingObservation,
     equal = mask / mask.sum()
     scorer = ChunkScorer(pre.mfcc)
     no_reference = np.zeros(cfg.n_mfcc)
-    obs_chunks = np.empty((n_slots, w_obs, observation.width), np.float32)
-    obs_chunks[:] = observation.dummy_row()
+    dummy = observation.dummy_row()
     stems_now = np.zeros((n_slots, chunk), np.float32)  # the chunk of every slot, env layout
     mix, windowed = np.zeros(chunk, np.float32), np.zeros(chunk)
     gains64 = np.zeros(n_slots)
     mix_mfcc = np.zeros(cfg.n_mfcc, np.float32)
     out = np.zeros((len(rows), n_chunks), np.float32)
+    rfft = np.fft.rfft
+
+    def observations(stems: np.ndarray) -> np.ndarray:
+        """Every step's ``chunks`` observation of a window [shape=(W, C, W_obs, F)]."""
+        feats = observation.window(stems)  # (A, W_obs - 1 + W, F)
+        w = stems.shape[1]
+        obs = np.empty((w, n_slots, w_obs, observation.width), np.float32)
+        obs[:] = dummy
+        steps_view = np.lib.stride_tricks.sliding_window_view(feats, w_obs, axis=1)[:, :w]
+        obs[:, rows] = steps_view.transpose(1, 0, 3, 2)  # (W, A, W_obs, F)
+        return obs
+
     steps.reset()
     t = 0
-    # The next window is read and its features computed on another thread while the agent
+    # The next window is read and its observations built on another thread while the agent
     # plays this one (numpy and torch release the GIL in their kernels).
-    for stems, feats in prefetch((stems, observation.window(stems)) for stems in windows):
-        for k in range(stems.shape[1]):
-            obs_chunks[rows] = feats[:, k : k + w_obs]
-            action = steps.act({"chunks": obs_chunks, "mix_mfcc": mix_mfcc,
-                                "track_mask": mask32})
+    for stems, obs in prefetch((stems, observations(stems)) for stems in windows):
+        w = stems.shape[1]
+        played = np.empty((w, n_slots), np.float32)
+        for k in range(w):
+            action = steps.act({"chunks": obs[k], "mix_mfcc": mix_mfcc, "track_mask": mask32})
             # MixingEnv.step's mix and MFCC, with its kernels and in its order.
-            simplex_gains(np.asarray(action, dtype=np.float32), mask, equal, gains64)
-            gains32 = gains64.astype(np.float32)
+            simplex_gains(action, mask, equal, gains64)
+            gains32 = played[k]
+            gains32[:] = gains64
             stems_now[rows] = stems[:, k]
             np.matmul(gains32, stems_now, out=mix)
             window_and_rms(mix, scorer.window, windowed)
             mix_mfcc = np.empty(cfg.n_mfcc, np.float32)
-            scorer(np.fft.rfft(windowed), no_reference, 1.0, mix_mfcc)
-            out[:, t] = gains32[rows]
-            t += 1
+            scorer(rfft(windowed), no_reference, 1.0, mix_mfcc)
+        out[:, t : t + w] = played[:, rows].T
+        t += w
         if on_step is not None:
-            on_step(stems.shape[1])
+            on_step(w)
     return out
 
 
