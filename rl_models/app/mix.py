@@ -211,8 +211,9 @@ def _load_player(checkpoint):
     except DeepMixingError:
         load_policy(checkpoint)  # raises the error, with its hints
         raise
-    return (lambda song, meta, progress: _agent_gains(lambda: load_policy(folder)[0], song,
-                                                      meta, progress)), meta
+    # load_policy(checkpoint), not (folder): on a damaged file it names the older checkpoints.
+    return (lambda song, meta, progress: _agent_gains(lambda: load_policy(checkpoint)[0],
+                                                      song, meta, progress)), meta
 
 
 def _env_config(meta: dict):

@@ -111,7 +111,9 @@ def master(premix: PremixFile, out_path: str | os.PathLike, *, sample_rate: int,
         on_pass: Called after each pass (a progress bar).
     """
     if target_lufs is None:
-        gain = 10.0 ** (true_peak_dbtp / 20.0) / premix_peak if premix_peak > 0 else 1.0
+        # A thousandth of a dB under: the float32 file must not round over the limit.
+        gain = (10.0 ** ((true_peak_dbtp - 0.001) / 20.0) / premix_peak if premix_peak > 0
+                else 1.0)
         result = _pass(premix, out_path, sample_rate=sample_rate, frames=frames, gain=gain,
                        ceiling_dbtp=None)
         if on_pass is not None:
