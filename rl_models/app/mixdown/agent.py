@@ -150,6 +150,7 @@ def play_streaming(steps: FastModuleSteps, observation: StreamingObservation,
     """
     cfg, pre = observation.config, observation.precompute
     chunk, w_obs = pre.chunk_size, cfg.obs_window
+    rows = np.asarray(rows)  # an index array: a list would be converted at every step
     mask = np.zeros(n_slots)
     mask[rows] = 1.0
     mask32 = mask.astype(np.float32)
