@@ -93,3 +93,14 @@ def test_peak_only_brings_the_true_peak_to_the_limit_without_the_limiter(song, t
     meta = json.loads((out / "Odd_automation.json").read_text())
     assert meta["limiter"] is None and meta["target_lufs"] is None
     assert meta["true_peak_dbtp"] == pytest.approx(-3.0, abs=0.01)
+
+
+def test_a_song_at_48_khz_is_mixed_at_48_khz(tmp_path):
+    song = write_song(tmp_path / "Song48", seconds=1.5, stems=STEMS, sample_rate=48000)
+    out = tmp_path / "out"
+    assert mix(song, out) == 0  # the agent hears it at 44.1 kHz, the WAV keeps 48 kHz
+    wav, sr = sf.read(out / "Song48_mix.wav", always_2d=True)
+    meta = json.loads((out / "Song48_automation.json").read_text())
+    assert sr == meta["source_sample_rate"] == 48000 and meta["env_sample_rate"] == 44100
+    assert len(wav) == int(1.5 * 48000) and wav.shape[1] == 2
+    assert meta["loudness_lufs"] == pytest.approx(-14.0, abs=0.5)
