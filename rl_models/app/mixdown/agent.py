@@ -8,10 +8,11 @@ left out.
 
 The module runs through :class:`FastModuleSteps`: one step of a small policy is a hundred
 tiny torch operations, and their Python overhead, not arithmetic, is most of a mix's time.
-The step is traced once per song with ``torch.jit.trace`` (deprecated in torch 2.x, yet the
-one tool here whose start-up costs less than the mix: ``torch.compile`` compiles C++ for
-longer than a song takes), and checked against the plain module on the song's first steps;
-any difference, or a module that cannot be traced, falls back to the plain module.
+The step is traced once per song with ``torch.jit.trace`` and frozen (deprecated in torch
+2.x, yet the one tool here whose start-up costs less than the mix: ``torch.compile`` compiles
+C++ for longer than a song takes), and checked against the plain module on the song's first
+steps; any difference, or a module that cannot be traced, falls back to the plain module.
+The next window's observations are built on a second thread while the agent plays one.
 """
 
 from __future__ import annotations

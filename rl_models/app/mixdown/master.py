@@ -5,7 +5,7 @@ reads two channels, not every stem. A pass applies the make-up gain, limits the 
 (:class:`~rl_models.app.mixdown.limiter.TruePeakLimiter`), writes the WAV and measures what
 it wrote (BS.1770 loudness, 4x true peak). Limiting takes loudness away, so the gain is
 corrected by what the pass missed and the pass run again, until the loudness is within
-:data:`LOUDNESS_TOLERANCE_LU` of the target (two or three passes for a typical song) or more
+:data:`LOUDNESS_TOLERANCE_LU` of the target (one or two passes for a typical song) or more
 gain no longer buys loudness (a target the ceiling keeps out of reach:
 :meth:`MasterResult.short_of` tells).
 The true peak of the written file is measured, not assumed: a pass that ends above the
