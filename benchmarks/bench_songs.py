@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mixing_env.data.sampled.songs import generate_sampled_song, write_song_folder
-from mixing_env.data.synthetic import generate_song
+from mixing_env.songs.procedural import generate_song
+from mixing_env.songs.sampled.songs import generate_sampled_song, write_song_folder
 
 
 def _folder_bytes(folder: Path) -> int:

@@ -43,7 +43,7 @@ from unittest import mock
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mixing_env.data.sampled import mixing_model  # noqa: E402
+from mixing_env.songs.sampled import mixing_model  # noqa: E402
 
 KIND_SPECS = {
     "clean": {"master_bus": 0.0, "engineer": None, "recording_level": "random"},
@@ -65,7 +65,7 @@ ROLE_SHIFT_DB = {
 }
 """Per role, dB added to the mean level relative to the lead in the ``shifted`` kind: a
 brighter, less drum-and-bass-heavy engineer (roles are the keys of
-:data:`mixing_env.data.sampled.mixing_model.ROLE_LEVEL_DB`)."""
+:data:`mixing_env.songs.sampled.mixing_model.ROLE_LEVEL_DB`)."""
 
 SPREAD_SCALE = 1.5
 """The ``shifted`` kind's song-to-song spread of each role's level, times the model's."""
@@ -115,7 +115,7 @@ def make_kind(root: Path, kind: str, *, n_songs: int, seconds: float, seed: int,
     """
     from mixing_env.data.cache import MANIFEST
     from mixing_env.data.prepare import prepare_dataset
-    from mixing_env.data.sampled import make_sampled_dataset
+    from mixing_env.songs.sampled import make_sampled_dataset
 
     songs = root / kind / "songs"
     cache = root / kind / "cache"
@@ -136,7 +136,7 @@ def fit_training_balance(root: Path, *, train_cache: str | None, n_train: int) -
 
     if train_cache is None:
         from mixing_env.data.prepare import prepare_dataset
-        from mixing_env.data.sampled import make_sampled_dataset
+        from mixing_env.songs.sampled import make_sampled_dataset
         from rl_models.app.pretrained import PretrainedRecipe
 
         recipe = PretrainedRecipe()

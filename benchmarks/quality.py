@@ -127,7 +127,7 @@ class QualitySetup:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {name}={value!r}")
-        from mixing_env.data.sampled.mixing_model import MIX_OPTION_DEFAULTS, check_mix_options
+        from mixing_env.songs.sampled.mixing_model import MIX_OPTION_DEFAULTS, check_mix_options
 
         options = {name: getattr(self, name) for name in MIX_OPTION_DEFAULTS}
         check_mix_options(**options)
@@ -182,8 +182,8 @@ def make_split(root: str | Path, setup: QualitySetup, *, progress: bool = False)
     ``n_heldout`` (song k is the same whatever the dataset size, for both kinds).
     """
     from mixing_env.data.prepare import prepare_dataset
-    from mixing_env.data.sampled import make_sampled_dataset
-    from mixing_env.data.synthetic import make_synthetic_dataset
+    from mixing_env.songs.procedural import make_synthetic_dataset
+    from mixing_env.songs.sampled import make_sampled_dataset
 
     root = Path(root)
     n = setup.n_train + setup.n_heldout

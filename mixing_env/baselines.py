@@ -15,6 +15,8 @@ into a policy. Evaluation, demonstrations, the learning benchmark and the CLI re
 * :class:`StaticOracle`: one NNLS over the whole song, one gain vector for all chunks.
 * :class:`InstrumentBalance`: per slot, a level relative to the stem's loudness while it plays,
   fitted on training songs (:mod:`mixing_env.balance`); the field's learned baseline.
+* :class:`EngineerBound`: the engineer that made the references, with its random part at 0
+  (:mod:`mixing_env.engineer`): what a perfect listener could reach (``bound``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "BALANCE_FILE",
     "BASELINES",
     "BaselinePolicy",
+    "EngineerBound",
     "EqualGains",
     "InstrumentBalance",
     "LoudnessGains",
@@ -260,6 +263,61 @@ class InstrumentBalance(BaselinePolicy):
         return f"InstrumentBalance({len(self.slots)} slots)"
 
 
+class EngineerBound(BaselinePolicy):
+    """The engineer's own rule: its gains with the inconsistency at 0, on the simplex.
+
+    On songs the engineer mixed, this is what a listener who learnt the rule perfectly would
+    do; the distance left to the oracle is the engineer's random part. The style is the
+    song's (read from ``sampled.json`` or ``engineer.json`` beside its stems), else the one
+    given (``bound=rock``), else the default. Roles come from the stems' file names.
+
+    Args:
+        style: A style name, or None to read it from each song.
+    """
+
+    name = "bound"
+
+    def __init__(self, style: str | None = None):
+        super().__init__()
+        from mixing_env.engineer import get_style
+
+        self.style = None if style is None else get_style(style).name
+
+    def style_of(self, song: Song) -> str:
+        """The style the song's references were made in (see the class docstring)."""
+        from mixing_env.engineer import DEFAULT_STYLE
+
+        if self.style is not None:
+            return self.style
+        for path in song.stem_files.values():
+            for meta in ("sampled.json", "engineer.json"):
+                found = Path(path).with_name(meta)
+                if found.is_file():
+                    return json.loads(found.read_text()).get("engineer", {}).get(
+                        "style", DEFAULT_STYLE)
+            break
+        return DEFAULT_STYLE
+
+    def gains(self, song: Song) -> np.ndarray:  # noqa: D102
+        from mixing_env.engineer import Engineer
+        from mixing_env.engineer.roles import slot_roles
+
+        real = np.flatnonzero(np.asarray(song.track_mask) > 0)
+        n = song.n_valid_chunks or song.n_chunks
+        stems = np.asarray(song.stems[real, :n], dtype=np.float32).reshape(len(real), -1)
+        roles = slot_roles([song.slot_names[i] for i in real], song.stem_files)
+        decided = Engineer(self.style_of(song), 0.0).mix(
+            stems, roles, sample_rate=song.sample_rate, chunk_size=song.chunk_size)
+        weights = np.zeros((song.n_slots, song.n_chunks))
+        weights[real, :n] = decided.gains[:, :n]
+        weights[real, n:] = decided.gains[:, n - 1 : n]  # padding holds the last chunk
+        return to_simplex(weights.T, song.track_mask).T.astype(np.float32)
+
+
+def _bound(arg: str | None, dataset_dir: str | None) -> EngineerBound:
+    return EngineerBound(arg)
+
+
 def _instrument_balance(arg: str | None, dataset_dir: str | None) -> InstrumentBalance:
     if arg is None:
         if dataset_dir is None:
@@ -282,12 +340,13 @@ def _plain(cls: type[BaselinePolicy]) -> Callable[[str | None, str | None], Base
 BASELINES: dict[str, Callable[[str | None, str | None], BaselinePolicy]] = {
     **{cls.name: _plain(cls) for cls in (EqualGains, LoudnessGains, OraclePolicy, StaticOracle)},
     InstrumentBalance.name: _instrument_balance,
+    EngineerBound.name: _bound,
 }
 """The one baseline registry: name -> factory ``(argument, dataset_dir) -> policy``.
 
 Names: ``"equal"``, ``"loudness"``, ``"oracle"``, ``"static_oracle"``,
 ``"instrument_balance"`` (argument: its JSON table; default: :data:`BALANCE_FILE` in the
-dataset's folder).
+dataset's folder), ``"bound"`` (argument: the engineer's style; default: the song's).
 """
 
 

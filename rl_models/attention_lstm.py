@@ -166,6 +166,22 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
         return {Columns.ACTION_DIST_INPUTS: out["dist_inputs"], Columns.STATE_OUT: out["state_out"]}
 
     @override(TorchRLModule)
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        """Acting to collect training data: also each step's value (``VF_PREDS``).
+
+        The learner's GAE then reads the values the env runner stored with the steps
+        (`rl_models.sequence_batch`) instead of running the network over the batch again:
+        on-policy, the env runner acts with the learner's current weights.
+        """
+        with torch.no_grad():
+            out = self._run(self._core, batch)
+            return {
+                Columns.ACTION_DIST_INPUTS: out["dist_inputs"],
+                Columns.STATE_OUT: out["state_out"],
+                Columns.VF_PREDS: self._value_head(out["features"]).squeeze(-1),
+            }
+
+    @override(TorchRLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         out = self._run(self._core, batch)
         return {
@@ -215,5 +231,5 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
-        """Env runners need neither the value head nor the target network."""
-        return ["_value_head", "_target_core"]
+        """Env runners need no target network (they keep the small value head: VF_PREDS)."""
+        return ["_target_core"]

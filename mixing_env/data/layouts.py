@@ -27,6 +27,7 @@ from mixing_env.data.audio_io import AUDIO_EXTENSIONS
 from mixing_env.errors import DatasetError
 
 __all__ = [
+    "find_multitracks",
     "LAYOUTS",
     "TRUTH_FILE",
     "SongSource",
@@ -39,7 +40,7 @@ LAYOUTS = ("cambridge", "medleydb", "musdb")
 """Layout names recorded in :attr:`SongSource.layout`."""
 
 TRUTH_FILE = "true_gains.npz"
-"""Per-chunk true gains beside a synthetic song (see :mod:`mixing_env.data.synthetic`)."""
+"""Per-chunk true gains beside a synthetic song (see :mod:`mixing_env.songs.procedural`)."""
 
 _MUSDB_STEMS = ("vocals", "drums", "bass", "other")
 _MAX_DEPTH = 4
@@ -67,7 +68,8 @@ class SongSource:
         name: Song name (its folder's name; unique within a discovery).
         layout: One of :data:`LAYOUTS`.
         stems: The stems, in file order.
-        mix_path: The reference mix.
+        mix_path: The reference mix (None for a folder of stems without one:
+            :func:`find_multitracks`).
         truth_path: ``true_gains.npz`` when present, else None.
         folder: The song folder.
     """
@@ -75,14 +77,14 @@ class SongSource:
     name: str
     layout: str
     stems: list[StemSource]
-    mix_path: Path
+    mix_path: Path | None
     truth_path: Path | None = None
     folder: Path | None = field(default=None, compare=False)
 
     @property
     def files(self) -> list[Path]:
         """Every file the song is read from (mix, stems, truth)."""
-        out = [self.mix_path, *(s.path for s in self.stems)]
+        out = [*([self.mix_path] if self.mix_path else []), *(s.path for s in self.stems)]
         return out + ([self.truth_path] if self.truth_path else [])
 
 
@@ -182,6 +184,62 @@ def _song_in(folder: Path, mix_pattern: str) -> SongSource | None:
     return _cambridge(folder, files, mix_pattern)
 
 
+def _stems_only(folder: Path, mix_pattern: str) -> SongSource | None:
+    """A folder of stems with no mix, no MedleyDB metadata and no MUSDB18 mixture, or None."""
+    files = _audio_files(folder)
+    if (any(folder.glob("*_METADATA.yaml"))
+            or any(p.stem.lower() == "mixture" for p in files)
+            or any(fnmatch.fnmatch(p.name.lower(), mix_pattern.lower()) for p in files)):
+        return None
+    full = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.lower().endswith("_full"))
+    stems = [p for d in full for p in _audio_files(d)] if full else files
+    if not stems:
+        return None
+    return SongSource(folder.name, "cambridge", [StemSource(p, p.stem) for p in stems], None,
+                      _truth(folder), folder)
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise DatasetError(f"dataset folder not found: {root}")
+    if not root.is_dir():
+        raise DatasetError(f"dataset path is not a folder: {root}")
+    if not any(p for p in root.iterdir() if not p.name.startswith(".")):
+        raise DatasetError(f"dataset folder {root} is empty")
+
+
+def find_multitracks(root: str | os.PathLike, *, mix_pattern: str = "*Mix*"
+                     ) -> list[SongSource]:
+    """Every song under ``root`` whose stems can be read, with or without a mix.
+
+    The layouts of :func:`scan_songs`, plus folders of stems alone (Cambridge-MT flat or in
+    ``<Song>_Full/``, MUSDB18 stems without ``mixture.wav``): those have ``mix_path`` None.
+    What mixes a folder (``deepmixing engineer``, ``mix``) reads songs this way.
+
+    Raises:
+        DatasetError: ``root`` is missing, empty or holds no stems, or a song folder is
+            broken (the message names it).
+    """
+    root = Path(root)
+    _check_root(root)
+    found: list[SongSource] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        song = _stems_only(folder, mix_pattern) or _song_in(folder, mix_pattern)
+        if song is not None:
+            found.append(song)
+        elif depth < _MAX_DEPTH:
+            for sub in sorted(p for p in folder.iterdir()
+                              if p.is_dir() and not p.name.startswith(".")):
+                walk(sub, depth + 1)
+
+    walk(root, 0)
+    if not found:
+        raise DatasetError(f"no stems found in {root}: expected audio files "
+                           f"({', '.join(AUDIO_EXTENSIONS)}) in song folders")
+    return sorted(found, key=lambda s: s.name)
+
+
 def scan_songs(
     root: str | os.PathLike, *, mix_pattern: str = "*Mix*"
 ) -> tuple[list[SongSource], dict[str, DatasetError]]:
@@ -203,12 +261,7 @@ def scan_songs(
         DatasetError: ``root`` is missing, not a folder, or empty.
     """
     root = Path(root)
-    if not root.exists():
-        raise DatasetError(f"dataset folder not found: {root}")
-    if not root.is_dir():
-        raise DatasetError(f"dataset path is not a folder: {root}")
-    if not any(p for p in root.iterdir() if not p.name.startswith(".")):
-        raise DatasetError(f"dataset folder {root} is empty")
+    _check_root(root)
     songs: list[SongSource] = []
     errors: dict[str, DatasetError] = {}
 

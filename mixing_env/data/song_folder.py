@@ -1,7 +1,7 @@
 """Generated songs on disk: a Cambridge-MT-style folder plus the known gains (``true_gains.npz``).
 
 Any generator of songs with known gain automation (the procedural songs of
-:mod:`mixing_env.data.synthetic`, or others) writes its songs through
+:mod:`mixing_env.songs.procedural`, or others) writes its songs through
 :func:`write_song_folder`; ``prepare`` reads the gains back with :func:`load_true_gains`.
 
 The ``true_gains.npz`` format: one float32 array [shape=(T_song,)] per stem file name (the
@@ -22,7 +22,7 @@ from mixing_env.data.audio_io import write_audio
 from mixing_env.data.layouts import TRUTH_FILE
 from mixing_env.errors import ConfigError, DatasetError
 
-__all__ = ["load_true_gains", "write_song_folder"]
+__all__ = ["load_true_gains", "write_song_folder", "write_true_gains"]
 
 
 def write_song_folder(
@@ -68,15 +68,29 @@ def write_song_folder(
         write_audio(folder / fname, y, sample_rate=sample_rate, subtype="FLOAT")
     write_audio(folder / f"{folder.name}_Mix.wav", reference, sample_rate=sample_rate,
                 subtype="FLOAT")
-    truth = {str(f): np.asarray(g, dtype=np.float32)
-             for f, g in zip(stem_files, true_gains, strict=True)}
-    tmp = folder / f".{TRUTH_FILE}.tmp.npz"
-    np.savez(tmp, __chunk_size__=np.int64(chunk_size), __sample_rate__=np.int64(sample_rate),
-             **truth)
-    os.replace(tmp, folder / TRUTH_FILE)
+    write_true_gains(folder, stem_files=stem_files, true_gains=true_gains,
+                     sample_rate=sample_rate, chunk_size=chunk_size)
     if meta is not None:
         (folder / meta_file).write_text(json.dumps(meta, indent=1))
     return folder
+
+
+def write_true_gains(folder: str | os.PathLike, *, stem_files: Sequence[str],
+                     true_gains: Sequence[np.ndarray], sample_rate: int,
+                     chunk_size: int) -> Path:
+    """Write ``true_gains.npz`` (the format above) into ``folder``, atomically.
+
+    Returns:
+        The file.
+    """
+    truth = {str(f): np.asarray(g, dtype=np.float32)
+             for f, g in zip(stem_files, true_gains, strict=True)}
+    path = Path(folder) / TRUTH_FILE
+    tmp = path.with_name(f".{TRUTH_FILE}.tmp.npz")
+    np.savez(tmp, __chunk_size__=np.int64(chunk_size), __sample_rate__=np.int64(sample_rate),
+             **truth)
+    os.replace(tmp, path)
+    return path
 
 
 def load_true_gains(

@@ -30,6 +30,11 @@ class EnvConfig:
     synthetic: Mapping[str, Any] | None = None
     """Keyword arguments of ``synthetic_songs`` when ``dataset_dir`` is None;
     None = :data:`DEFAULT_SYNTHETIC`."""
+    generated: Mapping[str, Any] | None = None
+    """Songs without end for training (:class:`~mixing_env.songs.stream.StreamConfig` keys:
+    ``seed``, ``seconds``, ``n_tracks``, ``style``, ``inconsistency``, ``songs_per_skeleton``,
+    ``episodes_per_song``, ``pool``, ``master_bus``), made as episodes ask for them; used when
+    ``dataset_dir`` is None. Each env runner draws from its own stream."""
     episode_chunks: int | None = None
     """Length of a random window per episode, in chunks; None = the whole song."""
     obs_window: int = 1
@@ -115,6 +120,15 @@ class EnvConfig:
             isinstance(self.songs, str) or not all(isinstance(s, str) for s in self.songs)
         ):
             raise ConfigError(f"songs must be a list of song names, got songs={self.songs!r}")
+        if self.generated is not None:
+            from mixing_env.songs.stream import StreamConfig
+
+            if not isinstance(self.generated, Mapping):
+                raise ConfigError(f"generated must be a dict of stream settings, got "
+                                  f"{self.generated!r}")
+            if self.dataset_dir is not None or self.synthetic is not None:
+                raise ConfigError("generated cannot be combined with dataset_dir or synthetic")
+            StreamConfig.from_dict(self.generated)  # names a bad key or value now
         if self.synthetic is not None and not isinstance(self.synthetic, Mapping):
             raise ConfigError(
                 f"synthetic must be a dict of keyword arguments, got {self.synthetic!r}"
@@ -145,8 +159,9 @@ class EnvConfig:
         values = dict(config)
         if values.get("songs") is not None and not isinstance(values["songs"], str):
             values["songs"] = tuple(values["songs"])
-        if values.get("synthetic") is not None and isinstance(values["synthetic"], Mapping):
-            values["synthetic"] = dict(values["synthetic"])
+        for key in ("synthetic", "generated"):
+            if values.get(key) is not None and isinstance(values[key], Mapping):
+                values[key] = dict(values[key])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,6 +169,7 @@ class EnvConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if out["songs"] is not None:
             out["songs"] = list(out["songs"])
-        if out["synthetic"] is not None:
-            out["synthetic"] = dict(out["synthetic"])
+        for key in ("synthetic", "generated"):
+            if out[key] is not None:
+                out[key] = dict(out[key])
         return out

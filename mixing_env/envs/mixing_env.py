@@ -126,7 +126,9 @@ class MixingEnv(gym.Env):
         self.config = EnvConfig.from_dict(config)
         cfg = self.config
         if source is None:
-            source = SongSource(cfg, songs=songs)
+            # RLlib's EnvContext names the env runner: each runner makes its own songs.
+            stream = 1 + int(getattr(config, "worker_index", 0) or 0)
+            source = SongSource(cfg, songs=songs, stream=stream)
         elif cfg.songs is not None:
             source = source.subset(cfg.songs)
         self.source = source
@@ -201,8 +203,8 @@ class MixingEnv(gym.Env):
             raise ConfigError(f"unknown reset option(s) {unknown}; expected 'song' and/or 'start'")
         name = options.get("song")
         if name is None:
-            name = self.song_names[int(self.np_random.integers(len(self.song_names)))]
-        elif name not in self.song_names:
+            name = self.source.draw(self.np_random)
+        elif not self.source.has(name):
             raise ConfigError(f"reset option song={name!r} is not one of {self.song_names}")
         feats = self.song_features(name)
         n_valid, length = feats.n_valid, self.config.episode_chunks

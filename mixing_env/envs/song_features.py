@@ -76,9 +76,24 @@ class SongFeatures:
 
     @property
     def nbytes(self) -> int:
-        """Memory the precomputed arrays hold (the stems are a view of the song)."""
+        """Memory the precomputed arrays hold, and the stems when they are in memory.
+
+        A generated song's stems are in memory; a prepared song's are a memory map the OS
+        pages in and out.
+        """
         arrays = (self.reference_mfcc, self.reference_rms, self.track_features)
-        return sum(a.nbytes for a in arrays if a is not None)
+        own = sum(a.nbytes for a in arrays if a is not None)
+        return own + (0 if _memory_mapped(self.stems) else self.stems.nbytes)
+
+
+def _memory_mapped(a: np.ndarray) -> bool:
+    while a is not None:
+        if isinstance(a, np.memmap):
+            return True
+        a = getattr(a, "base", None)
+        if not isinstance(a, np.ndarray):
+            return a is not None and type(a).__name__ == "mmap"
+    return False
 
 
 class _SharedFeatureCache:
@@ -212,18 +227,25 @@ class SongPrecompute:
         T = song.n_chunks
         ref_mfcc = np.empty((T, cfg.n_mfcc))
         ref_rms = np.empty(T)
+        real = np.asarray(song.track_mask) > 0
+        # Track features are per track: compute them for the real tracks and one silent row
+        # that stands for every dummy slot (most of the C = 72 slots), then spread them.
+        rows = np.flatnonzero(real)
+        dummy = np.flatnonzero(~real)
+        if dummy.size:
+            rows = np.append(rows, dummy[0])
         feats_arr = None
         if self.logmel is not None:
-            feats_arr = np.empty((self.n_slots, T, cfg.n_track_features), np.float32)
+            feats_arr = np.empty((rows.size, T, cfg.n_track_features), np.float32)
         for a in range(0, T, _BULK_CHUNKS):
             b = min(a + _BULK_CHUNKS, T)
             ref = np.asarray(song.reference[a:b], dtype=np.float64)
             ref_mfcc[a:b] = self.mfcc.from_mel_power(self.mfcc.mel_power(ref))
             ref_rms[a:b] = np.sqrt(np.mean(ref * ref, axis=-1))
             if feats_arr is not None:
-                feats_arr[:, a:b] = self.logmel.log_mel(stems[:, a:b])
+                feats_arr[:, a:b] = self.logmel.log_mel(stems[rows, a:b])
         if feats_arr is not None and (cfg.level_features or cfg.stem_level_features):
-            levels = track_level_features(stems, sample_rate=self.sample_rate)
+            levels = track_level_features(stems[rows], sample_rate=self.sample_rate)
             parts = [feats_arr, levels] if cfg.level_features else [feats_arr]
             if cfg.stem_level_features:
                 whole = stem_level_features(levels)[:, None, :]
@@ -239,9 +261,15 @@ class SongPrecompute:
                 axis=-1)
         if feats_arr is not None and cfg.stem_loudness_feature:
             # Whole-song BS.1770 loudness, once per song; the last feature (the prior's).
-            lufs = np.broadcast_to(stem_loudness_feature(song)[:, None, None],
+            lufs = np.broadcast_to(stem_loudness_feature(song)[rows, None, None],
                                    (*feats_arr.shape[:2], 1))
             feats_arr = np.concatenate([feats_arr, lufs], axis=-1)
+        if feats_arr is not None:
+            every = np.empty((self.n_slots, T, feats_arr.shape[-1]), np.float32)
+            if dummy.size:
+                every[dummy] = feats_arr[-1]
+            every[np.flatnonzero(real)] = feats_arr[: int(real.sum())]
+            feats_arr = every
         # Read-only views: observations slice them without copying and nobody can write back.
         stems = stems.view()
         stems.flags.writeable = False

@@ -1,11 +1,14 @@
 """Where an env's songs come from: a config -> song names, songs, slot layout, peak, spaces.
 
-One of three routes, picked from an :class:`~mixing_env.envs.config.EnvConfig`: in-memory
+One of four routes, picked from an :class:`~mixing_env.envs.config.EnvConfig`: in-memory
 :class:`~mixing_env.data.song.Song` objects, a prepared cache (``dataset_dir``, read through
-its manifest and memory maps), or synthetic songs made in memory (``synthetic``). The env,
-evaluation, training and behaviour cloning share this instead of building an env to read
-names, slots or spaces. Synthetic songs are made once per set of arguments and kept (the last
-few sets), so evaluation does not make them again for every episode.
+its manifest and memory maps), synthetic songs made in memory (``synthetic``), or songs
+without end made as training asks for them (``generated``: a
+:class:`~mixing_env.songs.stream.SongStream` per env runner, its songs drawn from a small pool
+and replaced after a few episodes each). The env, evaluation, training and behaviour cloning
+share this instead of building an env to read names, slots or spaces. Synthetic songs are made
+once per set of arguments and kept (the last few sets), so evaluation does not make them again
+for every episode.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
 from mixing_env.data.cache import MANIFEST
 from mixing_env.data.song import Song
 from mixing_env.envs.config import DEFAULT_SYNTHETIC, EnvConfig
 from mixing_env.envs.song_features import SongPrecompute
 from mixing_env.errors import ConfigError, DatasetError
 
-__all__ = ["SlotLayout", "SongSource"]
+__all__ = ["GeneratedPool", "SlotLayout", "SongSource"]
 
 _SYNTHETIC_SETS = 2  # synthetic song sets kept in memory (LRU by their arguments)
 _synthetic_cache: OrderedDict[str, list[Song]] = OrderedDict()
@@ -65,6 +69,8 @@ class SongSource:
     Args:
         config: An env config dict (or :class:`EnvConfig`); its ``songs`` picks a subset.
         songs: In-memory songs to use instead of the config's ``dataset_dir``/``synthetic``.
+        stream: For ``generated`` songs: which training stream (each env runner its own,
+            >= 1); the envs of a process with the same stream share one pool of songs.
 
     Raises:
         ConfigError: ``songs`` names a song that is not there, or bad synthetic arguments.
@@ -72,11 +78,16 @@ class SongSource:
     """
 
     def __init__(self, config: Mapping[str, Any] | EnvConfig | None = None, *,
-                 songs: Sequence[Song] | None = None) -> None:
+                 songs: Sequence[Song] | None = None, stream: int = 1) -> None:
         self.config = cfg = EnvConfig.from_dict(config)
         self._songs: dict[str, Song] = {}
         self._dataset: Any = None
         self._synthetic_key: str | None = None
+        self.pool: GeneratedPool | None = None
+        if songs is None and cfg.generated is not None:
+            self.pool = GeneratedPool.shared(cfg.generated, stream)
+            self.names = []  # the pool's songs change as training goes on
+            return
         if songs is not None:
             self._songs = {s.name: s for s in songs}
         elif cfg.dataset_dir is not None:
@@ -94,6 +105,16 @@ class SongSource:
         if not names:
             raise DatasetError("the environment has no songs to play")
         self.names: list[str] = names
+
+    def draw(self, rng: np.random.Generator) -> str:
+        """The song of a new episode: uniform over the songs, or the pool's next one."""
+        if self.pool is not None:
+            return self.pool.draw(rng)
+        return self.names[int(rng.integers(len(self.names)))]
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` can be played now."""
+        return name in (self.pool.songs if self.pool is not None else self.names)
 
     def load(self, name: str) -> Song:
         """One song by name (memory-mapped for a prepared cache), checked for the layout.
@@ -115,6 +136,12 @@ class SongSource:
         return song
 
     def _open(self, name: str) -> Song:
+        if self.pool is not None:
+            song = self.pool.songs.get(name)
+            if song is None:
+                raise ConfigError(f"song {name!r} is not in play; generated songs are drawn "
+                                  f"with draw(), not named")
+            return song
         song = self._songs[name] if self._dataset is None else self._dataset.load(name, mmap=True)
         _check_song(song)
         return song
@@ -135,6 +162,8 @@ class SongSource:
             return ("prepared", str(cache_dir), stamp, name)
         if self._synthetic_key is not None:
             return ("synthetic", self._synthetic_key, name)
+        if self.pool is not None:
+            return ("generated", self.pool.key, name)
         return None
 
     def songs(self) -> list[Song]:
@@ -144,12 +173,19 @@ class SongSource:
     @cached_property
     def layout(self) -> SlotLayout:
         """The slot layout, from the first song (opened, not scanned)."""
+        if self.pool is not None:
+            return SlotLayout(tuple(self.pool.stream.layout), CHUNK_SIZE, SAMPLE_RATE)
         first = self._open(self.names[0])
         return SlotLayout(tuple(first.slot_names), first.chunk_size, first.sample_rate)
 
     @cached_property
     def peak(self) -> float:
-        """Largest |sample| over the songs' stems: the manifest's where it has it, else scanned."""
+        """Largest |sample| over the songs' stems: the manifest's where it has it, else scanned.
+
+        Generated songs are recorded at most -2 dBFS: 1.0 bounds them.
+        """
+        if self.pool is not None:
+            return 1.0
         peak = 0.0
         for name in self.names:
             manifest_peak = _manifest_peak(self._dataset, name)
@@ -169,6 +205,8 @@ class SongSource:
 
     def subset(self, names: Sequence[str]) -> SongSource:
         """The same source restricted to ``names`` (shares the loaded songs)."""
+        if self.pool is not None:
+            raise ConfigError("generated songs cannot be narrowed with songs=[...]")
         missing = sorted(set(names) - set(self.names))
         if missing:
             raise ConfigError(f"songs {missing} are not in the dataset; available: {self.names}")
@@ -213,7 +251,7 @@ def _synthetic_key(kwargs: dict[str, Any]) -> str:
 
 
 def _synthetic_songs(kwargs: dict[str, Any]) -> list[Song]:
-    from mixing_env.data.synthetic import synthetic_songs
+    from mixing_env.songs.procedural import synthetic_songs
 
     key = _synthetic_key(kwargs)
     if key in _synthetic_cache:
@@ -227,3 +265,56 @@ def _synthetic_songs(kwargs: dict[str, Any]) -> list[Song]:
     if len(_synthetic_cache) > _SYNTHETIC_SETS:
         _synthetic_cache.popitem(last=False)
     return songs
+
+
+class GeneratedPool:
+    """The songs a process's envs play from one training stream, a few at a time.
+
+    Each episode draws one of ``pool`` songs in play; a song that has served
+    ``episodes_per_song`` episodes is replaced by the stream's next song at the next draw.
+    Envs of one process with the same stream config and stream number share one pool
+    (:meth:`shared`), so a runner's many vector envs do not each make songs.
+
+    Args:
+        config: The env config's ``generated`` mapping
+            (:class:`~mixing_env.songs.stream.StreamConfig`).
+        stream: The stream number (>= 1).
+    """
+
+    _shared: dict[tuple[str, int], GeneratedPool] = {}
+
+    def __init__(self, config: Mapping[str, Any], stream: int):
+        from mixing_env.songs.stream import SongStream, StreamConfig
+
+        self.config = StreamConfig.from_dict(config)
+        self.key = json.dumps(dict(config), sort_keys=True, default=repr)
+        self.stream = SongStream(self.config, stream=stream)
+        self.songs: dict[str, Song] = {}
+        self.uses: dict[str, int] = {}
+        self.episodes = 0
+
+    @classmethod
+    def shared(cls, config: Mapping[str, Any], stream: int) -> GeneratedPool:
+        """The process's pool for this config and stream (made on first use)."""
+        key = (json.dumps(dict(config), sort_keys=True, default=repr), int(stream))
+        if key not in cls._shared:
+            cls._shared[key] = cls(config, stream)
+        return cls._shared[key]
+
+    def draw(self, rng: np.random.Generator) -> str:
+        """The next episode's song: spent songs replaced, then one in play at random."""
+        for name in [n for n, k in self.uses.items() if k >= self.config.episodes_per_song]:
+            del self.songs[name], self.uses[name]
+        while len(self.songs) < self.config.pool:
+            song = self.stream.next_song()
+            self.songs[song.name], self.uses[song.name] = song, 0
+        names = sorted(self.songs)
+        name = names[int(rng.integers(len(names)))]
+        self.uses[name] += 1
+        self.episodes += 1
+        return name
+
+    def stats(self) -> dict[str, float]:
+        """Songs made, CPU seconds spent making them, and episodes served."""
+        return {"songs_made": self.stream.songs_made,
+                "song_cpu_s": self.stream.cpu_seconds, "episodes": self.episodes}

@@ -21,6 +21,8 @@ from mixing_env.errors import ConfigError
 from rl_models.algorithms.pg import PGConfig
 from rl_models.checkpoints import module_checkpoint_dir
 from rl_models.registry import DEFAULT_MODULE, module_spec
+from rl_models.sequence_batch import SEQUENCE_LEARNERS
+from rl_models.step_connectors import use_step_connectors
 
 __all__ = [
     "ALGORITHMS",
@@ -196,9 +198,16 @@ def build_algorithm_config(
     elif offline_data:
         raise ConfigError(f"offline_data is for BC and MARWIL, not {name}")
 
+    if module != RLLIB_DEFAULT_MODULE and name in SEQUENCE_LEARNERS:
+        # One vectorized learner-connector pass instead of RLlib's eight (rl_models.sequence_batch).
+        config.learners(learner_class=SEQUENCE_LEARNERS[name])
+
     defaults = _merged_defaults(name)
     _apply(config, "training", defaults["training"] | dict(training or {}), name)
     _apply(config, "env_runners", defaults["env_runners"] | dict(env_runners or {}), name)
+    if module != RLLIB_DEFAULT_MODULE:
+        # One batched pass per env step each way (rl_models.step_connectors).
+        use_step_connectors(config)
     _apply_resources(config, defaults["resources"] | dict(resources or {}), name)
     reporting_kwargs = defaults["reporting"] | dict(reporting or {})
     if name in _ASYNC and "min_train_timesteps_per_iteration" not in reporting_kwargs:

@@ -1,7 +1,7 @@
 """The ``deepmixing`` command line (synth, prepare, taxonomy, train, tune, evaluate, mix, ...).
 
-Commands: synth, prepare, taxonomy, train, tune, tune-report, demos, balance, evaluate, mix,
-pretrained, benchmark, demo.
+Commands: synth, engineer, prepare, taxonomy, train, tune, tune-report, demos, balance,
+evaluate, mix, pretrained, benchmark, demo.
 
 User mistakes (the project's errors, bad paths, bad overrides) print one line
 ``deepmixing: error: ...`` and exit with status 2; ``--debug`` shows the traceback instead.
@@ -19,7 +19,8 @@ from rl_models.app import commands
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("ceiling", "env", "mix", "model", "prepare", "quality", "throughput", "transfer")
+BENCHMARKS = ("env", "headroom", "mix", "model", "prepare", "quality", "songs", "throughput",
+              "transfer")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
 SONG_KINDS = ("sampled", "procedural")
 """Kinds of synthetic songs ``synth`` and ``demo`` write; the first is the default."""
@@ -53,6 +54,17 @@ def _add_dataset_args(p: argparse.ArgumentParser) -> None:
                    help="env setting override, e.g. --set level_match=none (repeatable)")
 
 
+def _add_engineer_args(p: argparse.ArgumentParser, *, prefix: str) -> None:
+    from mixing_env.engineer import DEFAULT_INCONSISTENCY_DB, DEFAULT_STYLE, STYLES
+
+    p.add_argument("--engineer", "--style", dest="style", default=DEFAULT_STYLE,
+                   metavar="NAME",
+                   help=f"{prefix}the engineer's style: {', '.join(STYLES)} (docs/engineer.md)")
+    p.add_argument("--inconsistency", type=float, default=DEFAULT_INCONSISTENCY_DB,
+                   metavar="DB", help=f"{prefix}the engineer's random part: SD of a per-stem "
+                                      f"level offset in dB (0: perfectly consistent)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``deepmixing`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -78,20 +90,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed: the same seed writes the same songs")
     p.add_argument("--sample-rate", type=int, default=44100, help="sample rate of the WAVs (Hz)")
     p.add_argument("--kind", choices=SONG_KINDS, default="sampled",
-                   help="sampled: General MIDI soundfont instruments mixed by a model of "
-                        "practice (docs/mixing_model.md); procedural: fast wavetable songs")
+                   help="sampled: General MIDI soundfont instruments mixed by a consistent "
+                        "engineer (docs/engineer.md); procedural: fast wavetable songs")
+    _add_engineer_args(p, prefix="sampled: ")
     p.add_argument("--master-bus", type=float, default=0.0, metavar="P",
                    help="sampled: chance that a song's reference goes through a master bus")
     p.add_argument("--recording-level", choices=("random", "natural"), default="random",
                    help="sampled: raw stem levels, a random peak per stem or the soundfont's own")
-    p.add_argument("--masking-db", type=float, default=0.0, metavar="DB",
-                   help="sampled: dB of lift per unit of masking, the mixing model's content "
-                        "term (docs/mixing_model.md); 0 leaves it out")
-    p.add_argument("--own-sd-scale", type=float, default=1.0, metavar="X",
-                   help="sampled: multiply the spread of the random per-stem level offsets")
-    p.add_argument("--group-sd-scale", type=float, default=1.0, metavar="X",
-                   help="sampled: multiply the spread of the random per-group level offsets")
     p.set_defaults(func=commands.cmd_synth)
+
+    p = sub.add_parser("engineer", help="mix a folder of stems with the project's engineer",
+                       formatter_class=fmt,
+                       description="Mix every song under FOLDER (any layout prepare reads; "
+                                   "a mix of its own is not needed) with a consistent "
+                                   "engineer, writing <Song>_Mix.wav, true_gains.npz and "
+                                   "engineer.json beside links to the stems: a benchmark "
+                                   "with a known engineer that prepare reads.")
+    p.add_argument("folder", type=Path, help="a song folder or a folder of songs")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_engineer_args(p, prefix="")
+    p.add_argument("--seed", type=int, default=0, help="seed of the engineer's random part")
+    p.add_argument("--mix-pattern", default="*Mix*",
+                   help="how a song's own mix is named (left out of the stems)")
+    p.set_defaults(func=commands.cmd_engineer)
 
     p = sub.add_parser("prepare", help="turn a multitrack dataset into a chunked cache",
                        formatter_class=fmt,

@@ -16,13 +16,13 @@ from mixing_env.errors import ConfigError, DatasetError
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write synthetic song folders."""
-    from mixing_env.data.sampled import make_sampled_dataset
-    from mixing_env.data.synthetic import make_synthetic_dataset
+    from mixing_env.engineer import Engineer
+    from mixing_env.songs.procedural import make_synthetic_dataset
+    from mixing_env.songs.sampled import make_sampled_dataset
 
     tracks = args.tracks if args.tracks_max is None else (args.tracks, args.tracks_max)
     extra = ({"master_bus": args.master_bus, "recording_level": args.recording_level,
-              "masking_db": args.masking_db, "own_sd_scale": args.own_sd_scale,
-              "group_sd_scale": args.group_sd_scale}
+              "engineer": Engineer(args.style, args.inconsistency)}
              if args.kind == "sampled" else {})
     make = make_sampled_dataset if args.kind == "sampled" else make_synthetic_dataset
     paths = make(args.out, n_songs=args.n_songs, seconds=args.seconds, n_tracks=tracks,
@@ -30,6 +30,21 @@ def cmd_synth(args: argparse.Namespace) -> int:
     print(f"wrote {len(paths)} synthetic song(s) to {args.out}")
     for p in paths:
         print(f"  {p}")
+    return 0
+
+
+def cmd_engineer(args: argparse.Namespace) -> int:
+    """Mix a folder of stems with the engineer."""
+    from mixing_env.engineer.folder import engineer_folder
+
+    songs = engineer_folder(args.folder, args.out, style=args.style,
+                            inconsistency=args.inconsistency, seed=args.seed,
+                            mix_pattern=args.mix_pattern)
+    print(f"the {args.style} engineer (inconsistency {args.inconsistency} dB) mixed "
+          f"{len(songs)} song(s) into {args.out}")
+    for song in songs:
+        roles = ", ".join(f"{f}={r}" for f, r in song.roles.items())
+        print(f"  {song.name} ({song.sample_rate} Hz): {roles}")
     return 0
 
 

@@ -41,9 +41,9 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
     from mixing_env.balance import fit_dataset_balance
     from mixing_env.baselines import BASELINES
     from mixing_env.data.prepare import prepare_dataset
-    from mixing_env.data.sampled import make_sampled_dataset
-    from mixing_env.data.synthetic import make_synthetic_dataset
     from mixing_env.errors import ConfigError
+    from mixing_env.songs.procedural import make_synthetic_dataset
+    from mixing_env.songs.sampled import make_sampled_dataset
     from rl_models.app.evaluate import evaluate, format_table
     from rl_models.app.experiment import load_experiment
     from rl_models.app.mix import mix_song

@@ -220,7 +220,7 @@ def _env_config(meta: dict):
     from mixing_env.envs.config import EnvConfig
 
     return EnvConfig.from_dict({k: v for k, v in meta["experiment"]["env"].items()
-                                if k not in ("dataset_dir", "songs", "synthetic")})
+                                if k not in ("dataset_dir", "songs", "synthetic", "generated")})
 
 
 def _agent_gains(load_module, song: _SongPlan, meta: dict, progress: bool):

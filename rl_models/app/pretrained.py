@@ -2,7 +2,7 @@
 
 ``deepmixing mix pretrained <folder>`` and ``deepmixing evaluate pretrained ...`` play the
 policy in ``rl_models/pretrained/`` (see :data:`rl_models.checkpoints.PRETRAINED_DIR`). This
-module remakes it: sampled songs (:mod:`mixing_env.data.sampled`, some with a master-bus
+module remakes it: sampled songs (:mod:`mixing_env.songs.sampled`, some with a master-bus
 reference) -> a cache in the fixed C = 72 layout -> oracle demonstrations -> behaviour
 cloning (:func:`rl_models.app.behaviour_cloning.train_behaviour_cloning`) -> the three plain
 files of a checkpoint in one folder, no pickle (:func:`export_pretrained`).
@@ -245,7 +245,7 @@ def train_pretrained(out: str | os.PathLike, *, work_dir: str | os.PathLike,
         ``work_dir`` records the recipe.
     """
     from mixing_env.data.prepare import prepare_dataset
-    from mixing_env.data.sampled import make_sampled_dataset
+    from mixing_env.songs.sampled import make_sampled_dataset
     from rl_models.app.behaviour_cloning import train_behaviour_cloning
     from rl_models.app.demo_augmentation import make_demo_augmentation, make_prior_rebase
     from rl_models.app.demonstrations import record_episodes, write_demonstrations

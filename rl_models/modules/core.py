@@ -15,7 +15,13 @@ from torch import nn
 from mixing_env.errors import ConfigError
 from rl_models.modules.config import DB_CENTER, DB_SPREAD, AttentionLSTMConfig
 from rl_models.modules.derived_tensors import select_tracks
-from rl_models.modules.grouped_lstm import GroupedLinear, GroupedLSTM, GroupedNewestBackwardStep
+from rl_models.modules.grouped_lstm import (
+    GroupedLinear,
+    GroupedLSTM,
+    GroupedNewestBackwardStep,
+    bidirectional_step,
+    sigmoid_tanh,
+)
 from rl_models.modules.running_attention import running_attention
 
 __all__ = ["DB_TO_LOG_GAIN", "PRIOR_NOBODY_PLAYS_DB", "PRIOR_SILENT_DB", "AttentionLSTMCore",
@@ -217,10 +223,18 @@ class AttentionLSTMCore(nn.Module):
         emb = self.embed(self.chunk_features(active), tracks)
         if self.slot_embedding is not None:
             emb = emb + pick(self.slot_embedding, 0)
-        emb = torch.tanh(emb)  # (N, A, e)
-        fwd, track_h, track_c = self.forward_lstm(
-            emb.view(b, t, a, -1), pick(state["track_h"], 1), pick(state["track_c"], 1), tracks)
-        hs = torch.cat([fwd.reshape(n, a, -1), self.backward_step(emb, tracks)], -1)  # h_it
+        emb = sigmoid_tanh(emb)  # (N, A, e)
+        h0, c0 = pick(state["track_h"], 1), pick(state["track_c"], 1)
+        if t == 1 and self.forward_lstm.weight_hh.shape[0] == 1:  # acting, shared weights
+            k2 = h0.shape[-1]
+            h1, c1, back = bidirectional_step(emb.reshape(-1, emb.shape[-1]), h0.reshape(-1, k2),
+                                              c0.reshape(-1, k2), self.forward_lstm,
+                                              self.backward_step)
+            track_h, track_c = h1.view(b, a, k2), c1.view(b, a, k2)
+            hs = torch.cat([h1, back], -1).view(n, a, -1)  # h_it
+        else:
+            fwd, track_h, track_c = self.forward_lstm(emb.view(b, t, a, -1), h0, c0, tracks)
+            hs = torch.cat([fwd.reshape(n, a, -1), self.backward_step(emb, tracks)], -1)
         bt, h_n, c_n = self._mix_lstm(mix_mfcc * cfg.mfcc_scale, state["h"], state["c"])
         bt = bt.reshape(n, -1)  # b_t, (N, l)
 

@@ -12,9 +12,20 @@ import math
 import torch
 from torch import nn
 
-from rl_models.modules.derived_tensors import select_tracks
+from rl_models.modules.derived_tensors import derived, select_tracks
 
-__all__ = ["GroupedLinear", "GroupedLSTM", "GroupedNewestBackwardStep"]
+__all__ = ["GroupedLinear", "GroupedLSTM", "GroupedNewestBackwardStep", "bidirectional_step",
+           "sigmoid_tanh"]
+
+
+def sigmoid_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh(x) computed as 2 sigmoid(2x) - 1.
+
+    Equal to ``torch.tanh`` within float rounding; torch's CPU tanh kernel took 6x as long as
+    its sigmoid per element on the project's machines (docs/throughput.md), and the policy's
+    gates are mostly these two functions.
+    """
+    return torch.sigmoid(2.0 * x).mul(2.0).sub(1.0)
 
 
 class GroupedLinear(nn.Module):
@@ -118,8 +129,8 @@ class GroupedLSTM(nn.Module):
         for j in range(t):
             gates = xp[:, :, j] + torch.matmul(h, w_hh_t)
             i, f, g, o = gates.chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * sigmoid_tanh(g)
+            h = torch.sigmoid(o) * sigmoid_tanh(c)
             outs.append(h)
         out = torch.stack(outs, dim=2).permute(1, 2, 0, 3)  # (B, T, A, hs)
         return out, h.transpose(0, 1), c.transpose(0, 1)
@@ -145,4 +156,52 @@ class GroupedNewestBackwardStep(nn.Module):
     def forward(self, x: torch.Tensor, tracks: torch.Tensor | None = None) -> torch.Tensor:
         """Maps chunk embeddings [shape=(N, A, e)] to outputs [shape=(N, A, hidden)]."""
         i, g, o = self.proj(x, tracks).chunk(3, dim=-1)
-        return torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
+        return torch.sigmoid(o) * sigmoid_tanh(torch.sigmoid(i) * sigmoid_tanh(g))
+
+
+def _fused_weights(lstm: GroupedLSTM, backward: GroupedNewestBackwardStep
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """[x, h] @ W + b gives both directions' gate inputs, the tanh gates' doubled.
+
+    W (e + hs, 7 hs) holds the forward LSTM's input and recurrent weights (gates i, f, g, o)
+    beside the backward step's input weights (i, g, o; no recurrent input: zeros).
+    """
+    hs = lstm.hidden_size
+    w_ih, w_hh, bias = lstm.weight_ih[0], lstm.weight_hh[0], lstm.bias[0]
+    w_back, b_back = backward.proj.weight[0], backward.proj.bias[0]
+    weight = torch.cat([torch.cat([w_ih.T, w_back], 1),
+                        torch.cat([w_hh.T, w_hh.new_zeros(hs, 3 * hs)], 1)], 0)
+    scale = torch.ones(7 * hs, dtype=weight.dtype, device=weight.device)
+    scale[2 * hs:3 * hs] = 2.0  # forward g
+    scale[5 * hs:6 * hs] = 2.0  # backward g
+    return weight * scale, torch.cat([bias, b_back]) * scale
+
+
+def bidirectional_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, lstm: GroupedLSTM,
+                       backward: GroupedNewestBackwardStep
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of a shared-weight (G = 1) track Bi-LSTM: one matmul and one sigmoid.
+
+    Equals ``lstm`` for one step and ``backward`` on the same input (tested): tanh(g) is
+    2 sigmoid(2g) - 1, the doubling folded into the weights, so every gate of both directions
+    comes out of a single sigmoid.
+
+    Args:
+        x: Chunk embeddings [shape=(M, e)].
+        h: Forward hidden state [shape=(M, hs)].
+        c: Forward cell state [shape=(M, hs)].
+        lstm: The forward direction (its weights).
+        backward: The backward direction's newest step (its weights).
+
+    Returns:
+        The forward output (= new h), the new c, and the backward output, each (M, hs).
+    """
+    hs = lstm.hidden_size
+    weight, bias = derived(lstm, "bidirectional_step", (
+        lstm.weight_ih, lstm.weight_hh, lstm.bias, backward.proj.weight, backward.proj.bias),
+        lambda: _fused_weights(lstm, backward))
+    gates = torch.sigmoid(torch.addmm(bias, torch.cat([x, h], 1), weight))
+    i, f, g, o, bi, bg, bo = gates.split(hs, 1)
+    c1 = f * c + i * (2.0 * g - 1.0)
+    h1 = o * sigmoid_tanh(c1)
+    return h1, c1, bo * sigmoid_tanh(bi * (2.0 * bg - 1.0))

@@ -20,9 +20,9 @@ from mixing_env.data.slots import (
     resolve_layout,
     write_layout,
 )
-from mixing_env.data.synthetic import make_synthetic_dataset, synthetic_songs
 from mixing_env.data.taxonomy import Taxonomy
 from mixing_env.errors import ConfigError, DatasetError
+from mixing_env.songs.procedural import make_synthetic_dataset, synthetic_songs
 from rl_models.app.cli import main
 
 N = int(0.2 * SR)

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 
 from mixing_env.data.prepare import prepare_dataset
-from mixing_env.data.synthetic import (
+from mixing_env.data.taxonomy import Taxonomy
+from mixing_env.errors import ConfigError
+from mixing_env.songs.procedural import (
     INSTRUMENTS,
     generate_song,
     make_synthetic_dataset,
     synthetic_songs,
 )
-from mixing_env.data.taxonomy import Taxonomy
-from mixing_env.errors import ConfigError
 
 K = 500
 KW = dict(n_songs=2, seconds=1.2, n_tracks=(3, 6), seed=11)

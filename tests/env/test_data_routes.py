@@ -9,9 +9,10 @@ from gymnasium.utils.env_checker import check_env
 
 import mixing_env  # noqa: F401
 from mixing_env.baselines import EqualGains, OraclePolicy
-from mixing_env.data import prepare, synthetic
+from mixing_env.data import prepare
 from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.episodes import run_episode
+from mixing_env.songs import procedural as synthetic
 
 SYNTH = {"n_songs": 2, "seconds": 0.4, "n_tracks": 3, "seed": 0}
 

@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from mixing_env.data import prepare, synthetic
+from mixing_env.data import prepare
 from mixing_env.data.cache import MANIFEST
 from mixing_env.envs import song_features
 from mixing_env.envs.mixing_env import MixingEnv
+from mixing_env.songs import procedural as synthetic
 
 SYNTH = {"n_songs": 2, "seconds": 0.4, "n_tracks": 3, "seed": 3}
 LOGMEL = {"obs_features": "logmel", "n_track_features": 8, "level_features": True}

@@ -200,17 +200,18 @@ def test_target_network_pairs_and_forward_target(module):
     )
 
 
-def test_inference_only_module_drops_value_head():
+def test_inference_only_module_keeps_value_head_for_vf_preds():
     obs, act = spaces()
     m = MODULES["deepmixing_attention_lstm"](
         observation_space=obs, action_space=act, model_config=TINY, inference_only=True
     )
-    assert not hasattr(m, "_value_head")
-    assert m.forward_inference(make_batch(m, b=1, t=2))[Columns.ACTION_DIST_INPUTS].shape == (
-        1,
-        2,
-        6,
-    )
+    assert m.get_non_inference_attributes() == ["_target_core"]
+    batch = make_batch(m, b=1, t=2)
+    assert m.forward_inference(batch)[Columns.ACTION_DIST_INPUTS].shape == (1, 2, 6)
+    assert Columns.VF_PREDS not in m.forward_inference(batch)
+    out = m.forward_exploration(batch)
+    # The values the learner would compute for the same steps (GAE reads these).
+    torch.testing.assert_close(out[Columns.VF_PREDS], m.compute_values(batch).detach())
 
 
 @pytest.mark.parametrize(

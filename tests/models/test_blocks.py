@@ -4,7 +4,12 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from rl_models.modules.grouped_lstm import GroupedLSTM, GroupedNewestBackwardStep
+from rl_models.modules.grouped_lstm import (
+    GroupedLSTM,
+    GroupedNewestBackwardStep,
+    bidirectional_step,
+    sigmoid_tanh,
+)
 from rl_models.modules.running_attention import NO_MASS, running_attention
 
 from .conftest import C, make_batch, make_module
@@ -103,3 +108,37 @@ def test_level_prior_starts_at_loudness_equalised_gains():
     playing = torch.tensor([-10.0, -30.0, -20.0])  # a silent track takes the playing mean
     gains = torch.pow(10.0, -playing / 20.0)
     torch.testing.assert_close(beta, gains / gains.sum(), atol=1e-5, rtol=0)
+
+
+def test_sigmoid_tanh_is_tanh():
+    x = torch.linspace(-30, 30, 10001)
+    torch.testing.assert_close(sigmoid_tanh(x), torch.tanh(x), atol=3e-7, rtol=0)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["acting", "training"])
+def test_bidirectional_step_is_torch_lstm_cell_and_backward_step(grad):
+    torch.manual_seed(0)
+    e, hs, m = 5, 4, 6
+    lstm, backward = GroupedLSTM(1, e, hs), GroupedNewestBackwardStep(1, e, hs)
+    x, h, c = torch.randn(m, e), torch.randn(m, hs), torch.randn(m, hs)
+    with torch.set_grad_enabled(grad):
+        h1, c1, back = bidirectional_step(x, h, c, lstm, backward)
+        ref_h, ref_c = torch.lstm_cell(x, (h, c), lstm.weight_ih[0], lstm.weight_hh[0],
+                                       lstm.bias[0], torch.zeros(4 * hs))
+        i, g, o = (x @ backward.proj.weight[0] + backward.proj.bias[0]).chunk(3, -1)
+        ref_back = torch.sigmoid(o) * torch.tanh(torch.sigmoid(i) * torch.tanh(g))
+    for got, ref in ((h1, ref_h), (c1, ref_c), (back, ref_back)):
+        torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+    if grad:  # gradients reach the weights of both directions as through the reference
+        (h1.sum() + c1.sum() + back.sum()).backward()
+        got = [p.grad.clone() for p in (*lstm.parameters(), *backward.parameters())]
+        for p in (*lstm.parameters(), *backward.parameters()):
+            p.grad = None
+        (ref_h.sum() + ref_c.sum() + ref_back.sum()).backward()
+        for g_got, p in zip(got, (*lstm.parameters(), *backward.parameters()), strict=True):
+            torch.testing.assert_close(g_got, p.grad, atol=1e-5, rtol=0)
+    else:  # acting reuses the fused weights until a parameter changes
+        with torch.no_grad():
+            lstm.bias.add_(1.0)
+            moved, _, _ = bidirectional_step(x, h, c, lstm, backward)
+        assert not torch.allclose(moved, h1)

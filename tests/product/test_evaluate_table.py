@@ -52,7 +52,7 @@ def test_gap_closed_without_equal_and_oracle_rows(tmp_path):
 
 
 def test_synthetic_songs_are_made_once_per_config(monkeypatch, tmp_path):
-    import mixing_env.data.synthetic as synthetic
+    import mixing_env.songs.procedural as synthetic
 
     made = []
     real = synthetic.synthetic_songs

@@ -227,7 +227,7 @@ def test_augmentation_refuses_bad_settings():
 
 def test_the_transfer_benchmark_moves_role_levels_only_inside_its_block():
     from benchmarks.bench_transfer import ENGINEERS, KIND_SPECS, engineer_mixing_model, no_harm
-    from mixing_env.data.sampled import mixing_model
+    from mixing_env.songs.sampled import mixing_model
 
     before = dict(mixing_model.ROLE_LEVEL_DB)
     for engineer, (shift_db, spread) in ENGINEERS.items():

@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from mixing_env.data.procedural_music import song_form
-from mixing_env.data.sampled.parts import Part
+from mixing_env.songs.procedural_music import song_form
+from mixing_env.songs.sampled.parts import Part
 
 __all__ = ["SECTIONS", "Arrangement"]
 
@@ -30,7 +30,11 @@ _DYNAMICS = {"intro": -8.0, "verse": -6.0, "chorus": 8.0, "bridge": 0.0, "outro"
 """Velocity offset per section: the band plays harder in choruses."""
 _KIT = {"kick": 36, "snare": 38, "hat": 42, "open_hat": 46, "crash": 49, "ride": 51}
 _TOMS = (50, 48, 47, 45, 43, 41)
-_FLIP = 0.06  # chance that a part plays in a section it usually sits out, or the reverse
+_FLIP = 0.1  # chance that a part plays in a section it usually sits out, or the reverse
+SECTION_BARS = {"intro": (1, 1), "verse": (2, 3), "chorus": (2, 3), "bridge": (1, 2),
+                "outro": (1, 1)}
+"""Bars per section kind: shorter than the procedural songs', so songs of 10-20 s pass through
+several sections and their changes of density."""
 _TIMING_SD = {True: 0.004, False: 0.010}  # seconds: drummers sit tighter than the band
 
 
@@ -60,17 +64,21 @@ class Arrangement:
         self.drive = float(rng.uniform(0.6, 1.3))  # how much harder the band plays in choruses
 
     def _form(self) -> list[tuple[str, int, int]]:
-        return song_form(self.rng, self.n_bars)
+        return song_form(self.rng, self.n_bars, SECTION_BARS)
 
     # -- helpers --------------------------------------------------------------------------
-    def active_bars(self, part: Part) -> np.ndarray:
-        """Bars the part plays in: its usual sections, each flipped with chance 0.06.
+    def active_bars(self, part: Part, rng: np.random.Generator) -> np.ndarray:
+        """Bars the part plays in: its usual sections, each flipped with chance :data:`_FLIP`.
 
         The core (kick, snare, bass) and the lead keep their sections: a verse without a
         snare or a chorus without its singer is rare.
+
+        Args:
+            part: The part.
+            rng: The song's generator (songs drawn from one arrangement differ here).
         """
         core = part.weight >= 1.0 or part.role == "lead"
-        flips = self.rng.random(len(SECTIONS)) < (0.0 if core else _FLIP)
+        flips = rng.random(len(SECTIONS)) < (0.0 if core else _FLIP)
         on = {s for s, f in zip(SECTIONS, flips, strict=True) if (s in part.sections) != f}
         active = np.isin(self.bar_section.astype(str), sorted(on))
         if not active.any():

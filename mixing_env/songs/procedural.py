@@ -18,7 +18,7 @@ Everything is vectorised NumPy and deterministic from ``(seed, song index)``: so
 same whatever ``n_songs`` is.
 
 This module holds the instruments and the gain truth; the notes and drum hits come from
-:mod:`mixing_env.data.procedural_music`, song folders are written by
+:mod:`mixing_env.songs.procedural_music`, song folders are written by
 :mod:`mixing_env.data.song_folder`, and slots are given by :mod:`mixing_env.data.slots`.
 """
 
@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
-from mixing_env.data.procedural_music import DRUM_KINDS, SECTIONS, ProceduralSong
 from mixing_env.data.slots import build_song, place_stems, resolve_layout
 from mixing_env.data.song import Song
 from mixing_env.data.song_folder import write_song_folder
 from mixing_env.data.taxonomy import Taxonomy
 from mixing_env.errors import ConfigError
+from mixing_env.songs.procedural_music import DRUM_KINDS, SECTIONS, ProceduralSong
 
 __all__ = [
     "INSTRUMENTS",

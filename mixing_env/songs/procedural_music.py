@@ -4,7 +4,7 @@ A :class:`ProceduralSong` draws a tempo, key, chord progression and sections (in
 chorus, bridge, outro) and renders any part on demand: pitched parts from wavetables
 (:meth:`ProceduralSong.notes`), drum parts from synthesised one-shot templates
 (:meth:`ProceduralSong.drums`). Nothing here knows about levels or mixing; the gain truth
-lives in :mod:`mixing_env.data.synthetic`.
+lives in :mod:`mixing_env.songs.procedural`.
 
 Everything is vectorised NumPy and deterministic from the random generator it is given.
 """
@@ -128,13 +128,18 @@ SECTION_BARS = {"intro": (1, 2), "verse": (2, 4), "chorus": (2, 4), "bridge": (2
 """Bars each section kind lasts, (fewest, most)."""
 
 
-def song_form(rng: np.random.Generator, n_bars: int) -> list[tuple[str, int, int]]:
-    """Sections ``(kind, first bar, end bar)`` covering ``n_bars``; the last is an outro."""
+def song_form(rng: np.random.Generator, n_bars: int,
+              bars: dict[str, tuple[int, int]] | None = None) -> list[tuple[str, int, int]]:
+    """Sections ``(kind, first bar, end bar)`` covering ``n_bars``; the last is an outro.
+
+    ``bars``: each kind's (fewest, most) bars; None: :data:`SECTION_BARS`.
+    """
+    bars = SECTION_BARS if bars is None else bars
     out, bar, i = [], 0, 0
     while bar < n_bars:
         kind = FORM[i] if i < len(FORM) else ("verse", "chorus", "bridge", "chorus")[
             (i - len(FORM)) % 4]
-        lo, hi = SECTION_BARS[kind]
+        lo, hi = bars[kind]
         length = int(rng.integers(lo, hi + 1))
         out.append([kind, bar, min(bar + length, n_bars)])
         bar += length

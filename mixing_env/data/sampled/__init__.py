@@ -1,8 +1,0 @@
-"""Songs played by sampled instruments (a General MIDI soundfont) and mixed by a model of practice.
-
-The realistic generator; :mod:`mixing_env.data.synthetic` stays the fast one for tests.
-"""
-
-from mixing_env.data.sampled.songs import generate_sampled_song, make_sampled_dataset
-
-__all__ = ["generate_sampled_song", "make_sampled_dataset"]
