@@ -19,7 +19,8 @@ from rl_models.app import commands
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("env", "headroom", "model", "prepare", "quality", "songs", "throughput", "transfer")
+BENCHMARKS = ("env", "headroom", "mix", "model", "prepare", "quality", "songs", "throughput",
+              "transfer")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
 SONG_KINDS = ("sampled", "procedural")
 """Kinds of synthetic songs ``synth`` and ``demo`` write; the first is the default."""
@@ -238,20 +239,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mix", help="mix a multitrack folder with a trained checkpoint",
                        formatter_class=fmt,
-                       description="Write the mixed WAV at the source sample rate, the gain "
-                                   "automation as CSV and JSON, and a PNG of it. " + _READS)
+                       description="Write the stereo mix (WAV at the stems' sample rate, at the "
+                                   "loudness asked for under a true-peak ceiling), a REAPER "
+                                   "project of the stems with the gains as envelopes, the gain "
+                                   "automation as CSV and JSON and a PNG of it. The song is "
+                                   "streamed: memory does not grow with its length. " + _READS)
     p.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
     p.add_argument("folder", type=Path, help="the song's multitrack folder")
     p.add_argument("--out", type=Path, default=Path("runs/mix"), help="output folder")
     p.add_argument("--target-lufs", type=float, default=-14.0,
-                   help="loudness of the output, -70..0 (one overall make-up gain)")
+                   help="integrated loudness of the WAV (BS.1770), -70..0")
+    p.add_argument("--true-peak", dest="true_peak", type=float, default=-1.0,
+                   help="largest true peak of the WAV (4x oversampled), dBTP, -70..0; a "
+                        "look-ahead limiter holds it")
+    p.add_argument("--peak-dbfs", dest="true_peak", type=float,
+                   help=argparse.SUPPRESS)  # its name before the limiter; still read
     p.add_argument("--peak-only", action="store_true",
-                   help="normalize the peak only, no loudness target")
-    p.add_argument("--peak-dbfs", type=float, default=-1.0,
-                   help="largest output peak, -70..0 (may keep the target out of reach)")
+                   help="no loudness target: bring the true peak to --true-peak by one gain, "
+                        "no limiter")
+    p.add_argument("--mono", action="store_true",
+                   help="no stereo placement: mono stems in every channel (a mono WAV when "
+                        "every stem is mono)")
+    p.add_argument("--full-automation", action="store_true",
+                   help="write every chunk's gain, not only the points where it moves")
     p.add_argument("--mix-pattern", default="*Mix*", help="glob of a mix file to leave out")
     p.add_argument("--taxonomy", type=Path, default=None, help="taxonomy YAML overriding rules")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=commands.cmd_mix)
 
     p = sub.add_parser("export-weights", formatter_class=fmt,

@@ -260,10 +260,16 @@ def cmd_mix(args: argparse.Namespace) -> int:
 
     result = mix_song(args.checkpoint, args.folder, out_dir=args.out,
                       target_lufs=None if args.peak_only else args.target_lufs,
-                      peak_dbfs=args.peak_dbfs, mix_pattern=args.mix_pattern,
+                      true_peak=args.true_peak, mono=args.mono,
+                      full_automation=args.full_automation, mix_pattern=args.mix_pattern,
                       taxonomy=args.taxonomy, progress=not args.no_progress)
-    print(f"mixed WAV:       {result['wav']}  (make-up gain {result['makeup_gain']:.4f}, "
-          f"{result['loudness_lufs']:.1f} LUFS)")
+    limiter = result["limiter"]
+    limited = ("" if limiter is None else
+               f", limiter up to {limiter.max_gain_reduction_db:.1f} dB")
+    print(f"mixed WAV:       {result['wav']}  ({result['loudness_lufs']:.1f} LUFS, "
+          f"{result['true_peak_dbtp']:.1f} dBTP, make-up gain {result['makeup_gain']:.4f}"
+          f"{limited})")
+    print(f"REAPER project:  {result['rpp']}")
     print(f"automation CSV:  {result['csv']}")
     print(f"automation JSON: {result['json']}")
     print(f"automation PNG:  {result['png']}")

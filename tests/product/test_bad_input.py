@@ -52,7 +52,7 @@ def mix_file(song: Path) -> Path:
 # ---------------------------------------------------------------------------- 1: mix levels
 @pytest.mark.parametrize("option, value", [
     ("--target-lufs", "nan"), ("--target-lufs", "-200"), ("--target-lufs", "50"),
-    ("--target-lufs", "inf"), ("--peak-dbfs", "20"), ("--peak-dbfs", "nan"),
+    ("--target-lufs", "inf"), ("--true-peak", "20"), ("--true-peak", "nan"),
 ], ids=["lufs-nan", "lufs-200", "lufs+50", "lufs-inf", "peak+20", "peak-nan"])
 def test_mix_refuses_levels_before_loading_the_checkpoint(option, value, songs, capsys):
     # The checkpoint does not exist: the level must be refused before it is looked for.
@@ -62,20 +62,20 @@ def test_mix_refuses_levels_before_loading_the_checkpoint(option, value, songs, 
 
 def test_mix_reports_an_unreachable_target_and_records_the_loudness_reached(
         trained, songs, tmp_path, capsys):
-    from mixing_env.metrics import integrated_loudness
+    import pyloudnorm
 
     song = song_dirs(songs)[0]
     out = tmp_path / "mix"
     old_umask = os.umask(0o022)
     try:
-        # -1 LUFS under a -20 dBFS peak cap cannot be reached; the progress bar is on.
+        # -1 LUFS under a -20 dBTP true peak cannot be reached; the progress bars are on.
         assert run("mix", trained, song, "--out", out, "--target-lufs", "-1",
-                   "--peak-dbfs", "-20") == 0
+                   "--true-peak", "-20") == 0
     finally:
         os.umask(old_umask)
     err = capsys.readouterr().err
     warning = [line for line in err.splitlines() if line.startswith("deepmixing: warning:")]
-    assert any("loudness target -1 LUFS not reached" in w and "-20 dBFS" in w for w in warning)
+    assert any("loudness target -1 LUFS not reached" in w and "-20 dBTP" in w for w in warning)
     assert "warnings.warn" not in err and "stacklevel" not in err  # no source lines
 
     def no_nan(word):
@@ -85,19 +85,19 @@ def test_mix_reports_an_unreachable_target_and_records_the_loudness_reached(
                       parse_constant=no_nan)
     wav_path = out / f"{song.name}_mix.wav"
     wav, sr = sf.read(wav_path, always_2d=True)
-    reached = integrated_loudness(wav.mean(axis=1), sample_rate=sr)
+    reached = pyloudnorm.Meter(sr).integrated_loudness(wav)
     assert meta["target_lufs"] == -1
     assert meta["loudness_lufs"] == pytest.approx(reached, abs=0.05)
     assert meta["loudness_lufs"] < -1 - 1.0
     assert np.max(np.abs(wav)) <= 10 ** (-20 / 20) + 1e-6
-    # 12: the WAV is readable by all, like the CSV, JSON and PNG beside it.
+    # 12: the WAV is readable by all, like the CSV, JSON, PNG and project beside it.
     for path in out.iterdir():
         assert path.stat().st_mode & 0o777 == 0o644, path
-    # 13: the bar counts the agent's steps (one a chunk) as well as reading the stems twice.
-    bars = re.findall(r"mix [^:]+: +100%\|[^|]*\| (\d+)/(\d+)", err)
-    assert bars, err[-500:]
-    done, total = map(int, bars[-1])
-    assert done == total == 2 * len(meta["tracks"]) + len(meta["time_s"])
+    assert sorted(p.suffix for p in out.iterdir()) == [".csv", ".json", ".png", ".rpp", ".wav"]
+    # 13: a bar per pass, each run to its end: the agent's one counts the chunks.
+    bars = dict(re.findall(r": ([a-z ]+): +100%\|[^|]*\| (\d+)/\d+", err))
+    assert int(bars["agent"]) == meta["n_chunks"], err[-800:]
+    assert {"rendering", "agent"} <= set(bars)
 
 
 # -------------------------------------------------------------------- 2: silent reference
