@@ -90,11 +90,11 @@ class QualitySetup:
     listening: bool = True
     """Give the agents what the engineer listens to (the env's ``listening_features``)."""
     minutes: dict[str, float] = field(
-        default_factory=lambda: {"bc": 25.0, "bc_ppo": 15.0, "ppo": 30.0, "pg": 30.0})
+        default_factory=lambda: {"bc": 30.0, "bc_ppo": 20.0, "ppo": 40.0, "pg": 40.0})
     """Wall-clock budget per agent, minutes (at most 45 each)."""
     agents: tuple[str, ...] = AGENTS
     """Which agent rows to train."""
-    eval_songs: int = 6
+    eval_songs: int = 4
     """Held-out songs the RL agents are scored on while they train (their curves)."""
     model: dict[str, Any] = field(
         default_factory=lambda: {
@@ -225,7 +225,7 @@ def _experiment(name: str, algorithm: str, setup: QualitySetup, *, cache: str,
     exp = merge_trees(DEFAULTS, {
         "name": name, "algorithm": algorithm, "env": setup.train_env(),
         "model": dict(setup.model), "training": training, "env_runners": _ENV_RUNNERS,
-        "evaluation": {"interval": 5, "env": heldout},
+        "evaluation": {"interval": 50, "env": heldout},
         "checkpoint": {"frequency": 0, "num_to_keep": 1},
         "storage_path": storage, "seed": setup.seed,
     })
@@ -248,7 +248,9 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
     def bc_ppo(done: dict) -> dict:
         if "bc" not in done:
             raise ConfigError("bc_ppo fine-tunes the bc agent: train 'bc' first")
-        return _experiment("quality_bc_ppo", "PPO", setup, training=_PPO_TRAINING,
+        # A smaller step than from scratch: the cloned policy is already near the rule.
+        return _experiment("quality_bc_ppo", "PPO", setup,
+                           training={**_PPO_TRAINING, "lr": 3e-4},
                            init_module_from=done["bc"], **common)
 
     def ppo(_: dict) -> dict:
@@ -261,14 +263,20 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
     return {name: table[name] for name in setup.agents if name in table}
 
 
-def train_bc(setup: QualitySetup, out: Path, *, log: Callable[[str], None] = print) -> dict:
-    """Behaviour cloning of the engineer's decisions on the training stream, in-process."""
+def train_bc(setup: QualitySetup, out: Path, *, held_out_env: dict | None = None,
+             log: Callable[[str], None] = print) -> dict:
+    """Behaviour cloning of the engineer's decisions on the training stream, in-process.
+
+    With ``held_out_env``, the held-out curve is scored every 5 minutes of training.
+    """
     from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
+    from rl_models.app.evaluate import HeldOutScore
 
     stream = StreamDemonstrations(setup.train_env(), seed=setup.seed)
-    return train_behaviour_cloning(stream, env_config=setup.train_env(), model=setup.model,
-                                   out_dir=out, minutes=setup.minutes["bc"], seed=setup.seed,
-                                   log=log)
+    return train_behaviour_cloning(
+        stream, env_config=setup.train_env(), model=setup.model, out_dir=out,
+        minutes=setup.minutes["bc"], seed=setup.seed, log=log,
+        held_out=HeldOutScore(held_out_env) if held_out_env else None)
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -288,7 +296,7 @@ def score_policies(policies: dict[str, Any], setup: QualitySetup, cache: str,
     from rl_models.app.evaluate import evaluate
 
     rows = evaluate(list(policies.values()), env_config=setup.heldout_env(cache),
-                    out_dir=out_dir, plots=True, progress=False)
+                    out_dir=out_dir, plots=False, progress=False)
     label_of = {str(spec): label for label, spec in policies.items()}
     means = {label_of.get(r["policy"], r["policy"]): r for r in rows if r["song"] == "MEAN"}
     ib, bound = (means[k]["gap_closed"] for k in ("instrument_balance", "bound"))
@@ -379,11 +387,16 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
             continue
         label, t = AGENT_LABELS[name], time.time()
         if name == "bc":
-            bc = train_bc(setup, out / "runs" / "bc", log=log)
+            bc = train_bc(setup, out / "runs" / "bc", log=log,
+                          held_out_env=setup.heldout_env(cache, heldout[: setup.eval_songs]))
             checkpoints[name] = bc["checkpoint"]
+            gaps = {u: g for u, _, g in bc["held_out_curve"]}
             curves[name] = [{"iteration": u, "time_s": s, "policy_loss": loss,
-                             "return_mean": None, "env_steps": None}
-                            for u, s, loss in bc["curve"]]
+                             "gap_closed": gaps.get(u), "return_mean": None,
+                             "env_steps": None} for u, s, loss in bc["curve"]]
+            curves[name] += [{"iteration": u, "time_s": s, "policy_loss": None,
+                              "gap_closed": g, "return_mean": None, "env_steps": None}
+                             for u, s, g in bc["held_out_curve"] if u % 25]
             songs_drawn[name] = {"songs": bc["songs"], "demo_cpu_s": bc["demo_cpu_s"]}
         else:
             results = run_experiment(copy.deepcopy(experiments[name](checkpoints)), verbose=0)
@@ -400,8 +413,11 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
     rows = score_policies(policies, setup, cache, out / "evaluation")
     train_songs, _ = train_sample_songs(setup, setup.n_train_sample)
     train_gap = training_gap_closed(checkpoints, setup, train_songs) if checkpoints else {}
+    by_label = {r["label"]: r["gap_closed"] for r in rows}
     png = plot_learning_curves(curves, out / "learning_curves.png", labels=AGENT_LABELS,
-                               loss_curves=("bc",)) if curves else None
+                               loss_curves=("bc",),
+                               references={k: by_label[k] for k in ("instrument_balance",
+                                                                    "bound")}) if curves else None
     page = results_markdown(rows, setup=setup, command=command, wall_s=wall,
                             train_gap=train_gap)
     (out / "results.md").write_text(page + (f"\n![learning curves]({png.name})\n" if png

@@ -116,6 +116,8 @@ def train_behaviour_cloning(
     buffer_episodes: int = 512,
     fresh_per_update: float = 1.0,
     loss: str = "dirichlet",
+    held_out: Any = None,
+    held_out_every_s: float = 300.0,
 ) -> dict:
     """Fits the module to the demonstrated actions for a wall-clock budget.
 
@@ -153,9 +155,15 @@ def train_behaviour_cloning(
             against the demonstrated ones, each row centred (the mix's level is free): a dB
             error, as the ear and the MFCC weigh a level.
 
+        held_out: ``held_out(module) -> {"gap_closed": ..., ...}`` (e.g. :class:`~rl_models.
+            app.evaluate.HeldOutScore`): the held-out curve, scored every
+            ``held_out_every_s`` seconds of training and at the end; None: no curve.
+        held_out_every_s: Seconds of training between held-out scores.
+
     Returns:
-        ``{"checkpoint": path, "updates": n, "curve": [(update, seconds, loss), ...]}``, and
-        for a stream ``songs`` (made) and ``demo_cpu_s`` (spent making demonstrations).
+        ``{"checkpoint": path, "updates": n, "curve": [(update, seconds, loss), ...]}``, for
+        a stream ``songs`` (made) and ``demo_cpu_s`` (spent making demonstrations), and with
+        ``held_out`` the ``held_out_curve``: ``[(update, seconds of training, gap_closed)]``.
     """
     import torch
     import tree
@@ -201,9 +209,22 @@ def train_behaviour_cloning(
     dist_cls = module.get_train_action_dist_cls()
     rng = np.random.default_rng(seed)
     curve: list[tuple[int, float, float]] = []
-    start = last_log = time.time()
+    held_out_curve: list[tuple[int, float, float]] = []
+    start = last_log = last_score = time.time()
+    scoring_s = 0.0  # time spent scoring, left out of the budget and the curves' clock
     update = 0
-    while (elapsed := time.time() - start) < minutes * 60 and (
+
+    def score() -> None:
+        nonlocal scoring_s
+        t0 = time.time()
+        trained_s = t0 - start - scoring_s
+        module.eval()
+        gap = held_out(module)["gap_closed"]
+        module.train()
+        scoring_s += time.time() - t0
+        held_out_curve.append((update, trained_s, gap))
+        log(f"bc update {update}: held-out gap closed {gap:.3f}")
+    while (elapsed := time.time() - start - scoring_s) < minutes * 60 and (
             max_updates is None or update < max_updates):
         used = max(elapsed / (minutes * 60), update / max_updates if max_updates else 0.0)
         for group in optimizer.param_groups:
@@ -239,11 +260,16 @@ def train_behaviour_cloning(
         optimizer.step()
         update += 1
         if update % 25 == 0:
-            curve.append((update, time.time() - start, float(value.detach())))
+            curve.append((update, time.time() - start - scoring_s, float(value.detach())))
         if time.time() - last_log > log_every_s:
             last_log = time.time()
             log(f"bc update {update}: loss {float(value.detach()):.3f} "
-                f"({time.time() - start:.0f} s)")
+                f"({time.time() - start - scoring_s:.0f} s)")
+        if held_out is not None and time.time() - last_score > held_out_every_s:
+            score()
+            last_score = time.time()
+    if held_out is not None:
+        score()
     out = Path(out_dir)
     ckpt = out / "checkpoint_000000"
     # RLlib's module folder lets a PPO experiment start from it (init_module_from).
@@ -259,6 +285,8 @@ def train_behaviour_cloning(
         model_config=module.model_config, observation_space=observation_space,
         action_space=action_space, layout=layout)
     result = {"checkpoint": str(ckpt), "updates": update, "curve": curve}
+    if held_out is not None:
+        result["held_out_curve"] = held_out_curve
     if stream is not None:
         result |= {"songs": stream.songs_made, "demo_cpu_s": stream.seconds}
     (out / "progress.json").write_text(json.dumps(result, indent=1))

@@ -42,7 +42,7 @@ class DeepMixingCallbacks(RLlibCallback):
     def __init__(self, evaluation: dict | None = None):
         super().__init__()
         self.evaluation = dict(evaluation or {})
-        self._baselines: dict[str, float] | None = None
+        self._score = None  # the held-out songs' scorer, made at the first evaluation
         self._module = None  # the evaluated policy: built once, given the learner's weights
         self._last_eval: dict[str, float] = {key: math.nan for key in EVALUATION_KEYS}
         self._last_eval["eval_iteration"] = 0
@@ -87,29 +87,11 @@ class DeepMixingCallbacks(RLlibCallback):
         result[RESULT_KEY] = custom
 
     def _evaluate(self, algorithm, iteration: int) -> dict[str, float]:
-        from mixing_env.baselines import make_baseline
-        from mixing_env.metrics import gap_closed
-        from rl_models.app.evaluate import evaluate_policy
-        from rl_models.app.module_policy import ModulePolicy
+        from rl_models.app.evaluate import HeldOutScore
 
-        env_config = self.evaluation.get("env", {})
-        if self._baselines is None:
-            self._baselines = {
-                name: evaluate_policy(make_baseline(name), env_config=env_config)["mfcc_distance"]
-                for name in ("equal", "oracle")
-            }
-        agent = evaluate_policy(ModulePolicy(self._learner_module(algorithm)),
-                                env_config=env_config)
-        return {
-            "eval_mfcc_distance": agent["mfcc_distance"],
-            "eval_reward": agent["reward"],
-            "eval_d_equal": self._baselines["equal"],
-            "eval_d_oracle": self._baselines["oracle"],
-            "gap_closed": gap_closed(d_agent=agent["mfcc_distance"],
-                                     d_equal=self._baselines["equal"],
-                                     d_oracle=self._baselines["oracle"]),
-            "eval_iteration": iteration,
-        }
+        if self._score is None:
+            self._score = HeldOutScore(self.evaluation.get("env", {}))
+        return {**self._score(self._learner_module(algorithm)), "eval_iteration": iteration}
 
     def _learner_module(self, algorithm):
         """A module holding the learner's current weights.

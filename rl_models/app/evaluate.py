@@ -124,6 +124,43 @@ def evaluate_policy(policy: Policy, *, env_config: dict, songs: list[str] | None
             "reward": float(np.mean([r.reward.mean() for r in recs]))}
 
 
+class HeldOutScore:
+    """How a module does on held-out songs while it trains: its gap closed and distances.
+
+    The baselines (equal gains, the oracle) are played once; every call plays the module
+    deterministically (:class:`ModulePolicy`) on the same songs. RLlib's callbacks and the
+    in-process behaviour cloning both score with it.
+
+    Args:
+        env_config: The held-out songs and the observation settings.
+    """
+
+    def __init__(self, env_config: dict):
+        self.env_config = dict(env_config)
+        self._baselines: dict[str, float] | None = None
+
+    def __call__(self, module: Any) -> dict[str, float]:
+        """The module's scores (it is put in eval mode by the caller).
+
+        Returns:
+            ``eval_mfcc_distance``, ``eval_reward``, ``eval_d_equal``, ``eval_d_oracle`` and
+            ``gap_closed``.
+        """
+        from mixing_env.metrics import gap_closed
+
+        if self._baselines is None:
+            self._baselines = {
+                name: evaluate_policy(make_baseline(name), env_config=self.env_config)[
+                    "mfcc_distance"] for name in ("equal", "oracle")}
+        agent = evaluate_policy(ModulePolicy(module), env_config=self.env_config)
+        return {"eval_mfcc_distance": agent["mfcc_distance"], "eval_reward": agent["reward"],
+                "eval_d_equal": self._baselines["equal"],
+                "eval_d_oracle": self._baselines["oracle"],
+                "gap_closed": gap_closed(d_agent=agent["mfcc_distance"],
+                                         d_equal=self._baselines["equal"],
+                                         d_oracle=self._baselines["oracle"])}
+
+
 def _policy_for(spec: str, dataset_dir: str | None) -> tuple[Any, dict | None]:
     if is_baseline(spec):
         return make_baseline(spec, dataset_dir=dataset_dir), None

@@ -193,25 +193,33 @@ def plot_training_curve(result_json: str | Path, path: str | Path) -> Path:
 
 def plot_learning_curves(curves: dict[str, list[dict]], out: str | Path, *,
                          labels: dict[str, str] | None = None,
-                         loss_curves: tuple[str, ...] = ()) -> Path:
-    """Several agents' curves: mean return over wall time, and supervised losses per update.
+                         loss_curves: tuple[str, ...] = (),
+                         references: dict[str, float] | None = None) -> Path:
+    """Several agents' curves: held-out gap closed, training return, supervised loss.
 
     Args:
         curves: Agent name -> rows of :func:`read_learning_curve` (or the same keys).
         out: PNG to write.
         labels: Agent name -> legend label.
         loss_curves: Agents drawn as loss per iteration (behaviour cloning), not as returns.
+        references: Held-out gap closed of baselines drawn as horizontal lines (e.g.
+            ``instrument_balance``, ``bound``).
 
     Returns:
         The written path.
     """
     labels = labels or {}
     plt = _pyplot()
-    fig, (ax_rl, ax_bc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_gap, ax_rl, ax_bc) = plt.subplots(1, 3, figsize=(16, 4))
     for name, rows in curves.items():
         label = labels.get(name, name)
+        gap = [(r["time_s"], r["gap_closed"]) for r in rows
+               if _finite(r.get("gap_closed")) and r.get("time_s") is not None]
+        if gap:
+            ax_gap.plot(*zip(*sorted(set(gap)), strict=True), marker=".", label=label)
         if name in loss_curves:
-            pts = [(r["iteration"], r["policy_loss"]) for r in rows if r["policy_loss"] is not None]
+            pts = [(r["iteration"], r["policy_loss"]) for r in rows
+                   if r.get("policy_loss") is not None]
             if pts:
                 ax_bc.plot(*zip(*pts, strict=True), label=label)
             continue
@@ -219,14 +227,17 @@ def plot_learning_curves(curves: dict[str, list[dict]], out: str | Path, *,
                if r["return_mean"] is not None and r["time_s"] is not None]
         if pts:
             ax_rl.plot(*zip(*pts, strict=True), label=label)
+    for k, (name, value) in enumerate((references or {}).items()):
+        ax_gap.axhline(value, color="0.4", linestyle=("--", ":", "-.")[k % 3], label=name)
+    ax_gap.set(xlabel="training time (s, 2 CPU cores)", ylabel="gap closed (held-out songs)",
+               title="Held-out score while training")
     ax_rl.set(xlabel="wall time (s, 2 CPU cores)", ylabel="mean episode return",
               title="RL agents on training songs")
-    ax_bc.set(xlabel="iteration", ylabel="BC loss (-log p of oracle action)",
-              title="Behaviour cloning")
-    for ax in (ax_rl, ax_bc):
+    ax_bc.set(xlabel="update", ylabel="BC loss", title="Behaviour cloning")
+    for ax in (ax_gap, ax_rl, ax_bc):
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend()
+            ax.legend(fontsize=8)
     return _save(fig, out, dpi=110)
 
 
