@@ -1,21 +1,27 @@
-"""Render time and disk use per song: procedural vs sampled (General MIDI) songs.
+"""What making songs costs: written songs per generator, and the training stream per song.
 
-For each generator, N songs (default 6) of 20 s with 6-11 stems are generated in this process
-and written as song folders (32-bit float WAV stems, the mix, true_gains.npz, the JSON
-notes). Reported per song: the median wall time and CPU time of this process to generate
-(render stems and mix; on a shared machine the CPU time is the steadier number) and the wall
-time to write, stems per song, and the folder's size on disk. The first sampled song also
-pays for loading the soundfont; it is timed apart ("warm-up") and left out of the medians.
+Written songs: for each generator, N songs (default 6) with 6-11 stems are generated in this
+process and written as song folders (32-bit float WAV stems, the mix, true_gains.npz, the
+JSON notes); reported per song: the median wall and CPU time to generate (on a shared machine
+the CPU time is the steadier number), the wall time to write, stems per song, disk size. The
+first sampled song also pays for loading the soundfont; it is timed apart ("warm-up").
+
+The training stream: ``--stream`` songs of the learning benchmark's stream
+(``benchmarks.quality.QualitySetup``: 12 s, 16 songs per rendered skeleton) made as training
+makes them, then their observation features as the env computes them; reported per song: the
+CPU time of each part, and the env steps a song must feed at a given PPO rate for making it to
+cost at most a quarter of the training.
 
 Usage:
-    python benchmarks/bench_songs.py                 # 6 songs x 20 s per generator
-    python benchmarks/bench_songs.py --songs 3 --seconds 10
+    deepmixing benchmark songs                        # 6 written songs x 20 s per generator
+    deepmixing benchmark songs -- --songs 3 --seconds 10 --stream 32 --ppo-rate 2000
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -60,13 +66,17 @@ def _run(kind: str, make, args, out: Path) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--songs", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stream", type=int, default=32,
+                        help="training-stream songs to time (0: none)")
+    parser.add_argument("--ppo-rate", type=float, default=2000.0,
+                        help="PPO env steps/s the stream must keep up with")
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     kw = dict(seconds=args.seconds, n_tracks=(6, 11), seed=args.seed)
     makers = {
         "procedural": lambda i: generate_song(i, **kw),
@@ -87,8 +97,46 @@ def main() -> None:
               f"{r['generate_cpu_s_median']:>7.2f}{r['write_s_median']:>9.2f}"
               f"{r['stems_mean']:>7.1f}{r['ms_per_stem_second']:>11.2f}"
               f"{r['disk_mb_per_song']:>9.1f}")
+    stream = _stream_cost(args.stream, args.ppo_rate) if args.stream else None
+    print(json.dumps(stream, indent=1))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"written": rows, "stream": stream}, indent=1))
+
+
+def _stream_cost(n_songs: int, ppo_rate: float) -> dict:
+    """CPU seconds per training-stream song, to make it and to compute its features."""
+    from benchmarks.quality import QualitySetup
+    from mixing_env.envs.config import EnvConfig
+    from mixing_env.envs.song_features import SongPrecompute
+    from mixing_env.songs.stream import SongStream, StreamConfig
+
+    setup = QualitySetup()
+    stream = SongStream(StreamConfig.from_dict(setup.stream()), stream=1)
+    stream.next_song()  # warm-up: the soundfont, the first skeleton's imports
+    made0 = stream.cpu_seconds
+    precompute = None
+    features_s = 0.0
+    for _ in range(n_songs):
+        song = stream.next_song()
+        if precompute is None:
+            precompute = SongPrecompute(EnvConfig.from_dict(setup.train_env()),
+                                        n_slots=song.n_slots, chunk_size=song.chunk_size,
+                                        sample_rate=song.sample_rate)
+        c0 = time.process_time()
+        precompute._compute(song)
+        features_s += time.process_time() - c0
+    make = (stream.cpu_seconds - made0) / n_songs
+    per_song = make + features_s / n_songs
+    steps = per_song * ppo_rate * 4  # a quarter of the training time
+    return {"songs": n_songs, "seconds": setup.seconds,
+            "songs_per_skeleton": setup.songs_per_skeleton,
+            "make_cpu_s_per_song": round(make, 3),
+            "features_cpu_s_per_song": round(features_s / n_songs, 3),
+            "total_cpu_s_per_song": round(per_song, 3), "ppo_rate": ppo_rate,
+            "steps_per_song_for_a_quarter": int(steps),
+            "episodes_of_128_for_a_quarter": round(steps / 128, 1),
+            "setup_episodes_per_song": setup.episodes_per_song,
+            "load_average": os.getloadavg()}
 
 
 if __name__ == "__main__":

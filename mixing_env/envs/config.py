@@ -48,8 +48,10 @@ class EnvConfig:
     songs: tuple[str, ...] | None = None
     """Subset of songs by name; None = all."""
     synthetic: Mapping[str, Any] | None = None
-    """Keyword arguments of ``synthetic_songs`` when ``dataset_dir`` is None;
-    None = :data:`DEFAULT_SYNTHETIC`."""
+    """Songs made in memory when ``dataset_dir`` is None: keyword arguments of
+    ``mixing_env.songs.procedural.synthetic_songs``, or with ``kind: sampled`` of
+    ``mixing_env.songs.sampled.sampled_songs`` (the songs ``synth`` writes: a held-out set
+    for an experiment that trains on ``generated`` songs); None = :data:`DEFAULT_SYNTHETIC`."""
     generated: Mapping[str, Any] | None = None
     """Songs without end for training (:class:`~mixing_env.songs.stream.StreamConfig` keys:
     ``seed``, ``seconds``, ``n_tracks``, ``style``, ``inconsistency``, ``songs_per_skeleton``,

@@ -250,15 +250,27 @@ def _synthetic_key(kwargs: dict[str, Any]) -> str:
     return json.dumps(kwargs, sort_keys=True, default=repr)
 
 
+SYNTHETIC_KINDS = ("procedural", "sampled")
+"""``synthetic: {kind: ...}``: the fast procedural songs (the default) or the sampled songs
+``deepmixing synth`` writes, mixed by the engineer."""
+
+
 def _synthetic_songs(kwargs: dict[str, Any]) -> list[Song]:
     from mixing_env.songs.procedural import synthetic_songs
+    from mixing_env.songs.sampled import sampled_songs
 
     key = _synthetic_key(kwargs)
     if key in _synthetic_cache:
         _synthetic_cache.move_to_end(key)
         return _synthetic_cache[key]
+    args = dict(kwargs)
+    kind = args.pop("kind", "procedural")
+    if kind not in SYNTHETIC_KINDS:
+        raise ConfigError(f"synthetic.kind must be one of {list(SYNTHETIC_KINDS)}, "
+                          f"got {kind!r}")
+    make = sampled_songs if kind == "sampled" else synthetic_songs
     try:
-        songs = list(synthetic_songs(**kwargs))
+        songs = list(make(**args))
     except TypeError as e:
         raise ConfigError(f"bad synthetic config {kwargs!r}: {e}") from e
     _synthetic_cache[key] = songs

@@ -23,7 +23,7 @@ BENCHMARKS = ("env", "headroom", "mix", "model", "prepare", "quality", "songs", 
               "transfer")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
 SONG_KINDS = ("sampled", "procedural")
-"""Kinds of synthetic songs ``synth`` and ``demo`` write; the first is the default."""
+"""Kinds of synthetic songs ``synth`` writes; the first is the default."""
 _READS = ("Reads only the checkpoint's deepmixing.json, policy.json and policy_weights.pt "
           "(weights loaded with torch.load(weights_only=True): nothing is unpickled); "
           "RLlib's own files in the checkpoint are for resuming training.")
@@ -289,19 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script")
     p.set_defaults(func=commands.cmd_benchmark)
 
-    p = sub.add_parser("demo", help="the whole job on synthetic songs, in minutes",
+    p = sub.add_parser("demo", help="the whole job on built-in songs, in minutes",
                        formatter_class=fmt,
-                       description="Synthetic songs -> prepare -> quickstart training -> "
-                                   "evaluation against the baselines -> a mixed WAV.")
+                       description="Held-out songs (synth, prepare) -> an agent that learns "
+                                   "the engineer from new songs (behaviour cloning, then PPO "
+                                   "through Ray Tune) -> evaluation against the baselines -> "
+                                   "a mixed WAV.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    p.add_argument("--n-songs", type=int, default=8, help="synthetic songs to make")
-    p.add_argument("--seconds", type=float, default=3.0, help="length of each song")
-    p.add_argument("--tracks", type=int, default=4, help="tracks per song")
-    p.add_argument("--seed", type=int, default=0, help="seed of the songs")
-    p.add_argument("--kind", choices=SONG_KINDS, default="sampled",
-                   help="songs: sampled instruments, or the fast procedural ones")
-    p.add_argument("--iterations", type=int, default=150,
-                   help="training iterations (150: about 3 minutes on 2 cores)")
+    p.add_argument("--n-songs", type=int, default=4, help="held-out songs to make")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of every song")
+    p.add_argument("--seed", type=int, default=0, help="seed of the songs and the training")
+    p.add_argument("--bc-minutes", type=float, default=2.0,
+                   help="behaviour cloning's budget in minutes")
+    p.add_argument("--iterations", type=int, default=12,
+                   help="PPO iterations after behaviour cloning (the quickstart experiment)")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override a quickstart value (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")

@@ -301,8 +301,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole job on built-in songs."""
     from rl_models.app.demo import run_demo
 
-    run_demo(args.out, n_songs=args.n_songs, seconds=args.seconds, tracks=args.tracks,
-             seed=args.seed, kind=args.kind, iterations=args.iterations,
-             overrides=args.set or [],
+    run_demo(args.out, n_songs=args.n_songs, seconds=args.seconds, seed=args.seed,
+             bc_minutes=args.bc_minutes, iterations=args.iterations, overrides=args.set or [],
              progress=not args.no_progress, num_cpus=args.num_cpus, address=args.address)
     return 0

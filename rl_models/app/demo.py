@@ -1,7 +1,9 @@
-"""The whole job on synthetic songs, in minutes: ``deepmixing demo`` (and ``make demo``).
+"""The whole job in minutes: ``deepmixing demo`` (and ``make demo``).
 
-Synthetic songs -> prepared cache -> quickstart training on most songs -> evaluation of the
-checkpoint against the baselines on the held-out songs -> a mixed WAV of one held-out song.
+Held-out songs written by ``synth`` and prepared -> an agent that learns the engineer from a
+stream of new songs (behaviour cloning of the engineer's decisions, then PPO through Ray Tune,
+the quickstart experiment) -> evaluation against the baselines on the held-out songs -> a
+mixed WAV of one held-out song.
 """
 
 from __future__ import annotations
@@ -13,22 +15,23 @@ from typing import Any
 
 __all__ = ["run_demo"]
 
+_TABLE_SONGS = 16  # training-stream songs the instrument_balance row is fitted on
+_ROWS = ("equal", "loudness", "instrument_balance", "bound", "oracle")
 
-def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks: int = 4,
-             seed: int = 0, kind: str = "sampled", iterations: int = 150,
-             overrides: Sequence[str] = (),
+
+def run_demo(out: str | Path, *, n_songs: int = 4, seconds: float = 8.0, seed: int = 0,
+             bc_minutes: float = 2.0, iterations: int = 12, overrides: Sequence[str] = (),
              progress: bool = True, num_cpus: int | None = None, address: str | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Runs the demo into ``out`` and returns where everything went.
 
     Args:
         out: Output folder (songs/, cache/, runs/, evaluation/, mix/).
-        n_songs: Synthetic songs; the last quarter (at least one) is held out.
-        seconds: Length of each song.
-        tracks: Tracks per song.
-        seed: Seed of the songs.
-        kind: ``sampled`` (General MIDI instruments, the default songs) or ``procedural``.
-        iterations: Training iterations of the quickstart experiment.
+        n_songs: Held-out songs (the agent trains on songs of its own stream, never these).
+        seconds: Length of every song.
+        seed: Seed of the songs and the training.
+        bc_minutes: Behaviour cloning's budget, minutes.
+        iterations: PPO iterations after it (the quickstart experiment).
         overrides: ``KEY.PATH=VALUE`` overrides of quickstart values.
         progress: Show progress bars.
         num_cpus: CPUs for the local Ray (None: all local cores).
@@ -36,47 +39,50 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
         log: Where progress lines go.
 
     Returns:
-        Paths of the songs, cache, trial, checkpoint, evaluation table and mix outputs.
+        Paths of the songs, cache, trial, checkpoint, evaluation table and mix outputs, the
+        table's rows and the seconds it took.
     """
-    from mixing_env.balance import fit_dataset_balance
-    from mixing_env.baselines import BASELINES
+    from mixing_env.balance import fit_instrument_balance
+    from mixing_env.baselines import BALANCE_FILE
     from mixing_env.data.prepare import prepare_dataset
     from mixing_env.errors import ConfigError
-    from mixing_env.songs.procedural import make_synthetic_dataset
     from mixing_env.songs.sampled import make_sampled_dataset
+    from mixing_env.songs.stream import SongStream, StreamConfig
+    from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
     from rl_models.app.evaluate import evaluate, format_table
     from rl_models.app.experiment import load_experiment
     from rl_models.app.mix import mix_song
     from rl_models.app.train import check_experiment, init_ray, run_experiment, summarize_results
 
+    if not bc_minutes > 0 or iterations < 1:
+        raise ConfigError(f"bc_minutes must be > 0 and iterations >= 1, got {bc_minutes!r} "
+                          f"and {iterations!r}")
     out = Path(out).resolve()
     started = time.time()
-    log(f"[1/5] {kind} songs -> {out / 'songs'}")
-    makers = {"sampled": make_sampled_dataset, "procedural": make_synthetic_dataset}
-    if kind not in makers:
-        raise ConfigError(f"kind must be one of {sorted(makers)}, got {kind!r}")
-    make = makers[kind]
-    make(out / "songs", n_songs=n_songs, seconds=seconds, n_tracks=tracks, seed=seed)
-    log(f"[2/5] prepare -> {out / 'cache'}")
+    experiment = load_experiment("quickstart", overrides=[
+        f"env.generated.seed={seed}", f"env.generated.seconds={seconds}",
+        f"evaluation.env.dataset_dir={out / 'cache'}", f"stop.training_iteration={iterations}",
+        f"storage_path={out / 'runs'}", "name=demo", "evaluation.interval=4",
+        "checkpoint.frequency=0", *overrides])
+    env, model = experiment["env"], experiment["model"]
+
+    log(f"[1/5] {n_songs} held-out songs (the engineer's mixes) -> {out / 'songs'}")
+    make_sampled_dataset(out / "songs", n_songs=n_songs, seconds=seconds, seed=seed)
     # rebuild: the cache holds the songs just written, whatever an earlier demo left there.
     ds = prepare_dataset(out / "songs", out / "cache", progress=progress, rebuild=True)
-    names = list(ds.names)
-    held_out = names[-max(1, len(names) // 4):]
-    train_songs = [n for n in names if n not in held_out] or names
-    log(f"[3/5] train quickstart on {len(train_songs)} song(s), {iterations} iteration(s)")
-    experiment = load_experiment("quickstart", overrides=[
-        f"env.dataset_dir={out / 'cache'}",
-        f"env.songs={train_songs}",
-        f"evaluation.env.songs={held_out}",
-        f"stop.training_iteration={iterations}",
-        f"storage_path={out / 'runs'}",
-        "name=demo",
-        # lr 1e-3, not quickstart's 2e-3 (tuned by the sweeps on short procedural songs): on
-        # the demo's sampled songs, seed 0, 150 iterations closed 55% of the gap at 1e-3 and
-        # 45% at 2e-3 (docs/results.md, The demo on sampled songs).
-        "training.lr=0.001",
-        *overrides,
-    ])
+    held_out = list(ds.names)
+    stream = SongStream(StreamConfig.from_dict(env["generated"]), stream=1)
+    fit_instrument_balance(stream.next_song() for _ in range(_TABLE_SONGS)).write(
+        out / "cache" / BALANCE_FILE)  # the field's baseline, fitted on training songs
+
+    log(f"[2/5] behaviour cloning of the engineer on new songs, {bc_minutes:g} min")
+    bc = train_behaviour_cloning(StreamDemonstrations(env, seed=seed), env_config=env,
+                                 model=model, out_dir=out / "runs" / "bc",
+                                 minutes=bc_minutes, seed=seed, log=log, log_every_s=30)
+    log(f"      {bc['updates']} updates on {bc['songs']} songs")
+
+    log(f"[3/5] PPO (quickstart) from it through Ray Tune, {iterations} iterations")
+    experiment["init_module_from"] = bc["checkpoint"]
     check_experiment(experiment)
     init_ray(num_cpus=num_cpus, address=address)
     results = run_experiment(experiment, verbose=0, checked=True)
@@ -84,33 +90,32 @@ def run_demo(out: str | Path, *, n_songs: int = 8, seconds: float = 3.0, tracks:
         log(line)
     best = results[0]
     checkpoint = best.checkpoint.path
-    log(f"[4/5] evaluate on held-out songs {held_out} against the baselines")
-    fit_dataset_balance(out / "cache", songs=train_songs)  # instrument_balance's table
-    rows = evaluate([checkpoint, *BASELINES],
-                    env_config={"dataset_dir": str(out / "cache"), "songs": held_out},
+
+    log(f"[4/5] evaluate on the held-out songs {held_out} against the baselines")
+    rows = evaluate([checkpoint, *_ROWS], env_config={"dataset_dir": str(out / "cache")},
                     out_dir=out / "evaluation", progress=progress)
     log(format_table(rows, means_only=True))
     means = {r["policy"]: r for r in rows if r["song"] == "MEAN"}
-    agent = next(r for name, r in means.items() if name not in BASELINES)
+    agent = next(r for name, r in means.items() if name not in _ROWS)
     log(f"the agent closes {agent['gap_closed']:.0%} of the gap from equal gains to the oracle "
         f"on the held-out songs; instrument_balance closes "
-        f"{means['instrument_balance']['gap_closed']:.0%}")
+        f"{means['instrument_balance']['gap_closed']:.0%}, the engineer's own rule (bound) "
+        f"{means['bound']['gap_closed']:.0%}")
+
     log(f"[5/5] mix {held_out[0]} with the trained agent")
-    song_dir = out / "songs" / held_out[0]
-    if not song_dir.is_dir():
-        song_dir = sorted((out / "songs").iterdir())[-1]
-    mixed = mix_song(checkpoint, song_dir, out_dir=out / "mix", progress=progress)
+    mixed = mix_song(checkpoint, out / "songs" / held_out[0], out_dir=out / "mix",
+                     progress=progress)
     outputs = {
         "songs": out / "songs", "cache": out / "cache", "trial": Path(best.path),
         "checkpoint": Path(checkpoint), "evaluation": out / "evaluation" / "evaluation.csv",
         "mix": mixed, "rows": rows, "seconds": time.time() - started,
     }
     log(f"\ndone in {outputs['seconds']:.0f} s. Outputs:")
-    log(f"  songs:            {out / 'songs'}")
+    log(f"  held-out songs:   {out / 'songs'}")
     log(f"  prepared cache:   {out / 'cache'}")
     log(f"  training results: {best.path}  (tensorboard --logdir {out / 'runs'})")
     log(f"  checkpoint:       {checkpoint}")
     log(f"  evaluation:       {outputs['evaluation']} (+ .json, plots/)")
-    log(f"  mixed WAV:        {mixed['wav']}")
-    log(f"  automation:       {mixed['csv']}  {mixed['json']}  {mixed['png']}")
+    for key, path in mixed.items():
+        log(f"  mix {key + ':':13s} {path}")
     return outputs

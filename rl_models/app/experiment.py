@@ -290,10 +290,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def apply_overrides(experiment: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     """Return a copy of ``experiment`` with each ``KEY.PATH=VALUE`` override set.
 
+    Setting one of an env's song routes (``dataset_dir``, ``synthetic``, ``generated``) clears
+    the others of the same env.
+
     Raises:
         ConfigError: An override is malformed, names an unknown top-level key, or goes through
             a value that is not a mapping.
     """
+    from mixing_env.envs.config import SONG_ROUTES
+
     experiment = copy.deepcopy(experiment)
     for text in overrides:
         path, value = parse_override(text)
@@ -314,6 +319,12 @@ def apply_overrides(experiment: dict, overrides: list[str] | tuple[str, ...]) ->
                 )
             node = child
         node[path[-1]] = value
+        if len(path) >= 2 and path[-2] == "env" and path[-1] in SONG_ROUTES and value is not None:
+            # --set env.dataset_dir=... means "these songs": the file's other song route goes
+            # (a stream of generated songs and a dataset cannot both feed one env).
+            for other in SONG_ROUTES:
+                if other != path[-1] and node.get(other) is not None:
+                    node[other] = None
     return experiment
 
 

@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from mixing_env.envs.config import over_songs
 from rl_models import checkpoints
 from rl_models.app.callbacks import DeepMixingCallbacks
 from rl_models.app.evaluate import evaluate_policy
@@ -94,8 +95,8 @@ def check_trial(trainable, results, tmp_path):
     assert [r["deepmixing"]["eval_iteration"] for r in results] == [1, 2]
 
     # The held-out score follows the learner's weights: new weights, a new score.
-    callback = DeepMixingCallbacks(evaluation={"interval": 1, "env": {
-        **trainable.typed.env, **trainable.typed.evaluation.env}})
+    callback = DeepMixingCallbacks(evaluation={"interval": 1, "env": over_songs(
+        trainable.typed.env, trainable.typed.evaluation.env)})
     before = callback._evaluate(algo, 3)["gap_closed"]
     policy = checkpoints.learner_policy(algo)
     algo.learner_group.foreach_learner(

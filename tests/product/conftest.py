@@ -51,6 +51,7 @@ def trained(product_cache, ray_session, tmp_path_factory):
     assert run_cli(
         "train", "quickstart", "--storage-path", storage, "--name", "tiny", "--verbose", 0,
         "--set", f"env.dataset_dir={product_cache}", "--set", f"env.songs=[{names[0]}]",
+        "--set", f"evaluation.env.dataset_dir={product_cache}",
         "--set", f"evaluation.env.songs=[{names[1]}]",
         "--set", "evaluation.interval=1", "--set", "stop.training_iteration=2",
         "--set", "checkpoint.frequency=1",

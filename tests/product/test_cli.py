@@ -266,20 +266,24 @@ def test_benchmark_quality_help_comes_from_its_module(capsys):
 
 def test_demo_runs_the_whole_job(ray_session, tmp_path, capsys, deepmixing, tiny_sets):
     out = tmp_path / "demo"
-    assert deepmixing("demo", "--out", out, "--kind", "procedural", "--n-songs", 2,
-                   "--seconds", 1, "--tracks", 3, "--iterations", 1, "--no-progress",
-                   *tiny_sets,
-                   "--set", "evaluation.interval=1") == 0
+    assert deepmixing("demo", "--out", out, "--n-songs", 2, "--seconds", 2,
+                      "--bc-minutes", 0.05, "--iterations", 1, "--no-progress", *tiny_sets,
+                      "--set", "evaluation.interval=1",
+                      "--set", "env.generated.n_tracks=[4, 5]") == 0
     printed = capsys.readouterr().out
-    for label in ("songs:", "prepared cache:", "checkpoint:", "evaluation:", "mixed WAV:"):
+    for label in ("held-out songs:", "prepared cache:", "checkpoint:", "evaluation:",
+                  "mix wav:"):
         assert label in printed
-    assert re.search(r"the agent closes -?\d+% of the gap .*instrument_balance closes -?\d+%",
-                     printed)
+    assert re.search(r"the agent closes -?\d+% of the gap .*instrument_balance closes -?\d+%.*"
+                     r"bound\) -?\d+%", printed)
     assert (out / "cache" / "manifest.json").is_file()
     rows = json.loads((out / "evaluation" / "evaluation.json").read_text())["rows"]
-    assert {r["policy"] for r in rows} >= {"equal", "loudness", "oracle", "static_oracle"}
+    assert {r["policy"] for r in rows} >= {"equal", "loudness", "instrument_balance", "bound",
+                                           "oracle"}
     assert len(list((out / "mix").glob("*_mix.wav"))) == 1
     (trial,) = [p for p in (out / "runs" / "demo").iterdir() if (p / "result.json").is_file()]
     assert (trial / "learning_curve.png").stat().st_size > 0
+    assert json.loads((trial / "params.json").read_text())["init_module_from"].endswith(
+        "checkpoint_000000")  # PPO started from the behaviour-cloned policy
     agent = [r for r in rows if r["song"] == "MEAN" and "checkpoint_" in r["policy"]]
     assert len(agent) == 1 and np.isfinite(agent[0]["mfcc_distance"])

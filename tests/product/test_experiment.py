@@ -120,7 +120,7 @@ def test_typed_config_is_the_one_schema():
     for name in ALGORITHMS:  # every algorithm the builder knows is a valid experiment
         assert ExperimentConfig.from_dict({"algorithm": name.lower()}).algorithm == name
     config = ExperimentConfig.from_dict(load_experiment("quickstart"))
-    assert config.evaluation.interval == 5 and config.checkpoint.num_to_keep == 3
+    assert config.evaluation.interval == 10 and config.checkpoint.num_to_keep == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.algorithm = "PG"
     assert ExperimentConfig.from_dict(config.to_dict()) == config

@@ -27,6 +27,7 @@ def tiny_sweep(product_cache, ray_session, tmp_path_factory, deepmixing, tiny_se
     assert deepmixing(
         "tune", "sweep_asha", "--storage-path", storage, "--name", "asha", "--verbose", 0,
         "--set", f"env.dataset_dir={product_cache}", "--set", f"env.songs=[{names[0]}]",
+        "--set", f"evaluation.env.dataset_dir={product_cache}",
         "--set", f"evaluation.env.songs=[{names[1]}]", "--set", "evaluation.interval=1",
         "--set", "tune.param_space={training: {lr: {loguniform: [0.0001, 0.01]}}}",
         "--set", "tune.num_samples=3",

@@ -37,6 +37,7 @@ def test_missing_dataset_fails_before_ray_and_leaves_nothing(tmp_path, capsys, n
 def test_missing_evaluation_songs_fail_before_ray(product_cache, tmp_path, capsys, no_ray):
     assert cli.main(["train", "quickstart", "--storage-path", str(tmp_path),
                      "--set", f"env.dataset_dir={product_cache}",
+                     "--set", f"evaluation.env.dataset_dir={product_cache}",
                      "--set", "evaluation.env.songs=[NoSuchSong]"]) == 2
     assert "NoSuchSong" in _one_line_error(capsys)
 
@@ -70,6 +71,7 @@ def test_short_run_still_reports_gap_closed(product_cache, ray_session, tmp_path
     assert cli.main([
         "train", "quickstart", "--storage-path", str(tmp_path), "--name", "short", "--verbose",
         "0", "--set", f"env.dataset_dir={product_cache}", "--set", f"env.songs=[{names[0]}]",
+        "--set", f"evaluation.env.dataset_dir={product_cache}",
         "--set", f"evaluation.env.songs=[{names[1]}]", "--set", "evaluation.interval=5",
         "--set", "stop.training_iteration=1", "--set", "checkpoint.frequency=0", *tiny_sets,
     ]) == 0

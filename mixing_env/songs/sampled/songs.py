@@ -39,6 +39,7 @@ __all__ = [
     "draw_song",
     "generate_sampled_song",
     "make_sampled_dataset",
+    "sampled_songs",
     "write_song_folder",
 ]
 
@@ -314,3 +315,46 @@ def make_sampled_dataset(
         )
         for i in range(n_songs)
     ]
+
+
+def sampled_songs(*, n_songs: int, seconds: float = 12.0,
+                  n_tracks: int | tuple[int, int] = (6, 11), seed: int,
+                  style: str | None = None, inconsistency: float | None = None,
+                  chunk_size: int = CHUNK_SIZE, sample_rate: int = SAMPLE_RATE) -> list:
+    """The songs :func:`make_sampled_dataset` writes, in memory and in the default layout.
+
+    The env's ``synthetic: {kind: sampled, ...}`` plays them, e.g. as held-out songs of an
+    experiment that trains on a stream (stream 0 is never a training stream).
+
+    Args:
+        n_songs: Songs (>= 1).
+        seconds: Length of each.
+        n_tracks: Stems per song, or a (lo, hi) range.
+        seed: Seed (the same as ``deepmixing synth --seed``).
+        style: The engineer's style (None: the default).
+        inconsistency: Its random part, dB (None: the default).
+        chunk_size: Samples per chunk.
+        sample_rate: Hz.
+
+    Returns:
+        :class:`~mixing_env.data.song.Song` objects padded to the longest song.
+    """
+    from mixing_env.data.slots import build_song, default_layout, place_stems
+    from mixing_env.data.taxonomy import Taxonomy
+    from mixing_env.engineer import DEFAULT_INCONSISTENCY_DB, DEFAULT_STYLE
+
+    if isinstance(n_songs, bool) or not isinstance(n_songs, int) or n_songs < 1:
+        raise ConfigError(f"n_songs must be an int >= 1, got {n_songs!r}")
+    engineer = Engineer(style or DEFAULT_STYLE,
+                        DEFAULT_INCONSISTENCY_DB if inconsistency is None else inconsistency)
+    raw = [generate_sampled_song(i, seconds=seconds, n_tracks=n_tracks, seed=seed,
+                                 engineer=engineer, chunk_size=chunk_size,
+                                 sample_rate=sample_rate) for i in range(n_songs)]
+    layout, taxonomy = default_layout(), Taxonomy.load()
+    T = max(math.ceil(s.reference.size / chunk_size) for s in raw)
+    return [build_song(s.name, place_stems([Path(f).stem for f in s.stem_files], layout,
+                                           taxonomy),
+                       list(s.stems), layout=layout, sample_rate=sample_rate,
+                       chunk_size=chunk_size, reference=s.reference, n_chunks=T,
+                       true_gains=list(s.true_gains), stem_files=s.stem_files,
+                       measures=s.measures) for s in raw]
