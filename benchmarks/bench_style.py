@@ -7,7 +7,7 @@ each engineer: one seed of :func:`benchmarks.quality.heldout_cache`). The check 
 each style's songs, that style's agent closes more of the gap than the other's.
 
     deepmixing benchmark style -- --out runs/style --seed 7
-    deepmixing benchmark style -- --out runs/style --agent pop=runs/q/seed7/runs/bc/checkpoint_000000
+    deepmixing benchmark style -- --out runs/style --agent pop=runs/q/seed7/runs/bc/checkpoint_0*
 
 ``--agent STYLE=CHECKPOINT`` reuses an agent already trained on that style (e.g. the learning
 benchmark's BC). Writes ``style.json`` under ``--out`` (``--results``: also
