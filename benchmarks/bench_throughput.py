@@ -42,14 +42,15 @@ RecurrentPPO."""
 
 
 def env_config(n_songs: int) -> dict:
-    """The learning benchmark's observation on ``n_songs`` in-memory synthetic songs of 6 s."""
+    """The learning benchmark's observation on ``n_songs`` in-memory synthetic songs of 6 s.
+
+    Fixed procedural songs, not the learning benchmark's stream of new ones: this measures
+    the algorithm and the module; what making songs costs is ``benchmark songs``.
+    """
     return {
         "synthetic": {"n_songs": n_songs, "seconds": 6.0, "n_tracks": [8, 24], "seed": 0},
         "episode_chunks": 128,
-        "obs_features": "logmel",
-        "n_track_features": 16,
-        "level_features": True,
-        "stem_level_features": True,
+        **QualitySetup().features(),
     }
 
 

@@ -83,8 +83,12 @@ class QualitySetup:
     episodes_per_song: int = 32
     """Episodes a training song serves before a new one replaces it (making a song costs
     about 0.5 CPU s; 32 episodes of 128 steps keep that under a quarter of PPO's time)."""
-    songs_per_skeleton: int = 8
+    songs_per_skeleton: int = 16
     """Training songs drawn from one rendered skeleton."""
+    bc_episodes_per_song: int = 8
+    """Behaviour cloning's episodes per song, and its pool of songs in play is as large: its
+    buffer of 512 recent episodes then spans 64 songs (with 32 episodes a song, 16 songs:
+    the clone chased the last few songs and its held-out score fell as it trained)."""
     n_track_features: int = 16
     """Log-mel bands per track in the observation."""
     listening: bool = True
@@ -110,8 +114,8 @@ class QualitySetup:
 
     def __post_init__(self) -> None:
         for name in ("n_heldout", "n_table", "n_train_sample", "episode_chunks",
-                     "episodes_per_song", "songs_per_skeleton", "n_track_features",
-                     "eval_songs"):
+                     "episodes_per_song", "songs_per_skeleton", "bc_episodes_per_song",
+                     "n_track_features", "eval_songs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {name}={value!r}")
@@ -272,9 +276,12 @@ def train_bc(setup: QualitySetup, out: Path, *, held_out_env: dict | None = None
     from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
     from rl_models.app.evaluate import HeldOutScore
 
-    stream = StreamDemonstrations(setup.train_env(), seed=setup.seed)
+    env = setup.train_env()
+    env["generated"] = {**env["generated"], "episodes_per_song": setup.bc_episodes_per_song,
+                        "pool": setup.bc_episodes_per_song}
+    stream = StreamDemonstrations(env, seed=setup.seed)
     return train_behaviour_cloning(
-        stream, env_config=setup.train_env(), model=setup.model, out_dir=out,
+        stream, env_config=env, model=setup.model, out_dir=out,
         minutes=setup.minutes["bc"], seed=setup.seed, log=log,
         held_out=HeldOutScore(held_out_env) if held_out_env else None)
 

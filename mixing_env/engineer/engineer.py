@@ -60,6 +60,28 @@ class EngineerMix:
         """Linear gains [shape=(n, T)]."""
         return 10.0 ** (self.gains_db / 20.0)
 
+    def render(self, stems: np.ndarray, *, chunk_size: int,
+               peak_db: float = -1.0) -> tuple[np.ndarray, float]:
+        """The mix: every stem times its gain of each chunk, summed, peaking at ``peak_db``.
+
+        Args:
+            stems: The mixed stems [shape=(n, n_samples)].
+            chunk_size: Samples per chunk the gains hold for.
+            peak_db: The mix's sample peak, dBFS.
+
+        Returns:
+            ``(mix float32 [shape=(n_samples,)], scale)``: the scale the gains were multiplied
+            by (``gains * scale`` make the mix).
+        """
+        gains = self.gains
+        n, length = np.shape(stems)
+        T = gains.shape[1]
+        padded = np.zeros((n, T * chunk_size), dtype=np.float64)
+        padded[:, :length] = stems
+        mix = np.einsum("it,itk->tk", gains, padded.reshape(n, T, chunk_size)).ravel()[:length]
+        scale = 10 ** (peak_db / 20) / max(float(np.max(np.abs(mix))), 1e-12)
+        return (mix * scale).astype(np.float32), scale
+
 
 class Engineer:
     """A consistent mixing engineer of one style.

@@ -117,13 +117,7 @@ def engineer_song(song: SongSource, out_dir: Path, *, engineer: Engineer, seed: 
     roles = roles_of([s.name for s in song.stems], taxonomy)
     rng = np.random.default_rng([int(seed), int(index)])
     decided = engineer.mix(stems, roles, sample_rate=rate, chunk_size=chunk_size, rng=rng)
-    gains = decided.gains
-    n, length = stems.shape
-    T = gains.shape[1]
-    padded = np.zeros((n, T * chunk_size), dtype=np.float64)
-    padded[:, :length] = stems
-    mix = np.einsum("it,itk->tk", gains, padded.reshape(n, T, chunk_size)).ravel()[:length]
-    scale = 10 ** (_MIX_PEAK_DB / 20) / max(float(np.max(np.abs(mix))), 1e-12)
+    mix, scale = decided.render(stems, chunk_size=chunk_size, peak_db=_MIX_PEAK_DB)
     files = [s.path.name for s in song.stems]
     if len(set(files)) != len(files):
         raise DatasetError(f"{song.name}: two stems share a file name ({files}); the output "
@@ -134,10 +128,9 @@ def engineer_song(song: SongSource, out_dir: Path, *, engineer: Engineer, seed: 
     tmp.mkdir(parents=True)
     for stem in song.stems:
         _link_or_copy(stem.path, tmp / stem.path.name)
-    write_audio(tmp / f"{song.name}_Mix.wav", (mix * scale).astype(np.float32),
-                sample_rate=rate, subtype="FLOAT")
-    write_true_gains(tmp, stem_files=files, true_gains=list(gains * scale), sample_rate=rate,
-                     chunk_size=chunk_size)
+    write_audio(tmp / f"{song.name}_Mix.wav", mix, sample_rate=rate, subtype="FLOAT")
+    write_true_gains(tmp, stem_files=files, true_gains=list(decided.gains * scale),
+                     sample_rate=rate, chunk_size=chunk_size)
     meta = {"engineer": {"style": engineer.style.name,
                          "inconsistency_db": engineer.inconsistency, "seed": int(seed),
                          "index": int(index), "roles": dict(zip(files, roles, strict=True)),

@@ -164,14 +164,7 @@ def mix_song(name: str, files: list[str], stems: np.ndarray, *, engineer: Engine
     """
     decided = engineer.mix(stems, roles_of(files), sample_rate=sample_rate,
                            chunk_size=chunk_size, rng=rng)
-    gains = decided.gains
-    n_stems, n = stems.shape
-    T = gains.shape[1]
-    padded = np.zeros((n_stems, T * chunk_size), dtype=np.float64)
-    padded[:, :n] = stems
-    mix = np.einsum("it,itk->tk", gains, padded.reshape(n_stems, T, chunk_size)).ravel()[:n]
-    scale = 10 ** (_MIX_PEAK_DB / 20) / max(float(np.max(np.abs(mix))), 1e-12)
-    reference = (mix * scale).astype(np.float32)
+    reference, scale = decided.render(stems, chunk_size=chunk_size, peak_db=_MIX_PEAK_DB)
     bus = draw_master_bus(rng) if rng.random() < master_bus else None
     if bus is not None:
         reference = apply_master_bus(reference, bus, rng=rng, sample_rate=sample_rate)
@@ -180,7 +173,8 @@ def mix_song(name: str, files: list[str], stems: np.ndarray, *, engineer: Engine
             "decisions_db": decided.decisions, "mix_scale": scale,
             "master_bus": bus.as_dict() if bus is not None else None}
     song = SyntheticSong(name=name, stem_files=files, stems=stems, reference=reference,
-                         true_gains=(gains * scale).astype(np.float32), sample_rate=sample_rate,
+                         true_gains=(decided.gains * scale).astype(np.float32),
+                         sample_rate=sample_rate,
                          chunk_size=chunk_size, meta={}, measures={"analysis": decided.analysis})
     return song, info
 
