@@ -87,8 +87,8 @@ class QualitySetup:
     """Training songs drawn from one rendered skeleton."""
     bc_episodes_per_song: int = 8
     """Behaviour cloning's episodes per song, and its pool of songs in play is as large: its
-    buffer of 512 recent episodes then spans 64 songs (with 32 episodes a song, 16 songs:
-    the clone chased the last few songs and its held-out score fell as it trained)."""
+    buffer of 1,024 recent episodes (one new every other update) then spans 128 songs (with
+    32 episodes a song and 512 episodes, 16 songs: the clone chased the last few songs)."""
     n_track_features: int = 16
     """Log-mel bands per track in the observation."""
     listening: bool = True
@@ -282,7 +282,8 @@ def train_bc(setup: QualitySetup, out: Path, *, held_out_env: dict | None = None
     stream = StreamDemonstrations(env, seed=setup.seed)
     return train_behaviour_cloning(
         stream, env_config=env, model=setup.model, out_dir=out,
-        minutes=setup.minutes["bc"], seed=setup.seed, log=log,
+        minutes=setup.minutes["bc"], seed=setup.seed, log=log, buffer_episodes=1024,
+        fresh_per_update=0.5,
         held_out=HeldOutScore(held_out_env) if held_out_env else None)
 
 
