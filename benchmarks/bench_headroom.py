@@ -3,8 +3,10 @@
 For each seed and engineer style, the benchmark
 
 1. makes the held-out songs the learning benchmark scores on (``synth``: sampled songs of stream
-   0, mixed by the engineer with its random part) and prepares them;
-2. fits instrument_balance on songs of a training stream (never a held-out song);
+   0, mixed by the engineer with its random part) and prepares them (the learning benchmark's
+   :func:`~benchmarks.quality.heldout_cache`);
+2. fits instrument_balance on songs of the training stream (never a held-out song; the
+   learning benchmark's :func:`~benchmarks.quality.fit_table`);
 3. scores, on the held-out songs with the env's own MFCC distance: equal gains, loudness,
    instrument_balance, the ``bound`` (the engineer's own rule, its random part at 0), the
    static bound (the bound's gains held static per song), the static oracle and the oracle.
@@ -25,9 +27,9 @@ results page reads it (docs/results/headroom.json).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -84,43 +86,22 @@ def distance_scorer(cache: str):
     return mean_distance
 
 
-def fit_table_on_stream(*, seed: int, style: str, n_songs: int, seconds: float,
-                        n_tracks: tuple[int, int]):
-    """instrument_balance fitted on ``n_songs`` of a training stream (never held out).
+def score_seed(out: Path, setup) -> dict:
+    """Every policy's gap closed on one seed's held-out songs of one style.
 
-    Returns:
-        ``(table, CPU seconds per song spent making the songs)``.
+    The held-out songs and the table are the learning benchmark's
+    (:func:`benchmarks.quality.heldout_cache`, :func:`benchmarks.quality.fit_table`), so the
+    two tables share their baseline rows.
     """
-    from mixing_env.balance import fit_instrument_balance
-    from mixing_env.songs.stream import SongStream, StreamConfig
-
-    stream = SongStream(StreamConfig(seed=seed, seconds=seconds, n_tracks=n_tracks,
-                                     style=style), stream=1)
-    songs = (stream.next_song() for _ in range(n_songs))
-    table = fit_instrument_balance(songs)
-    return table, stream.cpu_seconds / max(stream.songs_made, 1)
-
-
-def score_seed(out: Path, *, seed: int, style: str, n_heldout: int, n_train: int,
-               seconds: float, n_tracks: tuple[int, int]) -> dict:
-    """Every policy's gap closed on one seed's held-out songs of one style."""
-    from mixing_env.data.prepare import prepare_dataset
-    from mixing_env.engineer import Engineer
-    from mixing_env.songs.sampled import make_sampled_dataset
+    from benchmarks.quality import fit_table, heldout_cache
 
     t0 = time.time()
-    songs_dir, cache = out / "songs", out / "cache"
-    if not (cache / "manifest.json").is_file():
-        shutil.rmtree(songs_dir, ignore_errors=True)
-        make_sampled_dataset(songs_dir, n_songs=n_heldout, seconds=seconds, n_tracks=n_tracks,
-                             seed=seed, engineer=Engineer(style))
-        prepare_dataset(songs_dir, cache, progress=False)
+    cache = heldout_cache(out / "heldout", setup)
     made = time.time() - t0
-    table, song_cpu_s = fit_table_on_stream(seed=seed, style=style, n_songs=n_train,
-                                            seconds=seconds, n_tracks=n_tracks)
+    table, song_cpu_s = fit_table(setup)
     table.write(out / "instrument_balance.json")
-    mean_distance = distance_scorer(str(cache))
-    bound = EngineerBound(style)
+    mean_distance = distance_scorer(cache)
+    bound = EngineerBound(setup.style)
     policies = {"instrument_balance": table, "bound": bound, "static_bound": StaticBound(bound)}
     distances = {name: mean_distance(policies.get(name) or make_baseline(name))
                  for name in POLICIES}
@@ -128,45 +109,44 @@ def score_seed(out: Path, *, seed: int, style: str, n_heldout: int, n_train: int
                              d_oracle=distances["oracle"]) for name, d in distances.items()}
     span = gaps["static_oracle"] - gaps["instrument_balance"]
     summary = {
-        "seed": seed, "style": style,
+        "seed": setup.seed, "style": setup.style,
         "headroom": gaps["bound"] - gaps["instrument_balance"],
         "inconsistency_share_of_table_to_static_oracle": (
             (gaps["static_oracle"] - gaps["static_bound"]) / span if span > 0 else None),
         "training_song_cpu_s": song_cpu_s,
-        "heldout_songs": n_heldout, "table_songs": n_train, "seconds": seconds,
-        "wall_s": time.time() - t0, "heldout_making_s": made,
+        "heldout_songs": setup.n_heldout, "table_songs": setup.n_table,
+        "seconds": setup.seconds, "wall_s": time.time() - t0, "heldout_making_s": made,
     }
-    rows = [{"seed": seed, "style": style, "policy": name, "gap_closed": gaps[name],
+    rows = [{"seed": setup.seed, "style": setup.style, "policy": name, "gap_closed": gaps[name],
              "mfcc_distance": distances[name]} for name in POLICIES]
     return {"rows": rows, "summary": summary}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.quality import QualitySetup
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/headroom", help="output folder")
     p.add_argument("--seeds", type=int, nargs="+", default=[7, 11])
     p.add_argument("--styles", nargs="+", default=["pop", "rock"])
-    p.add_argument("--heldout", type=int, default=24, help="held-out songs per seed")
-    p.add_argument("--train", type=int, default=64, help="training-stream songs the table "
-                                                         "is fitted on")
-    p.add_argument("--seconds", type=float, default=12.0, help="song length")
-    p.add_argument("--tracks", type=int, nargs=2, default=[6, 11], metavar=("LO", "HI"))
+    p.add_argument("--heldout", type=int, default=QualitySetup().n_heldout,
+                   help="held-out songs per seed")
     p.add_argument("--tiny", action="store_true", help="2 held-out and 4 table songs of 4 s, "
                                                        "one seed and style")
     p.add_argument("--results", action="store_true",
                    help="also write docs/results/headroom.json")
     args = p.parse_args(argv)
+    base = QualitySetup(n_heldout=args.heldout)
     if args.tiny:
-        args.seeds, args.styles, args.heldout, args.train = args.seeds[:1], args.styles[:1], 2, 4
-        args.seconds = 4.0
+        args.seeds, args.styles = args.seeds[:1], args.styles[:1]
+        base = dataclasses.replace(base, n_heldout=2, n_table=4, seconds=4.0)
     out = Path(args.out)
     load = [os.getloadavg()]
     rows, summaries = [], []
     for style in args.styles:
         for seed in args.seeds:
-            result = score_seed(out / f"{style}_seed{seed}", seed=seed, style=style,
-                                n_heldout=args.heldout, n_train=args.train,
-                                seconds=args.seconds, n_tracks=tuple(args.tracks))
+            result = score_seed(out / f"{style}_seed{seed}",
+                                dataclasses.replace(base, seed=seed, style=style))
             rows += result["rows"]
             summaries.append(result["summary"])
             load.append(os.getloadavg())
