@@ -9,6 +9,7 @@ from mixing_env.engineer.analysis import (
     KWeightedPowerStream,
     StemAnalysisStream,
     analyse_stems,
+    frame_power,
     k_weighted_power,
 )
 from mixing_env.engineer.listening import SongListening, listening_features
@@ -67,6 +68,15 @@ def test_the_streamed_analysis_equals_the_bulk_one(n_chunks, window_chunks):
     np.testing.assert_allclose(mine.spectrum, bulk.spectrum, rtol=1e-5, atol=0)
     np.testing.assert_allclose(mine.centroid_oct, bulk.centroid_oct, rtol=0, atol=1e-6)
     assert (mine.spectrum[2] == 0).all() and (mine.spectrum[[0, 1, 3, 4]].sum(axis=1) > 0).all()
+
+
+def test_a_frames_power_is_librosas_bit_for_bit():
+    import librosa
+
+    x = song(100)
+    frames = np.lib.stride_tricks.sliding_window_view(x, 2048, axis=-1)[:, ::2000]
+    stft = librosa.stft(x, n_fft=2048, hop_length=2000, center=False)
+    np.testing.assert_array_equal(frame_power(frames), (np.abs(stft) ** 2).transpose(0, 2, 1))
 
 
 def test_frames_that_cannot_count_are_let_go():

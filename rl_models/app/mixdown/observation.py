@@ -158,6 +158,7 @@ class WholeStemStatistics:
             self._order = np.argsort(np.asarray(rows), kind="stable")
             self._roles = slot_roles([slots[i] for i in self._order],
                                      {slots[i]: str(files[i]) for i in self._order})
+        self._in_order = bool((np.diff(self._order) > 0).all())  # no copy to reorder
         needs_analysis = config.listening_features or config.stem_loudness_feature
         self._analysis = (StemAnalysisStream(n_tracks, n_chunks=n_chunks,
                                              sample_rate=sample_rate, chunk_size=chunk_size,
@@ -169,6 +170,7 @@ class WholeStemStatistics:
         self._playing = np.zeros(n_tracks, np.int64)
         self.sounding = np.zeros(n_tracks, dtype=bool)
         """Per stem: whether any sample is not zero."""
+        self._parts: list[WholeSongPart] | None = None
 
     def add(self, window: np.ndarray) -> None:
         """The next chunks of every stem [shape=(A, W, chunk)], float32."""
@@ -176,7 +178,7 @@ class WholeStemStatistics:
         if self.config.stem_level_features:
             self._last_levels = self._levels(window)[:, -1:]
         if self._analysis is not None:
-            self._analysis.add(window[self._order])
+            self._analysis.add(window if self._in_order else window[self._order])
         if self.config.stem_spectrum_features:
             db = self._logmel.log_mel(window).astype(np.float64)
             playing = (db > features.LOG_MEL_FLOOR_DB).any(axis=-1)
@@ -184,7 +186,13 @@ class WholeStemStatistics:
             self._playing += playing.sum(axis=1)
 
     def features(self) -> list[WholeSongPart]:
-        """The whole-song parts in the env's order."""
+        """The whole-song parts in the env's order (made once; the pass's arrays let go)."""
+        if self._parts is None:
+            self._parts = self._make_parts()
+            self._analysis = None  # its power and spectrum frames are no longer needed
+        return self._parts
+
+    def _make_parts(self) -> list[WholeSongPart]:
         cfg, parts = self.config, []
         silent = _silent_stem(self.sample_rate, self.chunk_size)
         if cfg.stem_level_features:
