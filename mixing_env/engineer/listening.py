@@ -216,7 +216,7 @@ class SongListening:
         out[n, :, 2] = out[n, :, 4] = _FLOOR_DB
         out[n, :, 6:8] = self.static[0, 6:8]
         out[:, :, 8] = self.density[t]
-        out[:n, :, 9] = self.bus_swing[self.bus_row][:, t]
+        out[:n, :, 9] = self.bus_swing[self.bus_row[:, None], t]
         out[:, :, 10] = self.lead_on[t]
         out[:, :, 11] = self.lead_distance[t]
         return out
