@@ -378,7 +378,7 @@ class StemAnalysisStream:
         # Samples from the next frame's start on; frame 0 starts half a frame before the song
         # (librosa's centred frames, zero-padded).
         self._tail = np.zeros((n_stems, _N_FFT // 2), np.float32)
-        self._kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (stem, frame, mel)
+        self._kept: list[tuple[int, np.ndarray, np.ndarray]] = []  # (stem, frames, mel)
         self._kept_rows = 0
         self._rows_after_pruning = 0
         self._result: StemAnalysis | None = None
@@ -422,10 +422,9 @@ class StemAnalysisStream:
         if self._spectrum:
             if self._next_frame < self._n_frames:  # the last frames reach past the song's end
                 self._frames(np.pad(self._tail, ((0, 0), (0, _N_FFT))), last=True)
-            stem, frame, mel = self._concatenated()
-            counts = active[stem, frame * SPECTRUM_HOP_CHUNKS]
-            for s in range(n):
-                spectrum[s] = mel[counts & (stem == s)].sum(axis=0, dtype=np.float64)
+            for s, frame, mel in self._kept:  # block by block: no copy of them all
+                counts = active[s, frame * SPECTRUM_HOP_CHUNKS]
+                spectrum[s] += mel[counts].sum(axis=0, dtype=np.float64)
             playing = active[:, ::SPECTRUM_HOP_CHUNKS].sum(axis=1)
             spectrum /= np.maximum(playing, 1)[:, None]
         return StemAnalysis(sample_rate=self.sample_rate, chunk_size=self.chunk_size,
@@ -446,7 +445,7 @@ class StemAnalysisStream:
             for s in np.flatnonzero(keep.any(axis=1)):
                 frames = np.lib.stride_tricks.sliding_window_view(samples[s], _N_FFT)
                 k = np.flatnonzero(keep[s])
-                self._store(s, index[k], self._mel_power(frames[k * self._hop]))
+                self._store(int(s), index[k], self._mel_power(frames[k * self._hop]))
             self._next_frame += m
         if not last:
             self._tail = np.ascontiguousarray(samples[:, m * self._hop :])
@@ -461,19 +460,17 @@ class StemAnalysisStream:
         return frame_power(frames) @ _mel_basis(self.sample_rate)[0].T
 
     def _store(self, stem: int, frame: np.ndarray, mel: np.ndarray) -> None:
-        self._kept.append((np.full(len(frame), stem, np.int32), frame.astype(np.int32), mel))
+        self._kept.append((stem, frame, mel))
         self._kept_rows += len(frame)
         if self._kept_rows > 2 * max(self._rows_after_pruning, 4096):
-            # Drop the frames the louder chunks since have put under the floor (amortised).
-            stem, frame, mel = self._concatenated()
-            keep = self.power[stem, frame * SPECTRUM_HOP_CHUNKS] > self._floor()[stem]
-            self._kept = [(stem[keep], frame[keep], mel[keep])]
-            self._kept_rows = self._rows_after_pruning = int(keep.sum())
-
-    def _concatenated(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not self._kept:
-            bands = _mel_basis(self.sample_rate)[0].shape[0]
-            return (np.zeros(0, np.int32), np.zeros(0, np.int32),
-                    np.zeros((0, bands), np.float32))
-        parts = list(zip(*self._kept, strict=True))
-        return tuple(np.concatenate(p) for p in parts)
+            # Let go of the frames louder chunks since have put under the floor, block by
+            # block (amortised: only when the frames held have doubled).
+            floor, kept = self._floor(), []
+            for s, frame, mel in self._kept:
+                keep = self.power[s, frame * SPECTRUM_HOP_CHUNKS] > floor[s]
+                if keep.all():
+                    kept.append((s, frame, mel))
+                elif keep.any():
+                    kept.append((s, frame[keep], mel[keep]))
+            self._kept = kept
+            self._kept_rows = self._rows_after_pruning = sum(len(f) for _, f, _ in kept)
