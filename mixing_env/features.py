@@ -32,6 +32,7 @@ __all__ = [
     "STEM_LOUDNESS_FLOOR",
     "ChunkLogMel",
     "ChunkMFCC",
+    "loudness_feature",
     "stem_level_features",
     "stem_loudness",
     "stem_loudness_feature",
@@ -405,5 +406,17 @@ def stem_loudness_feature(song) -> np.ndarray:
         LUFS per slot, float32 [shape=(C,)], at least :data:`STEM_LOUDNESS_FLOOR` (NaN of a
         dummy slot or silent stem -> the floor).
     """
-    lufs = np.nan_to_num(stem_loudness(song), nan=STEM_LOUDNESS_FLOOR)
+    return loudness_feature(stem_loudness(song))
+
+
+def loudness_feature(lufs: np.ndarray) -> np.ndarray:
+    """Loudness as the observation shows it: finite, floored, float32.
+
+    Args:
+        lufs: LUFS per stem [shape=(C,)]; NaN or -inf for a dummy slot or a silent stem.
+
+    Returns:
+        float32 [shape=(C,)], at least :data:`STEM_LOUDNESS_FLOOR`.
+    """
+    lufs = np.nan_to_num(np.asarray(lufs, dtype=np.float64), nan=STEM_LOUDNESS_FLOOR)
     return np.maximum(lufs, STEM_LOUDNESS_FLOOR).astype(np.float32)

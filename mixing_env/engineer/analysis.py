@@ -28,11 +28,16 @@ __all__ = [
     "ACTIVE_BELOW_PEAK_DB",
     "N_MELS",
     "SPECTRUM_HOP_CHUNKS",
+    "KWeightedPowerStream",
     "StemAnalysis",
+    "StemAnalysisStream",
     "analyse_stems",
+    "chunk_activity",
     "db",
+    "frame_power",
     "gated_loudness",
     "k_weighted_power",
+    "k_weighting",
     "moving_mean",
 ]
 
@@ -100,13 +105,47 @@ def _masked_mean(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _k_weighting(sample_rate: int) -> np.ndarray:
-    """BS.1770 K-weighting as second-order sections (pyloudnorm's two biquads)."""
+def k_weighting(sample_rate: int) -> np.ndarray:
+    """BS.1770 K-weighting as second-order sections (pyloudnorm's two biquads).
+
+    The coefficients ``pyloudnorm.Meter`` filters with (its passband gains are 1), for
+    ``scipy.signal.sosfilt`` (whose compiled loop refuses a read-only array). Shared by every
+    K-weighting in the project: do not modify.
+
+    Args:
+        sample_rate: Hz.
+
+    Returns:
+        float64 [shape=(2, 6)]: the high shelf, then the high pass.
+    """
     import pyloudnorm
 
     shelf = pyloudnorm.IIRfilter(4.0, 1 / math.sqrt(2), 1500.0, sample_rate, "high_shelf")
     highpass = pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass")
     return np.array([np.concatenate([f.b, f.a]) for f in (shelf, highpass)])
+
+
+def frame_power(frames: np.ndarray) -> np.ndarray:
+    """Power spectrum of the spectrum's frames, as :func:`analyse_stems` computes it.
+
+    The float64 product with the periodic Hann window, numpy's rFFT, stored as complex64:
+    what ``librosa.stft`` does, bit for bit (tested), without importing it (50 MB).
+
+    Args:
+        frames: 2048-sample frames, float32 [shape=(m, 2048)].
+
+    Returns:
+        float32 [shape=(m, 1025)].
+    """
+    return np.abs(np.fft.rfft(frames * _hann(), axis=-1).astype(np.complex64)) ** 2
+
+
+@lru_cache(maxsize=1)
+def _hann() -> np.ndarray:
+    """The window of the spectrum's frames, as librosa.stft makes it."""
+    from scipy.signal import get_window
+
+    return get_window("hann", _N_FFT, fftbins=True)
 
 
 @lru_cache(maxsize=4)
@@ -188,16 +227,75 @@ def k_weighted_power(stems: np.ndarray, *, sample_rate: int, chunk_size: int) ->
     Returns:
         float64 [shape=(n, ceil(n_samples / chunk_size))].
     """
-    from scipy.signal import sosfilt
-
     x = np.asarray(stems, dtype=np.float64)
     n, n_samples = x.shape
     T = math.ceil(n_samples / chunk_size)
     # Whole chunks: a stem read back from a cache (zero-padded to whole chunks) measures the
     # same as the stem it was made from.
     x = np.pad(x, ((0, 0), (0, T * chunk_size - n_samples)))
-    k_weighted = sosfilt(_k_weighting(sample_rate), x, axis=-1)
-    return (k_weighted.reshape(n, T, chunk_size) ** 2).mean(axis=-1)
+    return KWeightedPowerStream(n, sample_rate=sample_rate, chunk_size=chunk_size)(x)
+
+
+class KWeightedPowerStream:
+    """:func:`k_weighted_power` of stems fed a block of whole chunks at a time.
+
+    The filters' state runs on from block to block, so the powers equal those of the whole
+    stems bit for bit (tested).
+
+    Args:
+        n_stems: Stems of every block (n).
+        sample_rate: Hz.
+        chunk_size: Samples per chunk.
+    """
+
+    def __init__(self, n_stems: int, *, sample_rate: int, chunk_size: int) -> None:
+        self.chunk_size = chunk_size
+        self.sos = k_weighting(sample_rate)
+        self._state = np.zeros((self.sos.shape[0], n_stems, 2))
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """K-weighted mean square of each chunk of the next block.
+
+        Args:
+            block: The stems' next samples, float [shape=(n, W * chunk_size)] or
+                [shape=(n, W, chunk_size)].
+
+        Returns:
+            float64 [shape=(n, W)].
+
+        Raises:
+            ConfigError: The block is not made of whole chunks of ``n`` stems.
+        """
+        from scipy.signal import sosfilt
+
+        x = np.asarray(block)
+        n = self._state.shape[1]
+        if x.shape[0] != n or x[0].size % self.chunk_size:
+            raise ConfigError(f"a block must hold whole chunks of {self.chunk_size} samples of "
+                              f"{n} stems, got shape {x.shape}")
+        # sosfilt filters in float64 (float32 input is converted exactly) into a new array.
+        y, self._state = sosfilt(self.sos, x.reshape(n, -1), axis=-1, zi=self._state)
+        return np.square(y, out=y).reshape(n, -1, self.chunk_size).mean(axis=-1)
+
+
+def chunk_activity(power: np.ndarray) -> np.ndarray:
+    """Whether each stem plays in each chunk (within :data:`ACTIVE_BELOW_PEAK_DB` of its peak).
+
+    Args:
+        power: K-weighted mean square per chunk [shape=(n, T)].
+
+    Returns:
+        bool [shape=(n, T)]; all False for a silent stem.
+    """
+    peak = power.max(axis=1, keepdims=True)
+    return (power > peak * 10 ** (-ACTIVE_BELOW_PEAK_DB / 10)) & (peak > 0)
+
+
+def _centroid_octaves(spectrum: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    octaves = np.log2(freqs / 1000.0)
+    total = spectrum.sum(axis=1)
+    return np.where(total > 0, (spectrum * octaves).sum(axis=1) / np.maximum(total, _FLOOR),
+                    0.0)
 
 
 def analyse_stems(stems: np.ndarray, *, sample_rate: int, chunk_size: int) -> StemAnalysis:
@@ -224,8 +322,7 @@ def analyse_stems(stems: np.ndarray, *, sample_rate: int, chunk_size: int) -> St
         raise ConfigError("stems hold NaN or infinite samples")
     power = k_weighted_power(x, sample_rate=sample_rate, chunk_size=chunk_size)
     x = np.pad(x, ((0, 0), (0, power.shape[1] * chunk_size - x.shape[1])))
-    peak = power.max(axis=1, keepdims=True)
-    active = (power > peak * 10 ** (-ACTIVE_BELOW_PEAK_DB / 10)) & (peak > 0)
+    active = chunk_activity(power)
     loudness = gated_loudness(power, chunk_s=chunk_size / sample_rate)
     # Frame k is centred on chunk k * SPECTRUM_HOP_CHUNKS; keep the frames where it plays.
     frames = np.abs(librosa.stft(x.astype(np.float32), n_fft=_N_FFT,
@@ -237,10 +334,143 @@ def analyse_stems(stems: np.ndarray, *, sample_rate: int, chunk_size: int) -> St
     summed = np.einsum("nfk,nk->nf", frames, playing.astype(np.float32))
     spectrum = (summed @ basis.T).astype(np.float64) / np.maximum(playing.sum(axis=1),
                                                                     1)[:, None]
-    octaves = np.log2(freqs / 1000.0)
-    total = spectrum.sum(axis=1)
-    centroid = np.where(total > 0, (spectrum * octaves).sum(axis=1) / np.maximum(total, _FLOOR),
-                        0.0)
     return StemAnalysis(sample_rate=sample_rate, chunk_size=chunk_size, power=power,
                         freqs=freqs, active=active, loudness=loudness, spectrum=spectrum,
-                        centroid_oct=centroid)
+                        centroid_oct=_centroid_octaves(spectrum, freqs))
+
+
+class StemAnalysisStream:
+    """:func:`analyse_stems` of stems fed a window of chunks at a time, in bounded memory.
+
+    Feed every chunk of the song with :meth:`add`, then read :meth:`result`. What a window
+    gives is kept small: the K-weighted power of each chunk (8 bytes per stem and chunk) and
+    the mel power of each spectrum frame that may still count. Which frames count (those where
+    the stem plays) is known only at the end, from the stem's loudest chunk over the whole song;
+    a frame whose chunk is more than :data:`ACTIVE_BELOW_PEAK_DB` under the loudest chunk so far
+    never will, and is dropped. At most 168 bytes per stem and frame stay (42 MB for 10 minutes
+    of 19 stems that all grow louder to their end; less as quiet frames drop).
+
+    The power, activity and loudness equal :func:`analyse_stems`'s bit for bit; the spectrum
+    and centroid to float32 rounding (each frame is projected on the mel bands and then summed,
+    where :func:`analyse_stems` sums the frames in float32 and then projects: tested).
+
+    Args:
+        n_stems: Stems of every window (n).
+        n_chunks: The song's chunks (T).
+        sample_rate: Hz.
+        chunk_size: Samples per chunk.
+        spectrum: Measure the long-term spectrum; without it :meth:`result`'s spectrum and
+            centroid are zeros (the power and loudness alone cost much less).
+    """
+
+    def __init__(self, n_stems: int, *, n_chunks: int, sample_rate: int, chunk_size: int,
+                 spectrum: bool = True) -> None:
+        self.sample_rate, self.chunk_size, self.n_chunks = sample_rate, chunk_size, n_chunks
+        self._power_stream = KWeightedPowerStream(n_stems, sample_rate=sample_rate,
+                                                  chunk_size=chunk_size)
+        self.power = np.zeros((n_stems, n_chunks))
+        """K-weighted mean square of each chunk so far [shape=(n, T)]."""
+        self._t = 0
+        self._spectrum = spectrum
+        self._hop = chunk_size * SPECTRUM_HOP_CHUNKS
+        self._n_frames = math.ceil(n_chunks / SPECTRUM_HOP_CHUNKS)  # frames analyse_stems uses
+        self._next_frame = 0
+        # Samples from the next frame's start on; frame 0 starts half a frame before the song
+        # (librosa's centred frames, zero-padded).
+        self._tail = np.zeros((n_stems, _N_FFT // 2), np.float32)
+        self._kept: list[tuple[int, np.ndarray, np.ndarray]] = []  # (stem, frames, mel)
+        self._kept_rows = 0
+        self._rows_after_pruning = 0
+        self._result: StemAnalysis | None = None
+        self._peak = np.zeros(n_stems)  # the loudest chunk so far
+
+    @property
+    def kept_frames(self) -> int:
+        """Spectrum frames held now (168 bytes each), dropped ones not yet let go included."""
+        return self._kept_rows
+
+    def add(self, window: np.ndarray) -> None:
+        """The next chunks of every stem, float32 [shape=(n, W, chunk_size)]."""
+        n, w = window.shape[:2]
+        if self._t + w > self.n_chunks:
+            raise ConfigError(f"the song has {self.n_chunks} chunks; {self._t + w} were fed")
+        power = self._power_stream(window)
+        self.power[:, self._t : self._t + w] = power
+        self._t += w
+        np.maximum(self._peak, power.max(axis=1, initial=0.0), out=self._peak)
+        if self._spectrum:
+            self._frames(np.concatenate([self._tail, window.reshape(n, -1)], axis=1))
+
+    def result(self) -> StemAnalysis:
+        """The analysis of the song fed (every chunk must have been); the frames are let go.
+
+        Raises:
+            ConfigError: Fewer chunks were fed than the song has.
+        """
+        if self._t != self.n_chunks:
+            raise ConfigError(f"the song has {self.n_chunks} chunks; {self._t} were fed")
+        if self._result is None:
+            self._result = self._analysis()
+            self._kept, self._kept_rows = [], 0
+        return self._result
+
+    def _analysis(self) -> StemAnalysis:
+        power, n = self.power, self.power.shape[0]
+        active = chunk_activity(power)
+        basis, freqs = _mel_basis(self.sample_rate)
+        spectrum = np.zeros((n, basis.shape[0]))
+        if self._spectrum:
+            if self._next_frame < self._n_frames:  # the last frames reach past the song's end
+                self._frames(np.pad(self._tail, ((0, 0), (0, _N_FFT))), last=True)
+            for s, frame, mel in self._kept:  # block by block: no copy of them all
+                counts = active[s, frame * SPECTRUM_HOP_CHUNKS]
+                spectrum[s] += mel[counts].sum(axis=0, dtype=np.float64)
+            playing = active[:, ::SPECTRUM_HOP_CHUNKS].sum(axis=1)
+            spectrum /= np.maximum(playing, 1)[:, None]
+        return StemAnalysis(sample_rate=self.sample_rate, chunk_size=self.chunk_size,
+                            power=power, freqs=freqs, active=active,
+                            loudness=gated_loudness(power, chunk_s=self.chunk_size
+                                                    / self.sample_rate),
+                            spectrum=spectrum, centroid_oct=_centroid_octaves(spectrum, freqs))
+
+    def _frames(self, samples: np.ndarray, *, last: bool = False) -> None:
+        """Measures the frames ``samples`` (from the next frame's start) holds whole."""
+        whole = max((samples.shape[1] - _N_FFT) // self._hop + 1, 0)
+        m = min(whole, self._n_frames - self._next_frame)
+        if m > 0:
+            index = self._next_frame + np.arange(m)
+            # Only frames that can still count: over the floor of the loudest chunk so far.
+            power = self.power[:, index * SPECTRUM_HOP_CHUNKS]
+            keep = power > self._floor()[:, None]
+            for s in np.flatnonzero(keep.any(axis=1)):
+                frames = np.lib.stride_tricks.sliding_window_view(samples[s], _N_FFT)
+                k = np.flatnonzero(keep[s])
+                self._store(int(s), index[k], self._mel_power(frames[k * self._hop]))
+            self._next_frame += m
+        if not last:
+            self._tail = np.ascontiguousarray(samples[:, m * self._hop :])
+
+    def _floor(self) -> np.ndarray:
+        # chunk_activity's floor were the loudest chunk so far the song's: the final one is as
+        # high or higher, so a frame under this one never plays.
+        return self._peak * 10 ** (-ACTIVE_BELOW_PEAK_DB / 10)
+
+    def _mel_power(self, frames: np.ndarray) -> np.ndarray:
+        """Mel power of frames [shape=(m, n_fft)] -> float32 [shape=(m, B)]."""
+        return frame_power(frames) @ _mel_basis(self.sample_rate)[0].T
+
+    def _store(self, stem: int, frame: np.ndarray, mel: np.ndarray) -> None:
+        self._kept.append((stem, frame, mel))
+        self._kept_rows += len(frame)
+        if self._kept_rows > 2 * max(self._rows_after_pruning, 4096):
+            # Let go of the frames louder chunks since have put under the floor, block by
+            # block (amortised: only when the frames held have doubled).
+            floor, kept = self._floor(), []
+            for s, frame, mel in self._kept:
+                keep = self.power[s, frame * SPECTRUM_HOP_CHUNKS] > floor[s]
+                if keep.all():
+                    kept.append((s, frame, mel))
+                elif keep.any():
+                    kept.append((s, frame[keep], mel[keep]))
+            self._kept = kept
+            self._kept_rows = self._rows_after_pruning = sum(len(f) for _, f, _ in kept)

@@ -36,13 +36,14 @@ floor) elsewhere; the song-wide columns (6-8, 10, 11) are the same on every row.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from mixing_env.engineer.analysis import StemAnalysis, analyse_stems, db, moving_mean
-from mixing_env.engineer.roles import ROLE_BUS, slot_roles
+from mixing_env.engineer.roles import BUSES, ROLE_BUS, slot_roles
 
-__all__ = ["LISTENING_FEATURES", "listening_features"]
+__all__ = ["LISTENING_FEATURES", "SongListening", "listening_features"]
 
 LISTENING_FEATURES = ("loudness", "centroid", "low_share", "masked", "lead_range", "bus_size",
                       "lead_masked", "n_tracks", "density", "bus_swing", "lead_on",
@@ -105,7 +106,8 @@ def listening_features(stems: np.ndarray, *, slot_names: list[str], stem_files: 
         float32 [shape=(C, T, len(LISTENING_FEATURES))].
     """
     C, T, chunk = stems.shape
-    real = np.flatnonzero(np.asarray(track_mask) > 0)
+    mask = np.asarray(track_mask) > 0
+    real = np.flatnonzero(mask)
     out = np.zeros((C, T, len(LISTENING_FEATURES)), np.float32)
     out[:, :, 0] = _SILENT_LUFS
     out[:, :, 2] = out[:, :, 4] = _FLOOR_DB
@@ -115,18 +117,119 @@ def listening_features(stems: np.ndarray, *, slot_names: list[str], stem_files: 
     if a is None or a.n_chunks != n_valid:
         x = np.asarray(stems[real, :n_valid], dtype=np.float32).reshape(real.size, -1)
         a = analyse_stems(x, sample_rate=sample_rate, chunk_size=chunk)
-    roles = slot_roles([slot_names[i] for i in real], stem_files)
-    playing = np.isfinite(a.loudness)
-    loud = np.where(playing, a.loudness, _SILENT_LUFS)
-    equal = a.spectrum * (10.0 ** (-np.where(playing, a.loudness, 0.0) / 10.0))[:, None]
+    listening = SongListening.measure(a, slot_roles([slot_names[i] for i in real], stem_files))
+    block = listening.chunks(0, T)
+    out[real] = block[:-1]
+    out[~mask] = block[-1]
+    return out
+
+
+@dataclass(frozen=True)
+class SongListening:
+    """A song's listening block in parts, from which any range of chunks is built.
+
+    The whole-song columns (0-7) of each track, and the per-chunk series behind columns 8-11
+    (each the song's or a bus's: a few values per chunk, not one per track), measured once
+    from the analysis of the whole song; :meth:`chunks` builds the block of any range of
+    chunks from them. :func:`listening_features` builds the whole song's block at once; a mix
+    that streams the song (``rl_models.app.mixdown.observation``) builds it window by window.
+
+    Attributes:
+        static: Columns 0-7 of each real track [shape=(n, 8)].
+        density: Column 8 over the song [shape=(T,)].
+        bus_swing: Column 9 of each bus over the song [shape=(len(BUSES) + 1, T)]: the
+            buses in :data:`~mixing_env.engineer.roles.BUSES` order, then zeros (the lead).
+        bus_row: Each track's row of ``bus_swing`` [shape=(n,)].
+        lead_on: Column 10 over the song [shape=(T,)].
+        lead_distance: Column 11 over the song [shape=(T,)].
+    """
+
+    static: np.ndarray
+    density: np.ndarray
+    bus_swing: np.ndarray
+    bus_row: np.ndarray
+    lead_on: np.ndarray
+    lead_distance: np.ndarray
+
+    @property
+    def n_chunks(self) -> int:
+        """T, the chunks measured (later chunks repeat the last: padding)."""
+        return int(self.density.shape[0])
+
+    @classmethod
+    def measure(cls, a: StemAnalysis, roles: list[str]) -> SongListening:
+        """The parts of a song's block.
+
+        Args:
+            a: The real tracks' analysis, in slot order.
+            roles: Each real track's role (:func:`~mixing_env.engineer.roles.slot_roles`).
+        """
+        n, T = a.power.shape
+        playing = np.isfinite(a.loudness)
+        at_equal_loudness = (10.0 ** (-np.where(playing, a.loudness, 0.0) / 10.0))[:, None]
+        power = a.power * at_equal_loudness
+        power[~playing] = 0.0
+        bus = np.array([ROLE_BUS[r] for r in roles])
+        lead = roles.index("lead") if "lead" in roles else None
+        static = _static_columns(a, bus, lead, playing, at_equal_loudness)
+
+        density = np.zeros(T)
+        accompanying = [k for k, r in enumerate(roles) if r not in _CORE]
+        if accompanying:
+            parts = a.active[accompanying].sum(axis=0).astype(np.float64)
+            density = 3.0 * moving_mean(parts[None], a.chunks(1.0))[0]
+        bus_swing = np.zeros((len(BUSES) + 1, T))
+        for b, name in enumerate(BUSES):
+            rows = np.flatnonzero(bus == name)
+            if rows.size:
+                level = db(moving_mean(power[rows].sum(axis=0)[None], a.chunks(2.0))[0])
+                on = level > level.max() - 20.0
+                bus_swing[b] = _around_median(level, on)
+        bus_row = np.array([BUSES.index(b) if b in BUSES else len(BUSES) for b in bus])
+        lead_on = lead_distance = np.zeros(T)
+        if lead is not None:
+            lead_on = 10.0 * _smoothed_activity(a.active[lead], a.chunk_s)
+            others = [k for k in range(n) if k != lead]
+            window = a.chunks(0.6)
+            voice = db(moving_mean(power[lead][None], window)[0])
+            band = db(moving_mean(power[others].sum(axis=0)[None], window)[0]) if others \
+                else np.full(T, -200.0)
+            on = a.active[lead] & (voice > voice.max() - 20.0)
+            lead_distance = _around_median(voice - band, on)
+        return cls(static=static, density=density, bus_swing=bus_swing, bus_row=bus_row,
+                   lead_on=lead_on, lead_distance=lead_distance)
+
+    def chunks(self, start: int, stop: int) -> np.ndarray:
+        """The block of chunks ``start`` to ``stop``: each real track's, then a dummy slot's.
+
+        Chunks past the measured ones repeat the last (the song's padding).
+
+        Returns:
+            float32 [shape=(n + 1, stop - start, len(LISTENING_FEATURES))].
+        """
+        n = self.static.shape[0]
+        t = np.minimum(np.arange(start, stop), self.n_chunks - 1)
+        out = np.zeros((n + 1, t.size, len(LISTENING_FEATURES)), np.float32)
+        out[:n, :, :8] = self.static[:, None]
+        # A dummy slot plays nothing and shares the song-wide columns.
+        out[n, :, 0] = _SILENT_LUFS
+        out[n, :, 2] = out[n, :, 4] = _FLOOR_DB
+        out[n, :, 6:8] = self.static[0, 6:8]
+        out[:, :, 8] = self.density[t]
+        out[:n, :, 9] = self.bus_swing[self.bus_row[:, None], t]
+        out[:, :, 10] = self.lead_on[t]
+        out[:, :, 11] = self.lead_distance[t]
+        return out
+
+
+def _static_columns(a: StemAnalysis, bus: np.ndarray, lead: int | None, playing: np.ndarray,
+                    at_equal_loudness: np.ndarray) -> np.ndarray:
+    """Columns 0-7 of each track; 6 and 7 are the song's (the first track's), as on every row."""
+    equal = a.spectrum * at_equal_loudness
     equal[~playing] = 0.0
-    power = a.power * (10.0 ** (-np.where(playing, a.loudness, 0.0) / 10.0))[:, None]
-    power[~playing] = 0.0
     total = equal.sum(axis=1)
-    lead = roles.index("lead") if "lead" in roles else None
-    bus = np.array([ROLE_BUS[r] for r in roles])
-    static = np.zeros((real.size, 8))
-    static[:, 0] = loud
+    static = np.zeros((len(bus), 8))
+    static[:, 0] = np.where(playing, a.loudness, _SILENT_LUFS)
     static[:, 1] = 10.0 * a.centroid_oct
     static[:, 2] = _share_db(equal[:, a.freqs < _LOW_HZ].sum(axis=1), total)
     static[:, 3] = _masked_db(equal)
@@ -137,33 +240,7 @@ def listening_features(stems: np.ndarray, *, slot_names: list[str], stem_files: 
         static[:, 4] = _share_db(equal[:, in_range].sum(axis=1), total)
         static[:, 6] = static[lead, 3]
     static[:, 5] = [10.0 * math.log10((bus == b).sum()) if b != "lead" else 0.0 for b in bus]
-    static[:, 7] = 10.0 * math.log10(real.size)
+    static[:, 7] = 10.0 * math.log10(len(bus))
     static[~playing, 1:] = np.where(np.arange(1, 8) == 7, static[~playing, 1:], 0.0)
-
-    dynamic = np.zeros((real.size, n_valid, 4))
-    accompanying = [k for k, r in enumerate(roles) if r not in _CORE]
-    if accompanying:
-        parts = a.active[accompanying].sum(axis=0).astype(np.float64)
-        dynamic[:, :, 0] = 3.0 * moving_mean(parts[None], a.chunks(1.0))[0]
-    for name in ("drums", "bass", "band", "voices"):
-        rows = np.flatnonzero(bus == name)
-        if rows.size:
-            level = db(moving_mean(power[rows].sum(axis=0)[None], a.chunks(2.0))[0])
-            on = level > level.max() - 20.0
-            dynamic[rows, :, 1] = _around_median(level, on)
-    if lead is not None:
-        dynamic[:, :, 2] = 10.0 * _smoothed_activity(a.active[lead], a.chunk_s)
-        others = [k for k in range(real.size) if k != lead]
-        window = a.chunks(0.6)
-        voice = db(moving_mean(power[lead][None], window)[0])
-        band = db(moving_mean(power[others].sum(axis=0)[None], window)[0]) if others \
-            else np.full(n_valid, -200.0)
-        on = a.active[lead] & (voice > voice.max() - 20.0)
-        dynamic[:, :, 3] = _around_median(voice - band, on)
-    block = np.concatenate([np.broadcast_to(static[:, None], (real.size, n_valid, 8)),
-                            dynamic], axis=-1)
-    out[real, :n_valid] = block
-    out[real, n_valid:] = block[:, -1:]  # padding holds the last chunk
-    song_wide = [6, 7, 8, 10, 11]
-    out[:, :, song_wide] = out[real[0], :, song_wide].T[None] if real.size else 0.0
-    return out
+    static[:, 6:8] = static[0, 6:8]
+    return static

@@ -249,9 +249,10 @@ def _agent_gains(load_module, song: _SongPlan, meta: dict, progress: bool):
         bar.close()
 
     whole = WholeStemStatistics(cfg, n_tracks=a, n_chunks=t, sample_rate=song.env_rate,
-                                chunk_size=song.chunk, logmel=pre.logmel)
-    needs_first_pass = cfg.stem_level_features or cfg.stem_spectrum_features or (
-        cfg.stem_loudness_feature)
+                                chunk_size=song.chunk, logmel=pre.logmel, rows=song.rows,
+                                slots=song.slots, files=[str(s.path) for s in song.stems])
+    needs_first_pass = (cfg.stem_level_features or cfg.stem_spectrum_features
+                        or cfg.listening_features or cfg.stem_loudness_feature)
     stop = threading.Event()
 
     def first_pass() -> None:
@@ -318,6 +319,7 @@ def _write_outputs(song: _SongPlan, gains: np.ndarray, staged: _StagedOutputs, *
     from tqdm import tqdm
 
     from rl_models.app.mixdown.automation import (
+        ROUNDING_DB,
         TOLERANCE_DB,
         TrackAutomation,
         finite_or_none,
@@ -377,7 +379,8 @@ def _write_outputs(song: _SongPlan, gains: np.ndarray, staged: _StagedOutputs, *
     times = chunk_centres_s(song.n_chunks, chunk_size=song.chunk, env_rate=song.env_rate)
     tracks = []
     for stem, slot, pan, g in zip(song.stems, song.slots, pans, gains, strict=True):
-        keep_idx = np.arange(len(times)) if full_automation else thin_points(times, g)
+        keep_idx = (np.arange(len(times)) if full_automation
+                    else thin_points(times, g, tolerance_db=TOLERANCE_DB - ROUNDING_DB))
         tracks.append(TrackAutomation(track=stem.path.stem, file=str(stem.path), slot=slot,
                                       channels=stem.channels, pan=pan, time_s=times[keep_idx],
                                       gain=g[keep_idx].astype(np.float64)))

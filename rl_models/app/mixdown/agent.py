@@ -158,7 +158,6 @@ def play_streaming(steps: FastModuleSteps, observation: StreamingObservation,
     equal = mask / mask.sum()
     scorer = ChunkScorer(pre.mfcc)
     no_reference = np.zeros(cfg.n_mfcc)
-    dummy = observation.dummy_row()
     stems_now = np.zeros((n_slots, chunk), np.float32)  # the chunk of every slot, env layout
     mix, windowed = np.zeros(chunk, np.float32), np.zeros(chunk)
     gains64 = np.zeros(n_slots)
@@ -168,12 +167,12 @@ def play_streaming(steps: FastModuleSteps, observation: StreamingObservation,
 
     def observations(stems: np.ndarray) -> np.ndarray:
         """Every step's ``chunks`` observation of a window [shape=(W, C, W_obs, F)]."""
-        feats = observation.window(stems)  # (A, W_obs - 1 + W, F)
+        feats = observation.window(stems)  # (A + 1, W_obs - 1 + W, F): the dummy's last
         w = stems.shape[1]
         obs = np.empty((w, n_slots, w_obs, observation.width), np.float32)
-        obs[:] = dummy
         steps_view = np.lib.stride_tricks.sliding_window_view(feats, w_obs, axis=1)[:, :w]
-        obs[:, rows] = steps_view.transpose(1, 0, 3, 2)  # (W, A, W_obs, F)
+        obs[:] = steps_view[-1].transpose(0, 2, 1)[:, None]  # every slot a dummy's, then
+        obs[:, rows] = steps_view[:-1].transpose(1, 0, 3, 2)  # the stems' (W, A, W_obs, F)
         return obs
 
     steps.reset()

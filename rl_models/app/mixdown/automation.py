@@ -19,11 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FLOOR_DB", "TOLERANCE_DB", "TrackAutomation", "finite_or_none", "gain_at",
-           "thin_points", "write_automation_csv", "write_automation_json"]
+__all__ = ["FLOOR_DB", "ROUNDING_DB", "TOLERANCE_DB", "TrackAutomation", "finite_or_none",
+           "gain_at", "thin_points", "write_automation_csv", "write_automation_json"]
 
 TOLERANCE_DB = 0.1
 """Largest difference, in dB, between a thinned curve and the agent's gains."""
+
+ROUNDING_DB = 1e-4
+"""Room thinning leaves for the files' rounding (gains to 7 significant digits, times to the
+microsecond: a few millionths of a dB), so the curve as written stays within
+:data:`TOLERANCE_DB`."""
 
 FLOOR_DB = -120.0
 """Gains below this level count as this level when curves are compared (silence is silence)."""

@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 import scipy.signal
 
+from mixing_env.engineer.analysis import k_weighting
+
 # The project's numba wrapper: cached on disk, compiled per process on a read-only install.
 from mixing_env.step_kernels import _compiled
 
@@ -51,6 +53,7 @@ input samples ``n - 6`` and ``n - 5``."""
 _HISTORY = TRUE_PEAK_TAPS.shape[1] - 1
 _ABSOLUTE_GATE_LUFS = -70.0
 _RELATIVE_GATE_LU = -10.0
+_BLOCK_OVERLAP = 0.75  # pyloudnorm.Meter's gating blocks overlap by 75 % (BS.1770)
 _CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)  # BS.1770: L, R, C, Ls, Rs
 
 
@@ -154,16 +157,12 @@ class LoudnessMeter:
 
     def __init__(self, *, sample_rate: int, channels: int, total_frames: int,
                  block_s: float = 0.4) -> None:
-        import pyloudnorm
-
-        meter = pyloudnorm.Meter(sample_rate, block_size=block_s)
-        # pyloudnorm's own K-weighting stages, as one cascade of biquads (sosfilt: one pass).
-        stages = list(meter._filters.values())
-        self._sos = np.array([np.concatenate([f.b, f.a]) for f in stages])
-        self._gain = float(np.prod([f.passband_gain for f in stages]))
-        self._state = [np.zeros((len(stages), 2)) for _ in range(channels)]
+        # pyloudnorm's K-weighting stages as one cascade of biquads (sosfilt: one pass), the
+        # project's one copy of them.
+        self._sos = k_weighting(sample_rate)
+        self._state = [np.zeros((self._sos.shape[0], 2)) for _ in range(channels)]
         self.sample_rate, self.channels, self.block_s = sample_rate, channels, block_s
-        step = 1.0 - meter.overlap
+        step = 1.0 - _BLOCK_OVERLAP
         duration = total_frames / sample_rate
         # Block j spans [lower_j, upper_j), computed exactly as pyloudnorm computes it.
         n_blocks = max(int(np.round((duration - block_s) / (block_s * step))) + 1, 0)
@@ -195,8 +194,6 @@ class LoudnessMeter:
         for c in range(self.channels):
             y, self._state[c] = scipy.signal.sosfilt(self._sos, np.asarray(x[c], np.float64),
                                                      zi=self._state[c])
-            if self._gain != 1.0:
-                y *= self._gain
             # Each stretch's energy: the stretches are consecutive, so one reduceat.
             sums = np.add.reduceat(np.square(y[: hi[filled][-1]]), lo[filled])
             self._stretch_energy[c, first:last][filled] += sums

@@ -11,6 +11,7 @@ import soundfile as sf
 from mixing_env.data.audio_io import read_audio
 from mixing_env.data.slots import build_song, default_layout, place_stems
 from mixing_env.data.taxonomy import Taxonomy
+from mixing_env.engineer.listening import LISTENING_FEATURES
 from mixing_env.envs.config import EnvConfig
 from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.envs.song_features import SongPrecompute
@@ -31,19 +32,39 @@ CONFIGS = {
     "raw": {},
     "every-part": {"obs_features": "logmel", "n_track_features": 12, "level_features": True,
                    "stem_level_features": True, "stem_spectrum_features": True,
-                   "stem_loudness_feature": True, "obs_window": 3},
+                   "listening_features": True, "stem_loudness_feature": True,
+                   "obs_window": 3},
+    "listening": {"obs_features": "logmel", "n_track_features": 8, "listening_features": True,
+                  "stem_loudness_feature": True, "obs_window": 4},
 }
 
 
+TOLERANCE_DB = 1e-4
+"""How far the listening columns measured from the long-term spectrum may be from the env's."""
+
+
+def spectral_columns(config: EnvConfig) -> np.ndarray:
+    """The observation's columns from the listening block's long-term spectrum."""
+    if not config.listening_features:
+        return np.zeros(0, np.int64)
+    start = (config.n_track_features + 4 * config.level_features
+             + 2 * config.stem_level_features
+             + config.n_track_features * config.stem_spectrum_features)
+    names = ("centroid", "low_share", "masked", "lead_range", "lead_masked")
+    return start + np.array([LISTENING_FEATURES.index(k) for k in names])
+
+
 def write_stems(folder, seconds: float, rng) -> list:
-    """Kick-like bursts, a tone that rests, a stereo pad that starts late (and a silent stem)."""
+    """Kick-like bursts, a tone that rests, a stereo pad that starts late, a lead that sings
+    phrases (and a silent stem)."""
     n = int(seconds * SR)
     t = np.arange(n) / SR
     kick = rng.standard_normal(n) * (np.sin(2 * np.pi * 2 * t) > 0.95) * 0.8
     tone = 0.05 * np.sin(2 * np.pi * 220 * t) * (t % 0.5 < 0.3)
     pad = 0.3 * rng.standard_normal((n, 2)) * (t > seconds / 3)[:, None]
+    lead = 0.2 * np.sin(2 * np.pi * 440 * t) * (t % 0.4 < 0.25) * np.minimum(t * 3, 1)
     files = {"01_Kick.wav": kick, "06_Bass.wav": tone, "15_Strings.wav": pad,
-             "18_BackingVox1.wav": np.zeros(n)}
+             "18_BackingVox1.wav": np.zeros(n), "20_LeadVox.wav": lead}
     paths = []
     for name, y in files.items():
         sf.write(folder / name, y.astype(np.float32), SR, subtype="FLOAT")
@@ -57,7 +78,7 @@ def env_episode(paths, config: dict, actions: np.ndarray):
     placement = place_stems([p.stem for p in paths], layout, Taxonomy.load())
     audio = [read_audio(p, sample_rate=SR, mono=True)[0] for p in paths]
     song = build_song("song", placement, audio, layout=layout, sample_rate=SR,
-                      chunk_size=CHUNK)
+                      chunk_size=CHUNK, stem_files=[str(p) for p in paths])
     env = MixingEnv(config, songs=[song])
 
     class Scripted:
@@ -71,7 +92,7 @@ def env_episode(paths, config: dict, actions: np.ndarray):
             return actions[self.t - 1]
 
     record = run_episode(env, Scripted(), song="song", start=0, keep_observations=True)
-    return record, [row for _, row in placement.placed]
+    return record, placement
 
 
 @pytest.mark.parametrize("seconds", [1.3, 0.3], ids=["gated-loudness", "shorter-than-a-block"])
@@ -83,7 +104,9 @@ def test_streamed_observations_equal_the_envs(tmp_path, name, seconds):
     config = EnvConfig.from_dict(CONFIGS[name])
     n_chunks = int(np.ceil(seconds * SR / CHUNK))
     actions = rng.dirichlet(np.ones(len(default_layout())), size=n_chunks).astype(np.float32)
-    record, rows = env_episode(paths, config.to_dict(), actions)
+    record, placement = env_episode(paths, config.to_dict(), actions)
+    assert [i for i, _ in placement.placed] == list(range(len(paths)))
+    rows = [row for _, row in placement.placed]
 
     pre = SongPrecompute(config, n_slots=len(default_layout()), chunk_size=CHUNK,
                          sample_rate=SR)
@@ -93,10 +116,11 @@ def test_streamed_observations_equal_the_envs(tmp_path, name, seconds):
                            window_chunks=7)
 
     whole = WholeStemStatistics(config, n_tracks=len(stems), n_chunks=n_chunks,
-                                sample_rate=SR, chunk_size=CHUNK, logmel=pre.logmel)
+                                sample_rate=SR, chunk_size=CHUNK, logmel=pre.logmel,
+                                rows=rows, slots=placement.slots, files=[str(p) for p in paths])
     for window in windows():
         whole.add(window)
-    assert whole.sounding.tolist() == [True, True, True, False]
+    assert whole.sounding.tolist() == [True, True, True, False, True]
     observation = StreamingObservation(config, pre, whole, n_tracks=len(stems))
 
     class Recorder:
@@ -111,9 +135,17 @@ def test_streamed_observations_equal_the_envs(tmp_path, name, seconds):
     gains = play_streaming(recorder, observation, windows(), rows=rows,
                            n_slots=len(default_layout()), n_chunks=n_chunks)
     assert len(recorder.seen) == record.n_steps == n_chunks
+    spectral = spectral_columns(config)
+    exact = np.setdiff1d(np.arange(record.observations[0]["chunks"].shape[-1]), spectral)
     for t, (mine, env_obs) in enumerate(zip(recorder.seen, record.observations, strict=False)):
-        for key in ("chunks", "mix_mfcc", "track_mask"):  # bit for bit
+        for key in ("mix_mfcc", "track_mask"):  # bit for bit
             np.testing.assert_array_equal(mine[key], env_obs[key], err_msg=f"step {t}, {key}")
+        np.testing.assert_array_equal(mine["chunks"][..., exact], env_obs["chunks"][..., exact],
+                                      err_msg=f"step {t}, chunks")
+        # To float32 rounding: the env sums the spectrum's frames in float32.
+        np.testing.assert_allclose(mine["chunks"][..., spectral],
+                                   env_obs["chunks"][..., spectral], rtol=0, atol=TOLERANCE_DB,
+                                   err_msg=f"step {t}, listening")
     np.testing.assert_array_equal(gains, record.gains[rows].astype(np.float32))
 
 
