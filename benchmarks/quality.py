@@ -33,6 +33,7 @@ from typing import Any
 
 from mixing_env.engineer import DEFAULT_INCONSISTENCY_DB, DEFAULT_STYLE, get_style
 from mixing_env.errors import ConfigError
+from rl_models.app.stream_agent import STREAM_AGENT_MODEL, stream_agent_features
 
 __all__ = [
     "AGENTS",
@@ -44,6 +45,7 @@ __all__ = [
     "heldout_cache",
     "run_benchmark",
     "score_policies",
+    "stream_songs",
     "train_sample_songs",
 ]
 
@@ -100,17 +102,9 @@ class QualitySetup:
     """Which agent rows to train."""
     eval_songs: int = 4
     """Held-out songs the RL agents are scored on while they train (their curves)."""
-    model: dict[str, Any] = field(
-        default_factory=lambda: {
-            "hidden_size": 48, "mix_hidden_size": 5, "attention_dim": 32, "embed_dim": 16,
-            "max_seq_len": 32, "input_norm": "db", "log_rms_feature": False,
-            "concentration_scale": 50.0, "cross_track_attention": True,
-            # Equal loudness as the start: the logits add -loudness (the last feature); the
-            # per-slot biases and the attention's correction are learnt.
-            "level_prior": 1.0, "level_prior_feature": -1, "residual_gate": 1.0,
-        }
-    )
-    """The reduced attention-LSTM (report's l = 5; smaller k, r for 2 cores)."""
+    model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(STREAM_AGENT_MODEL))
+    """The module (:data:`rl_models.app.stream_agent.STREAM_AGENT_MODEL`: the pretrained
+    agent's too)."""
 
     def __post_init__(self) -> None:
         for name in ("n_heldout", "n_table", "n_train_sample", "episode_chunks",
@@ -132,9 +126,8 @@ class QualitySetup:
     # -- environments ----------------------------------------------------------------------
     def features(self) -> dict[str, Any]:
         """The observation every agent and evaluation shares."""
-        return {"obs_features": "logmel", "n_track_features": self.n_track_features,
-                "level_features": True, "stem_level_features": True,
-                "listening_features": self.listening, "stem_loudness_feature": True}
+        return stream_agent_features(n_track_features=self.n_track_features,
+                                     listening=self.listening)
 
     def stream(self) -> dict[str, Any]:
         """The training stream (the env's ``generated`` mapping)."""
@@ -184,17 +177,26 @@ def heldout_cache(root: str | Path, setup: QualitySetup, *, progress: bool = Fal
     return str(cache.resolve())
 
 
-def train_sample_songs(setup: QualitySetup, n: int):
-    """The first ``n`` songs of the training stream (what every agent trained on first).
+def stream_songs(generated: dict[str, Any], n: int):
+    """The first ``n`` songs of a training stream (what an agent trained on it saw first).
+
+    Args:
+        generated: The stream (an env config's ``generated`` mapping).
+        n: Songs to make.
 
     Returns:
         ``(songs, CPU seconds per song spent making them)``.
     """
     from mixing_env.songs.stream import SongStream, StreamConfig
 
-    stream = SongStream(StreamConfig.from_dict(setup.stream()), stream=_TABLE_STREAM)
+    stream = SongStream(StreamConfig.from_dict(generated), stream=_TABLE_STREAM)
     songs = [stream.next_song() for _ in range(n)]
     return songs, stream.cpu_seconds / max(stream.songs_made, 1)
+
+
+def train_sample_songs(setup: QualitySetup, n: int):
+    """The first ``n`` songs of the benchmark's training stream (see :func:`stream_songs`)."""
+    return stream_songs(setup.stream(), n)
 
 
 def fit_table(setup: QualitySetup):

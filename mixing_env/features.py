@@ -397,7 +397,7 @@ def stem_loudness_feature(song) -> np.ndarray:
     """:func:`stem_loudness` as an observation feature: finite, floored, float32.
 
     The same measure the loudness and ``instrument_balance`` baselines read, so a policy
-    given it can reproduce them exactly (a level prior over it, :mod:`rl_models.prior`).
+    given it can reproduce them exactly (the module's level prior over it).
 
     Args:
         song: A :class:`~mixing_env.data.song.Song`.

@@ -60,7 +60,7 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
     loudness prior w * (-ln10/20) * level_i + bias_i from each track's observed level, so the
     initial mean is the loudness-equalised mix (w = 1) and per-slot biases can learn the
     per-instrument balance (``level_prior_bias_db`` starts them at a table, and a
-    ``residual_gate`` at 0 starts the policy exactly at the prior: :mod:`rl_models.prior`).
+    ``residual_gate`` at 0 starts the policy exactly at the prior).
     A value head (tanh MLP) reads
     [sum_i beta_i CV_i, mean over real i of CV_i, b_t].
 

@@ -110,8 +110,6 @@ def train_behaviour_cloning(
     seed: int = 0,
     log_every_s: float = 30.0,
     log: Any = print,
-    augment: Any = None,
-    episode_transform: Any = None,
     initial_weights: str | os.PathLike | None = None,
     buffer_episodes: int = 512,
     fresh_per_update: float = 1.0,
@@ -140,12 +138,6 @@ def train_behaviour_cloning(
         seed: Seeds the module initialisation and the sequence sampling.
         log_every_s: Seconds between progress lines.
         log: Where progress lines go.
-        augment: ``augment(obs, actions, rng) -> (obs, actions)`` applied to every sequence
-            before it is batched (e.g. :func:`rl_models.app.demo_augmentation.
-            make_demo_augmentation`); None: the demonstrations as recorded.
-        episode_transform: ``transform(obs, actions) -> (obs, actions)`` applied once to every
-            whole episode before sequences are cut (e.g. :func:`rl_models.app.
-            demo_augmentation.make_prior_rebase`); None: none.
         initial_weights: A ``policy_weights.pt`` of the same module to start from (a warm
             restart, read with ``weights_only=True``); None: a fresh initialisation.
 
@@ -191,8 +183,6 @@ def train_behaviour_cloning(
         episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
     else:
         episodes = [stream.next_episode() for _ in range(min(buffer_episodes, 4 * batch_size))]
-    if episode_transform is not None:
-        episodes = [episode_transform(o, a) for o, a in episodes]
     source = SongSource(dict(env_config))
     observation_space, action_space = source.spaces()
     torch.manual_seed(seed)
@@ -239,8 +229,6 @@ def train_behaviour_cloning(
             due = int((update + 1) * fresh_per_update) - int(update * fresh_per_update)
             for _ in range(due):
                 fresh = stream.next_episode()
-                if episode_transform is not None:
-                    fresh = episode_transform(*fresh)
                 if len(fresh[1]) >= seq_len:
                     usable.append(fresh)
             del usable[: max(len(usable) - buffer_episodes, 0)]
@@ -248,8 +236,6 @@ def train_behaviour_cloning(
         offsets = [int(rng.integers(0, len(a) - seq_len + 1)) for _, a in picks]
         seqs = [(tree.map_structure(lambda x, s=s: x[s : s + seq_len], o), a[s : s + seq_len])
                 for (o, a), s in zip(picks, offsets, strict=True)]
-        if augment is not None:
-            seqs = [augment(o, a, rng) for o, a in seqs]
         obs = tree.map_structure(lambda *xs: torch.as_tensor(np.stack(xs)),
                                  *[o for o, _ in seqs])
         actions = torch.as_tensor(np.stack([a for _, a in seqs]))

@@ -2,23 +2,24 @@
 
 ``deepmixing mix pretrained <folder>`` and ``deepmixing evaluate pretrained ...`` play the
 policy in ``rl_models/pretrained/`` (see :data:`rl_models.checkpoints.PRETRAINED_DIR`). This
-module remakes it: sampled songs (:mod:`mixing_env.songs.sampled`, some with a master-bus
-reference) -> a cache in the fixed C = 72 layout -> oracle demonstrations -> behaviour
-cloning (:func:`rl_models.app.behaviour_cloning.train_behaviour_cloning`) -> the three plain
-files of a checkpoint in one folder, no pickle (:func:`export_pretrained`).
+module remakes it: behaviour cloning (:func:`rl_models.app.behaviour_cloning.
+train_behaviour_cloning`) of the engineer's true gains on a stream of new songs
+(:class:`~rl_models.app.behaviour_cloning.StreamDemonstrations`; the default engineer, a share
+of the references through a master bus) for a wall-clock budget, then the three plain files
+of a checkpoint in one folder, no pickle (:func:`export_pretrained`).
 
-The recipe (:class:`PretrainedRecipe`) is the learning benchmark's BC agent: log-mel
-observations with causal and whole-stem level features and each stem's BS.1770 loudness; a
-shared encoder keeps the weights small and gives slots training rarely saw the same chunk
-embedding as the others. By default the module starts at a level prior
-(:mod:`rl_models.prior`): each stem's gain ``10 ** ((a * table[slot] - w * LUFS) / 20)``,
-the ``instrument_balance`` table fitted on the training songs shrunk by ``a`` toward 0 dB,
-the stem's loudness undone only partly (``w``), and the attention, gated at 0, learns a
-correction (:func:`prior_model_config`; why these settings: ``docs/transfer.md``).
+The agent is the learning benchmark's best one (``docs/results.md``): its module
+(:data:`~rl_models.app.stream_agent.STREAM_AGENT_MODEL`, an attention-LSTM with attention
+across tracks that starts at equal loudness) and its observation
+(:func:`~rl_models.app.stream_agent.stream_agent_features`: log-mel, levels, what the
+engineer listens to, each stem's loudness). The stream never repeats a song and never makes
+one of a dataset written to disk, so the agent learns the engineer's rule and not songs.
+How it does on songs unlike its training songs: ``docs/transfer.md``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -28,140 +29,92 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixing_env.engineer import DEFAULT_INCONSISTENCY_DB, DEFAULT_STYLE
 from mixing_env.errors import ConfigError
+from rl_models.app.stream_agent import STREAM_AGENT_MODEL, stream_agent_features
 
-__all__ = ["PRIORS", "PretrainedRecipe", "export_pretrained", "pretrained_env",
-           "prior_model_config", "train_pretrained"]
-
-PRIORS = ("instrument_balance", "none")
-"""What the module starts from: the fitted table as its level prior, or nothing (the plain
-attention-LSTM)."""
+__all__ = ["PretrainedRecipe", "export_pretrained", "train_pretrained"]
 
 _SHIPPED_ENV_KEYS = ("obs_features", "n_track_features", "level_features",
-                     "stem_level_features", "stem_loudness_feature", "obs_window", "n_mfcc",
-                     "rho", "reward_mode", "mfcc_scale", "level_match")
-"""Env settings the exported agent keeps: what it observes and how it is scored. The
-training cache's path and song list stay out (they exist only on the machine that trained)."""
-
-_DATA_FIELDS = ("n_songs", "seconds", "n_tracks", "master_bus", "seed", "episode_chunks",
-                "demo_episodes_per_song")
-_DATA_STAMP = "data.json"
-"""Recipe fields that fix the songs and demonstrations; with the env config they are written
-to ``data.json`` in the work folder once the demonstrations are complete, and a rerun that
-matches reuses them (only the training is redone)."""
+                     "stem_level_features", "stem_spectrum_features", "listening_features",
+                     "stem_loudness_feature", "obs_window", "n_mfcc", "rho", "reward_mode",
+                     "mfcc_scale", "level_match")
+"""Env settings the exported agent keeps: what it observes and how it is scored. Where its
+songs came from (a training cache's path, a stream) stays out."""
 
 
 @dataclass(frozen=True)
 class PretrainedRecipe:
-    """Songs, demonstrations and training budget of the pretrained agent.
+    """The training stream, observation, module and budget of the pretrained agent.
 
-    The defaults made the shipped agent (16 minutes of training on 2 CPU cores, see
-    ``docs/transfer.md``); tests shrink every size.
+    The defaults made the shipped agent (``docs/transfer.md``); tests shrink every size.
     """
 
-    n_songs: int = 32
-    """Training songs (sampled instruments)."""
-    seconds: float = 20.0
-    """Length of each song."""
-    n_tracks: tuple[int, int] = (6, 11)
-    """Stems per song, drawn per song."""
-    master_bus: float = 0.5
-    """Chance that a song's reference goes through a master bus (EQ, compression, reverb)."""
     seed: int = 2026
-    """Seed of the songs, the demonstration windows and the training."""
+    """Seed of the training stream, its episodes' windows and the module."""
+    seconds: float = 12.0
+    """Length of each training song."""
+    n_tracks: tuple[int, int] = (6, 11)
+    """(fewest, most) stems per training song."""
+    style: str = DEFAULT_STYLE
+    """The engineer who mixes the training songs' references."""
+    inconsistency: float = DEFAULT_INCONSISTENCY_DB
+    """The engineer's random part, dB."""
+    master_bus: float = 0.3
+    """Share of the training references that go through a master bus (EQ, compression,
+    reverb), so a bus-processed reference does not surprise the agent."""
+    songs_per_skeleton: int = 8
+    """Training songs drawn from one rendered skeleton (as the learning benchmark)."""
+    episodes_per_song: int = 32
+    """Demonstration windows a training song serves before a new one replaces it."""
     episode_chunks: int = 128
-    """Length of each demonstration window, in chunks."""
-    demo_episodes_per_song: int = 8
-    """Oracle demonstration windows per song."""
+    """Length of each demonstration window, in chunks (~1.5 s)."""
     n_track_features: int = 16
-    """Log-mel bands per track (plus 4 causal and 2 whole-stem level features)."""
-    minutes: float = 16.0
+    """Log-mel bands per track in the observation."""
+    listening: bool = True
+    """Observe what the engineer listens to (the env's ``listening_features``)."""
+    minutes: float = 40.0
     """Behaviour-cloning budget, wall-clock minutes."""
-    lr: float = 3e-3
-    """Adam learning rate at the start (decays to a tenth over the budget)."""
     max_updates: int | None = None
     """Also stop after this many updates (None: the time budget only)."""
-    level_sd_db: float = 6.0
-    """Spread of the per-stem recording-level augmentation, dB (0: off; see
-    :mod:`rl_models.app.demo_augmentation`)."""
-    slot_shuffle: float = 0.0
-    """Chance that a training sequence's stems are moved to other slots (0: off)."""
-    prior: str = "instrument_balance"
-    """What the module starts from (:data:`PRIORS`)."""
-    prior_shrink: float = 0.5
-    """``a``: the fitted table's levels times this (0: every slot at 0 dB, 1: the table)."""
-    prior_weight: float = 0.75
-    """``w``: how much of each stem's loudness the prior undoes (1: all, as the loudness and
-    instrument_balance baselines; below 1 keeps part of the raw level's balance)."""
-    learn_prior: bool = False
-    """Let training move ``w`` and the per-slot levels (else they stay as set)."""
-    residual_gate: float = 0.0
-    """Initial weight of the attention's correction of the prior (0: exactly the prior)."""
-    rebase: bool = True
-    """With a prior: the demonstrations keep the oracle's moves within each episode but take
-    their static balance from the prior (:func:`~rl_models.app.demo_augmentation.
-    make_prior_rebase`), so training learns the moves and not our mixing model's levels."""
-    model: dict[str, Any] = field(default_factory=lambda: {
-        "hidden_size": 48, "mix_hidden_size": 5, "attention_dim": 32, "embed_dim": 16,
-        "max_seq_len": 16, "input_norm": "db", "log_rms_feature": False,
-        "concentration_scale": 50.0, "share_encoder": True,
-    })
-    """The reduced attention-LSTM of the learning benchmark (16-chunk training sequences), with
-    one shared track encoder."""
+    lr: float = 2e-3
+    """Adam learning rate at the start (decays to a tenth over the budget)."""
+    batch_size: int = 16
+    """Sequences per update."""
+    model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(STREAM_AGENT_MODEL))
+    """The module's ``model_config`` (the learning benchmark's)."""
 
     def __post_init__(self) -> None:
-        for name in ("n_songs", "episode_chunks", "demo_episodes_per_song", "n_track_features"):
+        for name in ("songs_per_skeleton", "episodes_per_song", "episode_chunks",
+                     "n_track_features", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {name}={value!r}")
         if not self.minutes > 0:
             raise ConfigError(f"minutes must be > 0, got {self.minutes!r}")
-        if self.prior not in PRIORS:
-            raise ConfigError(f"prior must be one of {list(PRIORS)}, got {self.prior!r}")
-        for name in ("prior_shrink", "prior_weight"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.max_updates is not None and (isinstance(self.max_updates, bool)
+                                             or not isinstance(self.max_updates, int)
+                                             or self.max_updates < 1):
+            raise ConfigError(f"max_updates must be an int >= 1 or None, got "
+                              f"{self.max_updates!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        from mixing_env.songs.stream import StreamConfig
 
+        StreamConfig.from_dict(self.stream())  # names a bad style, master_bus or length
 
-def pretrained_env(cache_dir: str | os.PathLike, recipe: PretrainedRecipe) -> dict:
-    """The MixingEnv config the agent is trained with on a prepared cache."""
-    return {
-        "dataset_dir": str(Path(cache_dir).resolve()),
-        "episode_chunks": recipe.episode_chunks,
-        "obs_features": "logmel",
-        "n_track_features": recipe.n_track_features,
-        "level_features": True,
-        "stem_level_features": True,
-        "stem_loudness_feature": recipe.prior != "none",
-    }
+    def stream(self) -> dict[str, Any]:
+        """The training stream (the env's ``generated`` mapping)."""
+        return {"seed": self.seed, "seconds": self.seconds, "n_tracks": list(self.n_tracks),
+                "style": self.style, "inconsistency": self.inconsistency,
+                "master_bus": self.master_bus, "songs_per_skeleton": self.songs_per_skeleton,
+                "episodes_per_song": self.episodes_per_song}
 
-
-def prior_model_config(cache_dir: str | os.PathLike, recipe: PretrainedRecipe, *,
-                       out: str | os.PathLike) -> dict:
-    """The module settings of the recipe's prior, its table fitted on the cache's songs.
-
-    Args:
-        cache_dir: The training songs, prepared.
-        recipe: ``prior``, ``prior_shrink``, ``prior_weight``, ``learn_prior``,
-            ``residual_gate``.
-        out: Where the fitted ``instrument_balance`` JSON is written (kept for inspection).
-
-    Returns:
-        ``model_config`` keys to merge into the recipe's model ({} with ``prior="none"``).
-    """
-    if recipe.prior == "none":
-        return {}
-    from mixing_env.balance import fit_dataset_balance
-    from mixing_env.baselines import InstrumentBalance
-    from mixing_env.envs.song_source import SongSource
-    from rl_models.prior import balance_prior_model_config
-
-    table = InstrumentBalance.read(fit_dataset_balance(cache_dir, out=out))
-    slots = SongSource({"dataset_dir": str(cache_dir)}).layout.slot_names
-    config = balance_prior_model_config(table, slots, residual_gate=recipe.residual_gate)
-    return {**config, "level_prior": recipe.prior_weight, "learn_level_prior": recipe.learn_prior,
-            "level_prior_bias_db": [recipe.prior_shrink * v
-                                    for v in config["level_prior_bias_db"]]}
+    def train_env(self) -> dict[str, Any]:
+        """The MixingEnv config of training: random windows of songs without end."""
+        return {"generated": self.stream(), "episode_chunks": self.episode_chunks,
+                **stream_agent_features(n_track_features=self.n_track_features,
+                                        listening=self.listening)}
 
 
 def export_pretrained(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
@@ -169,7 +122,7 @@ def export_pretrained(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     """Copies a checkpoint's plain files into ``out``: the folder ``pretrained`` resolves to.
 
     ``policy.json`` and ``policy_weights.pt`` are copied as they are; in ``deepmixing.json``
-    the env keeps only what the agent observes (no training cache path), so ``evaluate``
+    the env keeps only what the agent observes (not where its songs came from), so ``evaluate``
     without ``--dataset`` falls back to the built-in songs. The folder is written beside
     ``out`` and swapped in, so a failure leaves the old one whole.
 
@@ -229,76 +182,44 @@ def _exported_names() -> set[str]:
 def train_pretrained(out: str | os.PathLike, *, work_dir: str | os.PathLike,
                      recipe: PretrainedRecipe | None = None,
                      log: Callable[[str], None] = print) -> dict:
-    """Remakes the pretrained agent: songs, cache, demonstrations, BC, export to ``out``.
+    """Remakes the pretrained agent: behaviour cloning on the stream, then export to ``out``.
 
     Args:
         out: Folder the agent is exported to (``rl_models/pretrained`` replaces the shipped
-            one).
-        work_dir: Where ``songs/``, ``cache/``, ``demonstrations/`` and ``run/`` go (kept, so
-            the run can be inspected; a rerun whose songs and demonstrations would be the same
-            reuses them and only trains).
-        recipe: Sizes and budget; None: :class:`PretrainedRecipe`'s defaults.
+            one; the old folder is swapped out only once the new one loads).
+        work_dir: Where the BC run (``run/``: its checkpoint and ``progress.json``) and
+            ``recipe.json`` go (kept, so the run can be inspected).
+        recipe: Stream, sizes and budget; None: :class:`PretrainedRecipe`'s defaults.
         log: Where progress lines go.
 
     Returns:
-        ``{"out", "checkpoint", "updates", "cache", "wall_s"}``; ``recipe.json`` in
-        ``work_dir`` records the recipe.
+        ``{"out", "checkpoint", "updates", "songs", "wall_s"}``: ``songs`` is how many new
+        songs the stream made for training.
+
+    Raises:
+        ConfigError: ``out`` or ``work_dir`` is a file.
     """
-    from mixing_env.data.prepare import prepare_dataset
-    from mixing_env.songs.sampled import make_sampled_dataset
-    from rl_models.app.behaviour_cloning import train_behaviour_cloning
-    from rl_models.app.demo_augmentation import make_demo_augmentation, make_prior_rebase
-    from rl_models.app.demonstrations import record_episodes, write_demonstrations
+    from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
 
     recipe = recipe or PretrainedRecipe()
     work = Path(work_dir).resolve()  # RLlib saves the module by URI: a relative path fails
-    if work.exists() and not work.is_dir():
-        raise ConfigError(f"--work {work} is a file, expected a folder")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ConfigError(f"--out {out} is a file, expected a folder")
+    for flag, path in (("--work", work), ("--out", Path(out))):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{flag} {path} is a file, expected a folder")
     t0 = time.time()
     work.mkdir(parents=True, exist_ok=True)
     (work / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
-    env = pretrained_env(work / "cache", recipe)
-    demos, stamp = work / "demonstrations", work / _DATA_STAMP
-    data_key = json.dumps({**{k: asdict(recipe)[k] for k in _DATA_FIELDS}, "env": env},
-                          sort_keys=True)
-    if stamp.is_file() and stamp.read_text() == data_key:
-        log(f"pretrained: songs, cache and demonstrations of this recipe reused from {work}")
-    else:
-        stamp.unlink(missing_ok=True)
-        songs = make_sampled_dataset(work / "songs", n_songs=recipe.n_songs,
-                                     seconds=recipe.seconds, n_tracks=tuple(recipe.n_tracks),
-                                     seed=recipe.seed, master_bus=recipe.master_bus)
-        log(f"pretrained: {len(songs)} sampled songs in {work / 'songs'} "
-            f"({time.time() - t0:.0f} s)")
-        dataset = prepare_dataset(work / "songs", work / "cache", progress=False, rebuild=True)
-        log(f"pretrained: prepared {len(dataset)} songs, C = {dataset.n_slots} "
-            f"({time.time() - t0:.0f} s)")
-        shutil.rmtree(demos, ignore_errors=True)
-        episodes = record_episodes(env, policy="oracle",
-                                   episodes_per_song=recipe.demo_episodes_per_song,
-                                   seed=recipe.seed)
-        write_demonstrations(episodes, demos)
-        stamp.write_text(data_key)
-        log(f"pretrained: oracle demonstrations in {demos} ({time.time() - t0:.0f} s)")
     shutil.rmtree(work / "run", ignore_errors=True)
-    prior = prior_model_config(work / "cache", recipe, out=work / "instrument_balance.json")
-    rebase = make_prior_rebase(prior["level_prior_bias_db"], prior["level_prior"]) \
-        if prior and recipe.rebase else None
-    augment = make_demo_augmentation(
-        level_sd_db=recipe.level_sd_db, slot_shuffle=recipe.slot_shuffle,
-        gain_follows_level=prior["level_prior"] if rebase else 1.0)
-    bc = train_behaviour_cloning(demos, env_config=env, model={**recipe.model, **prior},
-                                 out_dir=work / "run", minutes=recipe.minutes,
-                                 max_updates=recipe.max_updates, lr=recipe.lr, seed=recipe.seed,
-                                 log=log, augment=augment, episode_transform=rebase)
+    env = recipe.train_env()
+    bc = train_behaviour_cloning(
+        StreamDemonstrations(env, seed=recipe.seed), env_config=env, model=recipe.model,
+        out_dir=work / "run", minutes=recipe.minutes, max_updates=recipe.max_updates,
+        lr=recipe.lr, batch_size=recipe.batch_size, seed=recipe.seed, log=log)
     exported = export_pretrained(bc["checkpoint"], out, recipe=asdict(recipe))
-    log(f"pretrained: {bc['updates']} BC updates; exported to {exported} "
-        f"({time.time() - t0:.0f} s)")
+    log(f"pretrained: {bc['updates']} BC updates on {bc['songs']} new songs; exported to "
+        f"{exported} ({time.time() - t0:.0f} s)")
     return {"out": str(exported), "checkpoint": bc["checkpoint"], "updates": bc["updates"],
-            "cache": env["dataset_dir"],
-            "wall_s": time.time() - t0}
+            "songs": bc["songs"], "wall_s": time.time() - t0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,17 +228,11 @@ def train_pretrained(out: str | os.PathLike, *, work_dir: str | os.PathLike,
 def _cmd_train(args: Any) -> int:
     from rl_models.checkpoints import PRETRAINED_DIR
 
-    defaults = PretrainedRecipe()
     recipe = PretrainedRecipe(
-        n_songs=args.n_songs, seconds=args.seconds,
-        n_tracks=(args.tracks, args.tracks_max), master_bus=args.master_bus, seed=args.seed,
-        episode_chunks=args.episode_chunks,
-        demo_episodes_per_song=args.demo_episodes_per_song, minutes=args.minutes,
-        max_updates=args.max_updates, level_sd_db=args.level_sd_db,
-        slot_shuffle=args.slot_shuffle, prior=args.prior, prior_shrink=args.prior_shrink,
-        prior_weight=args.prior_weight, learn_prior=args.learn_prior,
-        rebase=not args.no_rebase,
-        model={**defaults.model})
+        seed=args.seed, seconds=args.seconds, n_tracks=(args.tracks, args.tracks_max),
+        style=args.style, inconsistency=args.inconsistency, master_bus=args.master_bus,
+        episode_chunks=args.episode_chunks, minutes=args.minutes,
+        max_updates=args.max_updates, lr=args.lr, batch_size=args.batch_size)
     result = train_pretrained(args.out, work_dir=args.work, recipe=recipe)
     shipped = Path(result["out"]).resolve() == PRETRAINED_DIR
     print(f"pretrained agent: {result['out']}" + (" (the shipped one)" if shipped else
@@ -332,6 +247,7 @@ def _cmd_export(args: Any) -> int:
 
 def add_pretrained_parser(sub: Any, formatter_class: Any) -> None:
     """Adds ``deepmixing pretrained {train,export}`` to the CLI's subparsers."""
+    from mixing_env.engineer import STYLES
     from rl_models.checkpoints import PRETRAINED_DIR
 
     d = PretrainedRecipe()
@@ -346,50 +262,39 @@ def add_pretrained_parser(sub: Any, formatter_class: Any) -> None:
                                help="train: make an agent; export: a checkpoint's policy")
     t = actions.add_parser(
         "train", formatter_class=formatter_class,
-        help="sampled songs -> cache -> oracle demonstrations -> behaviour cloning -> export",
-        description="Remake the pretrained agent from scratch (docs/transfer.md). "
+        help="behaviour cloning of the engineer on a stream of new songs -> export",
+        description="Remake the pretrained agent from scratch (docs/transfer.md): behaviour "
+                    "cloning of the engineer's gains on songs made as training asks for "
+                    "them, for a wall-clock budget. "
                     f"--out {PRETRAINED_DIR} replaces the shipped one.")
     t.add_argument("--out", type=Path, required=True, help="folder to export the agent to")
     t.add_argument("--work", type=Path, default=Path("runs/pretrained"),
-                   help="songs, cache, demonstrations and the BC run go here")
-    t.add_argument("--n-songs", type=int, default=d.n_songs, help="training songs")
-    t.add_argument("--seconds", type=float, default=d.seconds, help="length of each song")
-    t.add_argument("--tracks", type=int, default=d.n_tracks[0], help="fewest stems per song")
-    t.add_argument("--tracks-max", type=int, default=d.n_tracks[1], help="most stems per song")
-    t.add_argument("--master-bus", type=float, default=d.master_bus, metavar="P",
-                   help="chance that a song's reference goes through a master bus")
-    t.add_argument("--seed", type=int, default=d.seed, help="songs, demonstrations, training")
-    t.add_argument("--episode-chunks", type=int, default=d.episode_chunks,
-                   help="chunks per demonstration window")
-    t.add_argument("--demo-episodes-per-song", type=int, default=d.demo_episodes_per_song,
-                   help="oracle demonstration windows per song")
+                   help="the BC run and recipe.json go here")
     t.add_argument("--minutes", type=float, default=d.minutes,
                    help="behaviour-cloning budget (wall clock)")
     t.add_argument("--max-updates", type=int, default=None,
                    help="also stop after this many updates")
-    t.add_argument("--level-sd-db", type=float, default=d.level_sd_db,
-                   help="spread of the per-stem recording-level augmentation (dB; 0: off)")
-    t.add_argument("--slot-shuffle", type=float, default=d.slot_shuffle,
-                   help="chance that a training sequence's stems move to other slots")
-    t.add_argument("--prior", choices=PRIORS, default=d.prior,
-                   help="start from the instrument_balance table fitted on the training songs "
-                        "(the attention learns a correction), or from nothing")
-    t.add_argument("--prior-shrink", type=float, default=d.prior_shrink, metavar="A",
-                   help="the prior's per-slot levels times A, in [0, 1] (0: all at 0 dB)")
-    t.add_argument("--prior-weight", type=float, default=d.prior_weight, metavar="W",
-                   help="share of each stem's loudness the prior undoes, in [0, 1]")
-    t.add_argument("--learn-prior", action="store_true",
-                   help="let training move the prior's weight and levels (default: they stay "
-                        "as set and only the correction is trained)")
-    t.add_argument("--no-rebase", action="store_true",
-                   help="clone the oracle's own balance instead of the prior's plus the "
-                        "oracle's moves")
+    t.add_argument("--seed", type=int, default=d.seed, help="training stream and module")
+    t.add_argument("--seconds", type=float, default=d.seconds, help="length of each song")
+    t.add_argument("--tracks", type=int, default=d.n_tracks[0], help="fewest stems per song")
+    t.add_argument("--tracks-max", type=int, default=d.n_tracks[1], help="most stems per song")
+    t.add_argument("--style", choices=sorted(STYLES), default=d.style,
+                   help="the engineer who mixes the training references")
+    t.add_argument("--inconsistency", type=float, default=d.inconsistency, metavar="DB",
+                   help="the engineer's random part")
+    t.add_argument("--master-bus", type=float, default=d.master_bus, metavar="P",
+                   help="share of the training references through a master bus")
+    t.add_argument("--episode-chunks", type=int, default=d.episode_chunks,
+                   help="chunks per demonstration window")
+    t.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="sequences per update")
+    t.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate at the start")
     t.set_defaults(func=_cmd_train)
     e = actions.add_parser(
         "export", formatter_class=formatter_class,
         help="copy a trained checkpoint's plain policy files into a folder",
         description="Write policy.json, policy_weights.pt and deepmixing.json (without the "
-                    "training cache's path) of a checkpoint into --out.")
+                    "training songs' source) of a checkpoint into --out.")
     e.add_argument("checkpoint", type=Path, help="checkpoint, trial or experiment folder")
     e.add_argument("--out", type=Path, required=True, help="folder to export the agent to")
     e.set_defaults(func=_cmd_export)

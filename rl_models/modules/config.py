@@ -108,7 +108,7 @@ class AttentionLSTMConfig:
     per-instrument balance. Needs a level in dB among the chunk features (the env's
     ``obs_features="logmel"`` with ``level_features``, ``stem_level_features`` or
     ``stem_loudness_feature``; with the last, ``level_prior_bias_db`` can start the policy
-    exactly at the ``instrument_balance`` baseline, :mod:`rl_models.prior`)."""
+    exactly at the ``instrument_balance`` baseline, see ``level_prior_bias_db``)."""
 
     learn_level_prior: bool = True
     """Learn the prior's weight w and the per-slot biases (else both stay fixed)."""
@@ -123,8 +123,9 @@ class AttentionLSTMConfig:
     """Initial per-slot biases of the level prior, in dB (one per slot, C values; None:
     zeros). Converted to log-gain units (times ln(10)/20), so with ``level_prior: 1`` and the
     stem's loudness as the prior's feature a track gets ``10 ** ((bias_db - LUFS) / 20)``
-    before the softmax: the ``instrument_balance`` baseline's table placed in the slot
-    layout (:func:`rl_models.prior.balance_prior_model_config`). Needs ``level_prior``."""
+    before the softmax: with each slot's ``InstrumentBalance.level_db`` as its bias, the
+    ``instrument_balance`` baseline's table placed in the slot layout (the softmax ignores a
+    common offset). Needs ``level_prior``."""
 
     residual_gate: float | None = None
     """None: gamma is the attention's output (plus the prior). A number: the initial value of

@@ -1,4 +1,4 @@
-"""The instrument-balance prior: the env's stem-loudness feature and a module started at it."""
+"""The level prior: the env's stem-loudness feature and a module started at a table with it."""
 
 import math
 
@@ -14,11 +14,18 @@ from mixing_env.envs.mixing_env import MixingEnv
 from mixing_env.errors import ConfigError
 from mixing_env.features import STEM_LOUDNESS_FLOOR, stem_loudness
 from rl_models.attention_lstm import AttentionLSTMModule
-from rl_models.prior import PRIOR_ENV_CONFIG, balance_prior_model_config
 
 TINY = {"embed_dim": 5, "hidden_size": 8, "mix_hidden_size": 3, "attention_dim": 6,
         "max_seq_len": 8, "input_norm": "db", "log_rms_feature": False}
-ENV = {**PRIOR_ENV_CONFIG, "n_track_features": 8, "stem_level_features": True}
+ENV = {"obs_features": "logmel", "stem_loudness_feature": True, "n_track_features": 8,
+       "stem_level_features": True}
+
+
+def balance_prior_model_config(balance, slot_names):
+    """The module's generic level-prior keys that start it at ``balance``'s gains."""
+    levels = [balance.level_db(name) for name in slot_names]
+    return {"level_prior": 1.0, "level_prior_feature": -1, "level_prior_bias_db": levels,
+            "residual_gate": 0.0}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The shipped pretrained agent: found by name, loaded without pickle, mixes, evaluates, remade."""
+"""The shipped pretrained agent: found by name, loaded without pickle, mixes, evaluates, remade,
+and checked on songs unlike its training songs."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import csv
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from mixing_env.errors import CheckpointError, ConfigError
 from rl_models import checkpoints
-from rl_models.app.demo_augmentation import DB_FLOOR, make_demo_augmentation, make_prior_rebase
 from rl_models.app.pretrained import PretrainedRecipe, export_pretrained
+from rl_models.app.stream_agent import STREAM_AGENT_MODEL
 
 SHIPPED = {checkpoints.METADATA_FILE, checkpoints.POLICY_CONFIG_FILE, checkpoints.WEIGHTS_FILE}
 
@@ -99,35 +99,115 @@ def test_evaluate_pretrained_gives_finite_rows(deepmixing, product_cache, tmp_pa
                for r in mine)
 
 
-def test_the_retrain_command_remakes_and_exports_an_agent(deepmixing, tmp_path):
-    out, work = tmp_path / "agent", tmp_path / "work"
-    assert deepmixing("pretrained", "train", "--out", out, "--work", work, "--n-songs", 2,
-                      "--seconds", 1.5, "--tracks", 4, "--tracks-max", 5,
-                      "--episode-chunks", 40, "--demo-episodes-per-song", 1,
-                      "--max-updates", 2, "--minutes", 5) == 0
+TINY_TRAIN = ("--seconds", 2, "--tracks", 4, "--tracks-max", 5, "--episode-chunks", 40,
+              "--batch-size", 2, "--max-updates", 2, "--minutes", 30)
+"""A few BC updates on 2-second songs (the budget in minutes never binds)."""
+
+
+@pytest.fixture(scope="module")
+def tiny_agent(tmp_path_factory):
+    """``deepmixing pretrained train`` at tiny sizes: (exported folder, work folder)."""
+    from rl_models.app import cli
+
+    root = tmp_path_factory.mktemp("retrain")
+    out, work = root / "agent", root / "work"
+    assert cli.main(["pretrained", "train", "--out", str(out), "--work", str(work),
+                     *map(str, TINY_TRAIN)]) == 0
+    return out, work
+
+
+def test_the_recipe_is_the_learning_benchmarks_agent_on_a_stream_with_bus_references():
+    from benchmarks.quality import QualitySetup
+
+    recipe, setup = PretrainedRecipe(), QualitySetup()
+    assert recipe.model == setup.model == STREAM_AGENT_MODEL
+    env = recipe.train_env()
+    assert {k: env[k] for k in setup.features()} == setup.features()
+    assert env["listening_features"] is True and env["stem_loudness_feature"] is True
+    stream = env["generated"]  # songs without end, never a fixed set on disk
+    assert "dataset_dir" not in env and "synthetic" not in env
+    assert 0.0 < stream["master_bus"] < 1.0  # some references through the bus, not all
+    assert stream["style"] == "pop" and stream["seed"] == recipe.seed
+    recipe.model["hidden_size"] = 1  # a recipe's model is its own copy
+    assert STREAM_AGENT_MODEL["hidden_size"] != 1 and QualitySetup().model["hidden_size"] != 1
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"minutes": 0}, "minutes must be > 0"),
+    ({"max_updates": 0}, "max_updates must be an int >= 1"),
+    ({"batch_size": 0}, "batch_size must be an int >= 1"),
+    ({"master_bus": 1.5}, "master_bus"),
+    ({"style": "jazz"}, "jazz"),
+], ids=["minutes", "max-updates", "batch", "bus", "style"])
+def test_recipe_refuses_bad_settings(override, match):
+    with pytest.raises(ConfigError, match=match):
+        PretrainedRecipe(**override)
+
+
+def test_the_retrain_command_remakes_and_exports_an_agent(tiny_agent):
+    out, work = tiny_agent
     assert {p.name for p in out.iterdir()} == SHIPPED
     meta = json.loads((out / checkpoints.METADATA_FILE).read_text())
     assert meta["iteration"] == 2 and meta["experiment"]["algorithm"] == "BC"
-    assert meta["experiment"]["env"]["stem_level_features"] is True
-    assert meta["experiment"]["env"]["stem_loudness_feature"] is True  # the prior's input
-    model = meta["experiment"]["model"]
-    assert len(model["level_prior_bias_db"]) == 72
-    assert model["learn_level_prior"] is False and model["level_prior"] == 0.75  # the design
-    assert (work / "instrument_balance.json").is_file()
-    assert "dataset_dir" not in meta["experiment"]["env"]
-    # the transfer benchmark's "prior alone" row: the same agent with its correction gated off
-    from benchmarks.bench_transfer import prior_only_checkpoint
-
-    alone, _ = checkpoints.load_policy(prior_only_checkpoint(str(out), tmp_path / "alone"))
-    gates = {k: v for k, v in alone.state_dict().items() if k.endswith("residual_gate")}
-    assert gates and all(float(v) == 0.0 for v in gates.values())
+    env = meta["experiment"]["env"]
+    assert env["listening_features"] is True and env["stem_loudness_feature"] is True
+    assert not {"dataset_dir", "generated", "synthetic"} & set(env)  # no training source
+    assert meta["experiment"]["model"] == STREAM_AGENT_MODEL
+    recipe = meta["experiment"]["recipe"]
+    assert recipe["seconds"] == 2 and recipe["master_bus"] == PretrainedRecipe().master_bus
+    assert json.loads((work / "recipe.json").read_text()) == recipe
+    progress = json.loads((work / "run" / "progress.json").read_text())
+    assert progress["updates"] == 2 and progress["songs"] >= 1  # the stream made new songs
     module, _ = checkpoints.load_policy(out)
-    assert json.loads((work / "recipe.json").read_text())["n_songs"] == 2
-    assert meta["experiment"]["recipe"]["n_songs"] == 2 and meta["experiment"]["recipe"]["seed"]
+    assert module.model_config["cross_track_attention"] is True
     # exporting again replaces the folder and keeps what else lies in it
     (out / "README.txt").write_text("mine")
     assert export_pretrained(work / "run", out) == out
     assert {p.name for p in out.iterdir()} == SHIPPED | {"README.txt"}
+
+
+def test_the_transfer_benchmark_scores_each_kind_against_equal_gains(tiny_agent, tmp_path):
+    from benchmarks import bench_transfer
+
+    agent, _ = tiny_agent
+    out = tmp_path / "transfer"
+    assert bench_transfer.main(["--out", str(out), "--agent", str(agent), "--n-songs", "1",
+                                "--seconds", "1.5", "--n-table", "2",
+                                "--kinds", "natural_rock_bus", "procedural"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["results"]) == ["natural_rock_bus", "procedural"]
+    for kind, result in results["results"].items():
+        by = {r["policy"]: r for r in result["rows"]}
+        assert result["rows"][0]["policy"] == "agent"
+        assert by["equal"]["gap_closed"] == 0.0 and by["oracle"]["gap_closed"] == 1.0
+        assert result["no_harm"] == (by["agent"]["mfcc_distance"] < by["equal"]["mfcc_distance"])
+        assert ("bound" in by) == (kind != "procedural")  # no engineer mixed procedural songs
+    song = next((out / "natural_rock_bus" / "songs").iterdir())
+    made = json.loads((song / "sampled.json").read_text())
+    assert made["recording_level"] == "natural" and made["engineer"]["style"] == "rock"
+    assert made["master_bus"]  # every reference of the kind went through the bus
+    assert (out / "procedural" / "songs" / "SynthSong001" / "synthetic.json").is_file()
+    table = json.loads((out / "instrument_balance.json").read_text())
+    seed = PretrainedRecipe().seed  # fitted on the agent's own training stream
+    assert len(table["meta"]["songs"]) == 2
+    assert all(name.startswith(f"Stream1-{seed}-") for name in table["meta"]["songs"])
+    page = (out / "results.md").read_text()
+    assert "| natural_rock_bus |" in page and "load average" in page
+
+
+def test_no_harm_means_below_equal_gains():
+    from benchmarks.bench_transfer import no_harm, summary_markdown
+
+    rows = [{"policy": "agent", "mfcc_distance": 18.0, "gap_closed": 0.05},
+            {"policy": "equal", "mfcc_distance": 19.0, "gap_closed": 0.0},
+            {"policy": "loudness", "mfcc_distance": 17.0, "gap_closed": 0.1},
+            {"policy": "oracle", "mfcc_distance": 0.0, "gap_closed": 1.0}]
+    assert no_harm(rows)  # below equal gains, though loudness gains do better
+    table = summary_markdown({"clean": {"rows": rows, "songs": 3, "songs_below_equal": 2}})
+    assert "| clean | 18.00 / +0.05 | 19.00 / +0.00 | 17.00 / +0.10 | - | - |" in table
+    assert table.rstrip().endswith("yes (2 of 3) |")
+    rows[0]["mfcc_distance"] = 19.5
+    assert not no_harm(rows)
 
 
 def test_export_refuses_a_file_as_its_folder(tmp_path):
@@ -135,111 +215,3 @@ def test_export_refuses_a_file_as_its_folder(tmp_path):
     target.write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
         export_pretrained(checkpoints.PRETRAINED_DIR, target)
-
-
-def _sequence(rng, length=5, slots=6, features=4):
-    chunks = rng.uniform(-80, -10, (length, slots, 1, features)).astype(np.float32)
-    chunks[:, 4:] = DB_FLOOR  # two dummy slots
-    chunks[0, 0, 0, 0] = DB_FLOOR  # a silent feature of a real stem
-    mask = np.tile(np.array([1, 1, 1, 1, 0, 0], np.float32), (length, 1))
-    actions = rng.dirichlet(np.ones(4), length).astype(np.float32)
-    actions = np.concatenate([actions, np.zeros((length, 2), np.float32)], axis=1)
-    return {"chunks": chunks, "track_mask": mask, "mix_mfcc": np.ones((length, 3))}, actions
-
-
-def test_level_augmentation_keeps_the_demonstrated_mix():
-    rng = np.random.default_rng(0)
-    obs, actions = _sequence(rng)
-    new_obs, new_actions = make_demo_augmentation(level_sd_db=6.0, slot_shuffle=0.0)(
-        obs, actions, np.random.default_rng(1))
-    shift = new_obs["chunks"][1, :, 0, 0] - obs["chunks"][1, :, 0, 0]  # dB per slot
-    assert np.abs(shift[:4]).max() > 1.0 and np.all(shift[4:] == 0)  # dummies stay silent
-    assert np.allclose(new_obs["chunks"][1:] - obs["chunks"][1:], shift[None, :, None, None],
-                       atol=1e-3)
-    assert new_obs["chunks"][0, 0, 0, 0] == DB_FLOOR  # silence is not lifted
-    # stem i scaled by c_i = 10^(shift_i/20) with gain a'_i: the same mix up to one factor
-    contribution = new_actions[:, :4] * 10 ** (shift[:4] / 20)
-    ratio = contribution / actions[:, :4]
-    assert np.allclose(ratio, ratio[:, :1], rtol=1e-4)
-    assert np.allclose(new_actions.sum(-1), 1.0, atol=1e-5)
-    assert np.array_equal(new_obs["mix_mfcc"], obs["mix_mfcc"])
-
-
-def test_level_augmentation_after_a_rebase_moves_gains_by_the_priors_weight():
-    rng = np.random.default_rng(4)
-    obs, actions = _sequence(rng)
-    new_obs, new_actions = make_demo_augmentation(
-        level_sd_db=6.0, slot_shuffle=0.0, gain_follows_level=0.5)(
-        obs, actions, np.random.default_rng(1))
-    shift = new_obs["chunks"][1, :, 0, 0] - obs["chunks"][1, :, 0, 0]
-    ratio = new_actions[:, :4] * 10 ** (0.5 * shift[:4] / 20) / actions[:, :4]
-    assert np.allclose(ratio, ratio[:, :1], rtol=1e-4)
-
-
-def test_rebase_keeps_the_oracles_moves_on_the_priors_balance():
-    rng = np.random.default_rng(5)
-    obs, actions = _sequence(rng, length=12)
-    obs["chunks"][:, :4, :, -1] = np.array([-20.0, -30.0, -25.0, -100.0])[None, :, None]
-    bias_db, w = [3.0, -2.0, 0.0, 1.0, 0.0, 0.0], 0.75
-    _, new = make_prior_rebase(bias_db, w)(obs, actions)
-    assert np.allclose(new.sum(-1), 1.0, atol=1e-5) and np.all(new[:, 4:] == 0)
-    log_old, log_new = np.log(actions[:, :4]), np.log(new[:, :4])
-    # slot 3 is silent all song: its level is the mean of those playing, as in the module
-    level = np.array([-20.0, -30.0, -25.0, -25.0])
-    prior_db = np.array(bias_db[:4]) - w * level
-    for i, j in ((0, 1), (1, 2), (0, 3)):
-        diff_new, diff_old = log_new[:, i] - log_new[:, j], log_old[:, i] - log_old[:, j]
-        # the static balance is the prior's ...
-        assert np.isclose(diff_new.mean() * 20 / np.log(10), prior_db[i] - prior_db[j],
-                          atol=1e-3)
-        # ... and every move within the episode is the oracle's
-        assert np.allclose(diff_new - diff_new.mean(), diff_old - diff_old.mean(), atol=1e-4)
-
-
-def test_recipe_refuses_an_unknown_prior_and_settings_outside_0_1():
-    with pytest.raises(ConfigError, match="prior must be one of"):
-        PretrainedRecipe(prior="table")
-    with pytest.raises(ConfigError, match="prior_weight"):
-        PretrainedRecipe(prior_weight=1.5)
-    with pytest.raises(ConfigError, match="prior_shrink"):
-        PretrainedRecipe(prior_shrink=-0.1)
-
-
-def test_slot_shuffle_moves_features_mask_and_actions_together():
-    rng = np.random.default_rng(2)
-    obs, actions = _sequence(rng)
-    new_obs, new_actions = make_demo_augmentation(level_sd_db=0.0, slot_shuffle=1.0)(
-        obs, actions, np.random.default_rng(3))
-    assert not np.array_equal(new_actions, actions)
-    for j in range(actions.shape[1]):  # each new slot j holds some old slot i whole
-        i = int(np.argmin(np.abs(obs["chunks"][:, :, 0, 1]
-                                 - new_obs["chunks"][:, j:j + 1, 0, 1]).sum(0)))
-        assert np.array_equal(new_actions[:, j], actions[:, i])
-        assert np.array_equal(new_obs["track_mask"][:, j], obs["track_mask"][:, i])
-
-
-def test_augmentation_refuses_bad_settings():
-    with pytest.raises(ConfigError, match="slot_shuffle"):
-        make_demo_augmentation(slot_shuffle=1.5)
-    with pytest.raises(ConfigError, match="level_sd_db"):
-        make_demo_augmentation(level_sd_db=-1.0)
-
-
-def test_the_transfer_benchmark_moves_role_levels_only_inside_its_block():
-    from benchmarks.bench_transfer import ENGINEERS, KIND_SPECS, engineer_mixing_model, no_harm
-    from mixing_env.songs.sampled import mixing_model
-
-    before = dict(mixing_model.ROLE_LEVEL_DB)
-    for engineer, (shift_db, spread) in ENGINEERS.items():
-        with engineer_mixing_model(engineer):
-            mean, sd = mixing_model.ROLE_LEVEL_DB["hihat"]
-            assert mean == before["hihat"][0] + shift_db["hihat"]
-            assert sd == before["hihat"][1] * spread
-        assert mixing_model.ROLE_LEVEL_DB == before
-    assert ENGINEERS["shifted"][0] != ENGINEERS["other"][0]
-    assert {KIND_SPECS[k]["recording_level"] for k in KIND_SPECS} == {"random", "natural"}
-    rows = [{"policy": "agent", "mfcc_distance": 18.0}, {"policy": "equal", "mfcc_distance": 19.0},
-            {"policy": "loudness", "mfcc_distance": 17.0}]
-    assert not no_harm(rows, "agent")  # loudness is better: harm
-    rows[0]["mfcc_distance"] = 16.0
-    assert no_harm(rows, "agent")
