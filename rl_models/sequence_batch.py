@@ -29,7 +29,6 @@ import numpy as np
 import scipy.signal
 import torch
 import tree
-from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.common import (
     AddObservationsFromEpisodesToBatch,
     AddStatesFromEpisodesToBatch,
@@ -51,10 +50,7 @@ from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
-from rl_models.algorithms.pg_learner import PGTorchLearner
-
-__all__ = ["DEFAULT_PIPELINE", "SEQUENCE_LEARNERS", "SequenceBatchLearner",
-           "SequencePGTorchLearner", "SequencePPOTorchLearner", "SequenceTrainBatch",
+__all__ = ["DEFAULT_PIPELINE", "SequenceBatchLearner", "SequenceTrainBatch",
            "sequence_layout"]
 
 DEFAULT_PIPELINE = (
@@ -258,19 +254,3 @@ class SequenceBatchLearner(Learner):
             pipeline.remove(type(piece).__name__)
         pipeline.append(SequenceTrainBatch(gamma=gae.gamma, lambda_=gae.lambda_,
                                            device=self._device))
-
-
-class SequencePPOTorchLearner(SequenceBatchLearner, PPOTorchLearner):
-    """RLlib's PPO torch learner with `SequenceTrainBatch` as its learner pipeline."""
-
-
-class SequencePGTorchLearner(SequenceBatchLearner, PGTorchLearner):
-    """The project's PG learner with `SequenceTrainBatch` as its learner pipeline."""
-
-
-SEQUENCE_LEARNERS: dict[str, type[Learner]] = {
-    "PPO": SequencePPOTorchLearner,
-    "PG": SequencePGTorchLearner,
-}
-"""Algorithm name -> its learner with the one-pass pipeline (algorithms whose default pipeline
-is :data:`DEFAULT_PIPELINE`)."""

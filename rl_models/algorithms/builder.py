@@ -16,6 +16,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from mixing_env.envs import RAY_ENV_NAME, register_with_ray
 from mixing_env.envs.config import EnvConfig
 from mixing_env.errors import ConfigError
+from rl_models.algorithms.sequence_learners import SEQUENCE_LEARNERS
 from rl_models.checkpoints import module_checkpoint_dir
 from rl_models.registry import (
     ALGORITHMS,
@@ -26,7 +27,6 @@ from rl_models.registry import (
     builtin_algorithm_of,
     module_spec,
 )
-from rl_models.sequence_batch import SEQUENCE_LEARNERS
 from rl_models.step_connectors import use_step_connectors
 
 __all__ = [

@@ -46,6 +46,13 @@ def import_graph() -> dict[str, set[str]]:
                     target = target.rpartition(".")[0]
                 if target and target != name:
                     graph[name].add(target)
+                # Importing a.b.c runs a.b's __init__ first (unless the importer is inside a.b,
+                # where it is already running): an edge too.
+                parent = target.rpartition(".")[0]
+                while parent:
+                    if parent in modules and not (name + ".").startswith(parent + "."):
+                        graph[name].add(parent)
+                    parent = parent.rpartition(".")[0]
     return graph
 
 
@@ -81,6 +88,14 @@ def test_graph_holds_function_local_imports():
     graph = import_graph()
     # rl_models.app.callbacks imports evaluate inside a method only.
     assert "rl_models.app.evaluate" in graph["rl_models.app.callbacks"]
+
+
+def test_graph_holds_the_packages_an_import_runs_first():
+    graph = import_graph()
+    # rl_models.app.module_policy imports mixing_env.data.song: mixing_env.data's __init__ runs
+    # first; a module inside a package does not depend on its own package's __init__.
+    assert "mixing_env.data" in graph["rl_models.app.module_policy"]
+    assert "rl_models.algorithms" not in graph["rl_models.algorithms.sequence_learners"]
 
 
 def test_no_import_cycle_among_project_modules():
