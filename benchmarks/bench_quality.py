@@ -58,6 +58,9 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
                    help="override model_config values (YAML), e.g. hidden_size=64")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
     p.add_argument("--tiny", action="store_true", help="a few short songs and a minute an agent")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RUN",
+                   help="train nothing: gather the seeds of earlier runs (each RUN/seed<N>/"
+                        "results.json, e.g. two seeds run side by side) into one learning.json")
     p.add_argument("--results", action="store_true",
                    help="also write the rows of every seed to docs/results/learning.json")
     args = p.parse_args(argv)
@@ -110,6 +113,8 @@ def learning_rows(payloads: list[dict]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args, setup = parse_setup(argv)
+    if args.merge:
+        return merge_runs([Path(run) for run in args.merge], Path(args.out), args.results)
     import ray
 
     from rl_models.app.train import init_ray
@@ -127,16 +132,39 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started_ray:
             ray.shutdown()
+    write_table(payloads, Path(args.out), args.results, command=command)
+    print(f"total wall time {time.time() - t0:.0f} s, load average now {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+def write_table(payloads: list[dict], out: Path, results: bool, command: str) -> dict:
+    """learning.json under ``out`` (and docs/results/ with ``results``) from seeds' results."""
     table = {"command": command, "date": time.strftime("%Y-%m-%d"),
+             "commands": {p["seed"]: p["command"] for p in payloads},
              "load_average": {p["seed"]: p["load_average"] for p in payloads},
              "wall_min": {p["seed"]: {k: round(v / 60, 1) for k, v in p["wall_s"].items()}
                           for p in payloads},
              "songs": {p["seed"]: p["songs"] for p in payloads},
              "rows": learning_rows(payloads)}
-    (Path(args.out) / "learning.json").write_text(json.dumps(table, indent=1, default=str))
-    if args.results:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning.json").write_text(json.dumps(table, indent=1, default=str))
+    if results:
         RESULTS_FILE.write_text(json.dumps(table, indent=1, default=str))
-    print(f"total wall time {time.time() - t0:.0f} s, load average now {os.getloadavg()[0]:.2f}")
+    return table
+
+
+def merge_runs(runs: list[Path], out: Path, results: bool) -> int:
+    """Gathers every ``RUN/seed<N>/results.json`` of ``runs`` into one table."""
+    files = sorted(f for run in runs for f in run.glob("seed*/results.json"))
+    if not files:
+        raise SystemExit(f"bench_quality: no seed*/results.json under {', '.join(map(str, runs))}")
+    payloads = [json.loads(f.read_text()) for f in files]
+    seeds = [p["seed"] for p in payloads]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"bench_quality: seed given twice among {[str(f) for f in files]}")
+    command = "deepmixing benchmark quality -- --merge " + " ".join(map(str, runs))
+    table = write_table(payloads, out, results, command=command)
+    print(f"{len(table['rows'])} rows of seeds {seeds} -> {out / 'learning.json'}")
     return 0
 
 

@@ -126,3 +126,26 @@ def test_command_line_setup():
                        "headroom_share": 0.3, "train_gap_closed": 0.7,
                        "generalisation_gap": pytest.approx(0.1)}
     assert rows[1]["policy"] == "equal" and rows[1]["generalisation_gap"] is None
+
+
+def test_merge_gathers_seeds_run_apart(tmp_path):
+    from benchmarks.bench_quality import main
+
+    def seed_run(name, seed):
+        folder = tmp_path / name / f"seed{seed}"
+        folder.mkdir(parents=True)
+        payload = {"seed": seed, "style": "pop", "train_gap_closed": {}, "command": name,
+                   "load_average": [2.0], "wall_s": {"bc": 60.0}, "songs": {},
+                   "rows": [{"label": "equal", "gap_closed": 0.0, "headroom_share": -1.0}]}
+        (folder / "results.json").write_text(json.dumps(payload))
+
+    seed_run("a", 7)
+    seed_run("b", 11)
+    assert main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"),
+                 "--out", str(tmp_path / "m")]) == 0
+    table = json.loads((tmp_path / "m" / "learning.json").read_text())
+    assert [r["seed"] for r in table["rows"]] == [7, 11]
+    assert table["commands"] == {"7": "a", "11": "b"}
+    seed_run("c", 7)
+    with pytest.raises(SystemExit, match="seed given twice"):
+        main(["--merge", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "n")])
