@@ -35,6 +35,8 @@ from benchmarks.quality import (  # noqa: E402
 RESULTS_FILE = Path(__file__).resolve().parents[1] / "docs" / "results" / "learning.json"
 """Where ``--results`` writes the learning table the results page leads with."""
 _POLICY_NAMES = {label: name for name, label in AGENT_LABELS.items()}
+_TABLE_NAMES = {"ppo": "ppo_scratch", "pg": "pg_scratch"}
+"""The learning table's names of the agents trained from scratch (the issue's rows)."""
 
 
 def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, QualitySetup]:
@@ -103,7 +105,8 @@ def learning_rows(payloads: list[dict]) -> list[dict]:
         for r in payload["rows"]:
             name = _POLICY_NAMES.get(r["label"], r["label"])
             train = payload["train_gap_closed"].get(name)
-            rows.append({"seed": payload["seed"], "style": payload["style"], "policy": name,
+            rows.append({"seed": payload["seed"], "style": payload["style"],
+                         "policy": _TABLE_NAMES.get(name, name),
                          "gap_closed": r["gap_closed"], "headroom_share": r["headroom_share"],
                          "train_gap_closed": train,
                          "generalisation_gap": None if train is None
@@ -158,7 +161,7 @@ def merge_runs(runs: list[Path], out: Path, results: bool) -> int:
     files = sorted(f for run in runs for f in run.glob("seed*/results.json"))
     if not files:
         raise SystemExit(f"bench_quality: no seed*/results.json under {', '.join(map(str, runs))}")
-    payloads = [json.loads(f.read_text()) for f in files]
+    payloads = sorted((json.loads(f.read_text()) for f in files), key=lambda p: p["seed"])
     seeds = [p["seed"] for p in payloads]
     if len(set(seeds)) != len(seeds):
         raise SystemExit(f"bench_quality: seed given twice among {[str(f) for f in files]}")

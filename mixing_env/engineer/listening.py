@@ -43,7 +43,7 @@ import numpy as np
 from mixing_env.engineer.analysis import StemAnalysis, analyse_stems, db, moving_mean
 from mixing_env.engineer.roles import BUSES, ROLE_BUS, slot_roles
 
-__all__ = ["LISTENING_FEATURES", "SongListening", "listening_features"]
+__all__ = ["LISTENING_FEATURES", "SongListening", "listening_feature_top", "listening_features"]
 
 LISTENING_FEATURES = ("loudness", "centroid", "low_share", "masked", "lead_range", "bus_size",
                       "lead_masked", "n_tracks", "density", "bus_swing", "lead_on",
@@ -79,6 +79,16 @@ def _smoothed_activity(active: np.ndarray, chunk_s: float) -> np.ndarray:
         y = a * y + (1.0 - a) * v
         out[t] = y
     return out
+
+
+def listening_feature_top(sample_rate: int, n_slots: int) -> float:
+    """The largest value a listening column can take, for the observation space's bound.
+
+    The centroid reaches ``10 log2(Nyquist / 1 kHz)`` (about +45 at 44.1 kHz) and the density
+    three times the parts playing; the level columns (swings, distances) stay well inside
+    +-60 dB of their medians.
+    """
+    return max(10.0 * math.log2(sample_rate / 2 / 1000.0), 3.0 * n_slots, 60.0)
 
 
 def _around_median(level_db: np.ndarray, on: np.ndarray) -> np.ndarray:

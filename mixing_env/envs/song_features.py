@@ -18,7 +18,11 @@ import numpy as np
 from gymnasium import spaces
 
 from mixing_env.data.song import Song
-from mixing_env.engineer.listening import LISTENING_FEATURES, listening_features
+from mixing_env.engineer.listening import (
+    LISTENING_FEATURES,
+    listening_feature_top,
+    listening_features,
+)
 from mixing_env.envs.config import EnvConfig
 from mixing_env.features import (
     LEVEL_FEATURES,
@@ -186,6 +190,8 @@ class SongPrecompute:
                           + (len(LISTENING_FEATURES) if cfg.listening_features else 0)
                           + int(cfg.stem_loudness_feature))
             top = max(top, 20.0 * math.log10(peak) + 1.0)  # level features are dBFS
+            if cfg.listening_features:  # centroid and density are not dB of a level
+                top = max(top, listening_feature_top(self.sample_rate, C) + 1.0)
             chunk_box = spaces.Box(-100.0, top, (C, W, n_features), np.float32)
         mfcc_bound = (self.mfcc.max_abs(peak) * 1.01 + 1.0).astype(np.float32)
         observation_space = spaces.Dict(

@@ -90,3 +90,22 @@ def test_scoring_other_songs_drops_the_training_route():
     assert over_songs(trained, {"dataset_dir": "/c"}) == {"dataset_dir": "/c",
                                                           "obs_features": "logmel"}
     assert over_songs(trained, {"rho": 0.1}) == {**trained, "rho": 0.1}
+
+
+def test_every_step_observation_lies_in_the_space_with_listening_features():
+    # Procedural hi-hats are bright (centroid > 3 octaves over 1 kHz: column value > 30) and the
+    # density column counts parts: neither is a dB level under the log-mel bound.
+    env = MixingEnv({"synthetic": {"n_songs": 2, "seconds": 2.0, "n_tracks": [8, 12], "seed": 0},
+                     "episode_chunks": 32, "obs_features": "logmel", "n_track_features": 8,
+                     "level_features": True, "listening_features": True,
+                     "stem_loudness_feature": True})
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    start = env.observation_space["chunks"].shape[-1] - 1 - len(LISTENING_FEATURES)
+    brightest = obs["chunks"][..., start + LISTENING_FEATURES.index("centroid")].max()
+    assert brightest > 30  # the case the bound must cover
+    for _ in range(64):
+        assert env.observation_space.contains(obs)
+        obs, _, terminated, truncated, _ = env.step(rng.random(72, dtype=np.float32))
+        if terminated or truncated:
+            obs, _ = env.reset()
