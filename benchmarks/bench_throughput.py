@@ -22,7 +22,7 @@ process and song), so the steady state is measured.
 
 Usage:
     python benchmarks/bench_throughput.py [--iterations 5] [--batch 4096] [--envs 32]
-        [--songs 32] [--minibatch 1024] [--only attention default sb3_ppo sb3_recurrent]
+        [--songs 8] [--minibatch 1024] [--only attention default sb3_ppo sb3_recurrent]
         [--json out.json]
 """
 
@@ -140,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gamma", type=float, default=0.0, help="discount")
     p.add_argument("--max-seq-len", type=int, default=None,
                    help="BPTT length of both RLlib modules (default: each module's own)")
-    p.add_argument("--songs", type=int, default=32,
-                   help="training songs (the learning benchmark has 32)")
+    p.add_argument("--songs", type=int, default=8,
+                   help="songs in play (the learning benchmark's envs play a pool of 4-8 at a "
+                        "time; more than fit the process's 1 GB feature cache, about 13 of "
+                        "6 s, measure feature recomputation instead)")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch threads of the driver, where the local env runner and the local "
