@@ -25,8 +25,9 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from mixing_env.engineer import DEFAULT_INCONSISTENCY_DB, DEFAULT_STYLE
@@ -250,7 +251,10 @@ def add_pretrained_parser(sub: Any, formatter_class: Any) -> None:
     from mixing_env.engineer import STYLES
     from rl_models.checkpoints import PRETRAINED_DIR
 
-    d = PretrainedRecipe()
+    # The recipe's defaults without building one: its check imports the song generator
+    # (scipy.signal, 0.8 s), which every CLI command would pay for at start.
+    d = SimpleNamespace(**{f.name: f.default for f in fields(PretrainedRecipe)
+                           if f.default is not MISSING})
     p = sub.add_parser(
         "pretrained", formatter_class=formatter_class,
         help="remake or export the shipped pretrained agent",
