@@ -56,8 +56,20 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
     p.add_argument("--heldout", type=int, default=None, help="held-out songs per seed")
     p.add_argument("--no-listening", action="store_true",
                    help="agents without the listening features (an ablation)")
+    p.add_argument("--bc-checkpoint", default=None,
+                   help="score and fine-tune this BC checkpoint instead of training BC")
+    p.add_argument("--bc-ppo-training", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="PPO settings of the fine-tuning after BC (YAML), e.g. lr=1e-4")
+    p.add_argument("--bc-ppo-model", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="module settings of the fine-tuning (YAML), e.g. value_detach=true")
+    p.add_argument("--whole-songs", action="store_true",
+                   help="train on whole songs (BC carrying its state) instead of windows")
+    p.add_argument("--stem-spectrum", action="store_true",
+                   help="agents also read each stem's long-term spectrum")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override model_config values (YAML), e.g. hidden_size=64")
+    p.add_argument("--bc", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="behaviour cloning's lr, batch_size or loss, e.g. loss=log_gain")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
     p.add_argument("--tiny", action="store_true", help="a few short songs and a minute an agent")
     p.add_argument("--merge", nargs="+", default=None, metavar="RUN",
@@ -73,17 +85,22 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
         overrides |= {"n_heldout": 2, "n_table": 4, "n_train_sample": 2, "seconds": 3.0,
                       "n_tracks": (4, 6), "episode_chunks": 32, "eval_songs": 1,
                       "minutes": {k: 1.0 for k in base.minutes}}
-    if args.model:
-        import yaml
-
-        overrides["model"] = {**base.model, **{k: yaml.safe_load(v) for k, v in
-                                               (kv.split("=", 1) for kv in args.model)}}
+    overrides["model"] = {**base.model, **_yaml_pairs(args.model)}
+    overrides["bc_ppo_training"] = _yaml_pairs(args.bc_ppo_training)
+    overrides["bc_ppo_model"] = _yaml_pairs(args.bc_ppo_model)
+    if args.bc_checkpoint:
+        overrides["bc_checkpoint"] = str(Path(args.bc_checkpoint).resolve())
+    overrides["bc_training"] = _yaml_pairs(args.bc)
     for name, key in (("style", "style"), ("inconsistency", "inconsistency"),
                       ("heldout", "n_heldout")):
         if getattr(args, name) is not None:
             overrides[key] = getattr(args, name)
     if args.no_listening:
         overrides["listening"] = False
+    if args.stem_spectrum:
+        overrides["stem_spectrum"] = True
+    if args.whole_songs:
+        overrides["whole_songs"] = True
     budgets = dict(overrides.get("minutes", base.minutes))
     for item in args.minutes:
         agent, _, value = item.partition("=")
@@ -96,6 +113,22 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
             p.error(f"--minutes {item}: {value!r} is not a number of minutes")
     overrides["minutes"] = {k: v * args.minutes_scale for k, v in budgets.items()}
     return args, dataclasses.replace(base, **overrides)
+
+
+def _yaml_pairs(pairs: list[str]) -> dict:
+    """``["key=value", ...]`` -> ``{key: YAML value}`` (numbers written as floats, 1.0e-4)."""
+    import yaml
+
+    out = {}
+    for kv in pairs:
+        key, _, value = kv.partition("=")
+        parsed = yaml.safe_load(value)
+        try:  # YAML 1.1 reads 1e-4 as a string
+            parsed = float(parsed) if isinstance(parsed, str) else parsed
+        except ValueError:
+            pass
+        out[key] = parsed
+    return out
 
 
 def learning_rows(payloads: list[dict]) -> list[dict]:
@@ -157,18 +190,48 @@ def write_table(payloads: list[dict], out: Path, results: bool, command: str) ->
 
 
 def merge_runs(runs: list[Path], out: Path, results: bool) -> int:
-    """Gathers every ``RUN/seed<N>/results.json`` of ``runs`` into one table."""
-    files = sorted(f for run in runs for f in run.glob("seed*/results.json"))
+    """Gathers every ``RUN/seed<N>/results.json`` of ``runs`` into one table.
+
+    Runs of the same seed score the same held-out songs: they are combined in the order given,
+    a later run's agent rows replacing an earlier run's (e.g. BC and BC + PPO retrained in a
+    new setup beside PPO and PG from scratch of the first run). Their baseline rows must agree.
+    """
+    files = [f for run in runs for f in sorted(run.glob("seed*/results.json"))]
     if not files:
         raise SystemExit(f"bench_quality: no seed*/results.json under {', '.join(map(str, runs))}")
-    payloads = sorted((json.loads(f.read_text()) for f in files), key=lambda p: p["seed"])
-    seeds = [p["seed"] for p in payloads]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"bench_quality: seed given twice among {[str(f) for f in files]}")
+    payloads: dict[int, dict] = {}
+    for f in files:
+        payload = json.loads(f.read_text())
+        seed = payload["seed"]
+        payloads[seed] = (_combine(payloads[seed], payload, f) if seed in payloads
+                          else payload)
+    ordered = [payloads[seed] for seed in sorted(payloads)]
     command = "deepmixing benchmark quality -- --merge " + " ".join(map(str, runs))
-    table = write_table(payloads, out, results, command=command)
-    print(f"{len(table['rows'])} rows of seeds {seeds} -> {out / 'learning.json'}")
+    table = write_table(ordered, out, results, command=command)
+    print(f"{len(table['rows'])} rows of seeds {sorted(payloads)} -> {out / 'learning.json'}")
     return 0
+
+
+def _combine(first: dict, later: dict, later_file: Path) -> dict:
+    """One seed's results from two runs: the later run's agents over the first's."""
+    from benchmarks.quality import TABLE_BASELINES
+
+    base = {r["label"]: r["gap_closed"] for r in first["rows"] if r["label"] in TABLE_BASELINES}
+    for r in later["rows"]:
+        if r["label"] in base and abs(r["gap_closed"] - base[r["label"]]) > 1e-6:
+            raise SystemExit(
+                f"bench_quality: {later_file} scores {r['label']} {r['gap_closed']:.4f}, an "
+                f"earlier run of seed {later['seed']} {base[r['label']]:.4f}: other held-out "
+                f"songs, not one table")
+    agents = {r["label"]: r for r in later["rows"] if r["label"] not in TABLE_BASELINES}
+    rows = [agents.pop(r["label"], r) for r in first["rows"]] + list(agents.values())
+    return first | {
+        "rows": rows,
+        "train_gap_closed": first["train_gap_closed"] | later["train_gap_closed"],
+        "wall_s": first["wall_s"] | later["wall_s"],
+        "songs": first["songs"] | later["songs"],
+        "load_average": first["load_average"] + later["load_average"],
+        "command": f"{first['command']} + {later['command']}"}
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from rl_models.app.stream_agent import STREAM_AGENT_MODEL, stream_agent_features
 __all__ = [
     "AGENTS",
     "AGENT_LABELS",
+    "BC_TRAINING",
     "TABLE_BASELINES",
     "QualitySetup",
     "agent_experiments",
@@ -56,6 +57,9 @@ AGENT_LABELS = {"bc": "BC (engineer's decisions)", "bc_ppo": "BC + PPO",
 TABLE_BASELINES = ("equal", "loudness", "instrument_balance", "bound", "static_oracle",
                    "oracle")
 """The baseline rows of every table, in order."""
+
+BC_TRAINING: dict[str, Any] = {"lr": 2e-3, "batch_size": 16, "loss": "dirichlet"}
+"""Behaviour cloning's defaults: Adam's rate at the start, sequences per update, the loss."""
 
 _TABLE_STREAM = 1  # the table is fitted on the first songs the local env runner trains on
 
@@ -82,6 +86,12 @@ class QualitySetup:
     """Training-stream songs every agent is also scored on (the generalisation gap)."""
     episode_chunks: int = 128
     """Random window per training episode (~1.5 s)."""
+    whole_songs: bool = False
+    """Train on whole songs, as the agents are scored and mix: an episode is a song from its
+    first chunk to its last (``episodes_per_song`` scaled so a song serves as many chunks),
+    and behaviour cloning carries its state from one sequence to the next (truncated BPTT).
+    False: random windows of ``episode_chunks``, so an agent's state never grows older than
+    that in training (~1.5 s) but runs through a 12 s song when scored."""
     episodes_per_song: int = 32
     """Episodes a training song serves before a new one replaces it (making a song costs
     about 0.5 CPU s; 32 episodes of 128 steps keep that under a quarter of PPO's time)."""
@@ -95,11 +105,25 @@ class QualitySetup:
     """Log-mel bands per track in the observation."""
     listening: bool = True
     """Give the agents what the engineer listens to (the env's ``listening_features``)."""
+    stem_spectrum: bool = False
+    """Give the agents each stem's long-term spectrum (the env's ``stem_spectrum_features``)."""
     minutes: dict[str, float] = field(
         default_factory=lambda: {"bc": 30.0, "bc_ppo": 20.0, "ppo": 40.0, "pg": 40.0})
     """Wall-clock budget per agent, minutes (at most 45 each)."""
     agents: tuple[str, ...] = AGENTS
     """Which agent rows to train."""
+    bc_training: dict[str, Any] = field(default_factory=lambda: dict(BC_TRAINING))
+    """Behaviour cloning's optimisation (:data:`BC_TRAINING`'s keys; see
+    :func:`rl_models.app.behaviour_cloning.train_behaviour_cloning`)."""
+    bc_ppo_training: dict[str, Any] = field(default_factory=dict)
+    """PPO settings of the fine-tuning after BC over :data:`BC_PPO_TRAINING` (e.g. its lr)."""
+    bc_ppo_model: dict[str, Any] = field(default_factory=dict)
+    """Module settings of the fine-tuning that leave the weights' shapes alone (e.g.
+    ``value_detach``: the untrained value head's loss kept out of the cloned policy)."""
+    bc_checkpoint: str | None = None
+    """Start from this BC checkpoint (a ``checkpoint_000000`` behaviour cloning wrote, with
+    ``progress.json`` beside it) instead of training BC: its row is scored again and BC + PPO
+    fine-tunes it."""
     eval_songs: int = 4
     """Held-out songs the RL agents are scored on while they train (their curves)."""
     model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(STREAM_AGENT_MODEL))
@@ -119,6 +143,16 @@ class QualitySetup:
             raise ConfigError(f"unknown agent(s) {unknown}; expected some of {list(AGENTS)}")
         if "bc_ppo" in self.agents and "bc" not in self.agents:
             raise ConfigError("agent bc_ppo fine-tunes the bc agent: add 'bc' to the agents")
+        unknown = sorted(set(self.bc_training) - set(BC_TRAINING))
+        if unknown:
+            raise ConfigError(f"unknown bc_training key(s) {unknown}; expected some of "
+                              f"{sorted(BC_TRAINING)}")
+        for key, value in self.bc_training.items():
+            kind = type(BC_TRAINING[key])
+            if not isinstance(value, int | float if kind is float else kind) or (
+                    kind is not bool and isinstance(value, bool)):
+                raise ConfigError(f"bc_training[{key!r}] must be of type {kind.__name__}, "
+                                  f"got {value!r}")
         for agent, value in self.minutes.items():
             if not (isinstance(value, int | float) and 0 < value <= 45):
                 raise ConfigError(f"minutes[{agent!r}] must be in (0, 45], got {value!r}")
@@ -127,7 +161,7 @@ class QualitySetup:
     def features(self) -> dict[str, Any]:
         """The observation every agent and evaluation shares."""
         return stream_agent_features(n_track_features=self.n_track_features,
-                                     listening=self.listening)
+                                     listening=self.listening, stem_spectrum=self.stem_spectrum)
 
     def stream(self) -> dict[str, Any]:
         """The training stream (the env's ``generated`` mapping)."""
@@ -136,10 +170,21 @@ class QualitySetup:
                 "songs_per_skeleton": self.songs_per_skeleton,
                 "episodes_per_song": self.episodes_per_song}
 
+    def song_chunks(self) -> float:
+        """Chunks (env steps) in one song."""
+        from mixing_env.constants import CHUNK_SIZE, SAMPLE_RATE
+
+        return self.seconds * SAMPLE_RATE / CHUNK_SIZE
+
     def train_env(self) -> dict[str, Any]:
-        """Training: random windows of songs without end."""
-        return {"generated": self.stream(), "episode_chunks": self.episode_chunks,
-                **self.features()}
+        """Training: songs without end, whole or random windows of them."""
+        if not self.whole_songs:
+            return {"generated": self.stream(), "episode_chunks": self.episode_chunks,
+                    **self.features()}
+        per_song = max(1, round(self.episodes_per_song * self.episode_chunks
+                                / self.song_chunks()))
+        return {"generated": self.stream() | {"episodes_per_song": per_song},
+                "episode_chunks": None, **self.features()}
 
     def heldout_env(self, cache: str, songs: list[str] | None = None) -> dict[str, Any]:
         """Scoring: whole held-out songs."""
@@ -217,6 +262,8 @@ _PPO_TRAINING = {"lr": 1e-3, "gamma": 0.0, "lambda_": 1.0, "train_batch_size_per
                  "use_kl_loss": False}
 """PPO: the reward is nearly immediate (one chunk's mix), so gamma 0; Adam moves each weight
 about lr per update whatever the gradient's scale."""
+BC_PPO_TRAINING = {**_PPO_TRAINING, "lr": 3e-4}
+"""PPO after BC: a smaller step than from scratch, the cloned policy is already near the rule."""
 _PG_TRAINING = {"lr": 1e-3, "gamma": 0.0, "train_batch_size_per_learner": 4096,
                 "vf_loss_coeff": 0.5, "entropy_coeff": 0.0}
 _ENV_RUNNERS = {"num_env_runners": 0, "num_envs_per_env_runner": 32}
@@ -254,9 +301,9 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
     def bc_ppo(done: dict) -> dict:
         if "bc" not in done:
             raise ConfigError("bc_ppo fine-tunes the bc agent: train 'bc' first")
-        # A smaller step than from scratch: the cloned policy is already near the rule.
         return _experiment("quality_bc_ppo", "PPO", setup,
-                           training={**_PPO_TRAINING, "lr": 3e-4},
+                           training={**BC_PPO_TRAINING, **setup.bc_ppo_training},
+                           model={**setup.model, **setup.bc_ppo_model},
                            init_module_from=done["bc"], **common)
 
     def ppo(_: dict) -> dict:
@@ -278,15 +325,34 @@ def train_bc(setup: QualitySetup, out: Path, *, held_out_env: dict | None = None
     from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
     from rl_models.app.evaluate import HeldOutScore
 
+    training = {**BC_TRAINING, **setup.bc_training}
     env = setup.train_env()
     env["generated"] = {**env["generated"], "episodes_per_song": setup.bc_episodes_per_song,
                         "pool": setup.bc_episodes_per_song}
+    # Windows: a buffer of 1,024 recent episodes, one new every other update. Whole songs:
+    # one episode a song, the buffer and the fresh data the same in chunks.
+    per_episode = 1.0
+    if setup.whole_songs:
+        env["generated"] |= {"episodes_per_song": 1}
+        per_episode = setup.episode_chunks / setup.song_chunks()
     stream = StreamDemonstrations(env, seed=setup.seed)
     return train_behaviour_cloning(
         stream, env_config=env, model=setup.model, out_dir=out,
-        minutes=setup.minutes["bc"], seed=setup.seed, log=log, buffer_episodes=1024,
-        fresh_per_update=0.5,
+        minutes=setup.minutes["bc"], seed=setup.seed, log=log,
+        buffer_episodes=max(int(1024 * per_episode), 2 * training["batch_size"]),
+        fresh_per_update=0.5 * per_episode, stored_states=setup.whole_songs, **training,
         held_out=HeldOutScore(held_out_env) if held_out_env else None)
+
+
+def reused_bc(checkpoint: str | Path) -> dict:
+    """An earlier BC run's result (as :func:`train_bc` returns it) from its checkpoint."""
+    progress = Path(checkpoint).resolve().parent / "progress.json"
+    if not progress.is_file():
+        raise ConfigError(f"bc_checkpoint {checkpoint}: no progress.json beside it (a "
+                          f"checkpoint_000000 written by behaviour cloning is expected)")
+    bc = json.loads(progress.read_text())
+    return bc | {"checkpoint": str(Path(checkpoint).resolve()),
+                 "wall_s": bc["curve"][-1][1] if bc["curve"] else 0.0}
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -397,8 +463,9 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
             continue
         label, t = AGENT_LABELS[name], time.time()
         if name == "bc":
-            bc = train_bc(setup, out / "runs" / "bc", log=log,
-                          held_out_env=setup.heldout_env(cache, heldout[: setup.eval_songs]))
+            bc = (reused_bc(setup.bc_checkpoint) if setup.bc_checkpoint else
+                  train_bc(setup, out / "runs" / "bc", log=log,
+                           held_out_env=setup.heldout_env(cache, heldout[: setup.eval_songs])))
             checkpoints[name] = bc["checkpoint"]
             gaps = {u: g for u, _, g in bc["held_out_curve"]}
             curves[name] = [{"iteration": u, "time_s": s, "policy_loss": loss,
@@ -414,7 +481,8 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
             checkpoints[name] = best.checkpoint.path
             curves[name] = read_learning_curve(Path(best.path) / "result.json")
             songs_drawn[name] = _stream_use(Path(best.path) / "result.json")
-        wall[label] = time.time() - t
+        wall[label] = (bc["wall_s"] if name == "bc" and setup.bc_checkpoint
+                       else time.time() - t)
         load.append(os.getloadavg()[0])
         log(f"{label}: {wall[label] / 60:.1f} min, songs {songs_drawn[name]}")
     policies: dict[str, Any] = {b: f"{b}={table_path}" if b == "instrument_balance" else b

@@ -23,13 +23,15 @@ STREAM_AGENT_MODEL: dict[str, Any] = {
 across tracks, started at equal loudness. Copy it before changing it."""
 
 
-def stream_agent_features(*, n_track_features: int = 16, listening: bool = True
-                          ) -> dict[str, Any]:
+def stream_agent_features(*, n_track_features: int = 16, listening: bool = True,
+                          stem_spectrum: bool = False) -> dict[str, Any]:
     """The observation's env settings: log-mel, levels, loudness and what the engineer hears.
 
     Args:
         n_track_features: Log-mel bands per track.
         listening: Add the env's ``listening_features`` (what the engineer listens to).
+        stem_spectrum: Add each stem's long-term log-mel spectrum (the env's
+            ``stem_spectrum_features``: what the engineer's tonal balance reads).
 
     Returns:
         MixingEnv config keys; the stem's loudness is the last chunk feature, where the
@@ -37,4 +39,5 @@ def stream_agent_features(*, n_track_features: int = 16, listening: bool = True
     """
     return {"obs_features": "logmel", "n_track_features": n_track_features,
             "level_features": True, "stem_level_features": True,
-            "listening_features": listening, "stem_loudness_feature": True}
+            "stem_spectrum_features": stem_spectrum, "listening_features": listening,
+            "stem_loudness_feature": True}

@@ -106,6 +106,33 @@ def test_setup_rejects_bad_values():
         dataclasses.replace(TINY, minutes={**TINY.minutes, "ppo": 60})
     with pytest.raises(ConfigError, match="unknown engineer style"):
         dataclasses.replace(TINY, style="jazz")
+    with pytest.raises(ConfigError, match=r"unknown bc_training key\(s\) \['epochs'\]"):
+        dataclasses.replace(TINY, bc_training={"epochs": 3})
+
+
+def test_fine_tuning_settings_reach_the_bc_ppo_experiment(cache, tmp_path):
+    setup = dataclasses.replace(TINY, bc_ppo_training={"lr": 1e-5},
+                                bc_ppo_model={"value_detach": True})
+    exps = agent_experiments(setup, cache=cache, eval_songs=["SampledSong001"],
+                             storage=tmp_path)
+    fine_tune, scratch = exps["bc_ppo"]({"bc": "/ckpt/bc"}), exps["ppo"]({})
+    assert fine_tune["training"]["lr"] == 1e-5 and fine_tune["model"]["value_detach"] is True
+    assert fine_tune["model"]["hidden_size"] == TINY.model["hidden_size"]
+    assert scratch["training"]["lr"] == 1e-3 and "value_detach" not in scratch["model"]
+
+
+def test_an_earlier_bc_checkpoint_is_reused(tmp_path):
+    from benchmarks.quality import reused_bc
+
+    ckpt = tmp_path / "bc" / "checkpoint_000000"
+    ckpt.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no progress.json beside it"):
+        reused_bc(ckpt)
+    (ckpt.parent / "progress.json").write_text(json.dumps(
+        {"updates": 50, "curve": [[25, 10.0, -3.0], [50, 21.5, -4.0]], "songs": 9}))
+    bc = reused_bc(ckpt)
+    assert bc["checkpoint"] == str(ckpt.resolve()) and bc["wall_s"] == 21.5
+    assert bc["songs"] == 9
 
 
 def test_command_line_setup():
@@ -115,6 +142,20 @@ def test_command_line_setup():
                                "--style", "rock"])
     assert args.seeds == [7, 11] and setup.agents == ("bc",) and setup.style == "rock"
     assert setup.minutes["bc"] == pytest.approx(QualitySetup().minutes["bc"] / 2)
+    _, tuned = parse_setup(["--bc", "lr=1e-3", "loss=log_gain", "--bc-ppo-training",
+                            "lr=1e-4", "--bc-ppo-model", "value_detach=true",
+                            "--model", "hidden_size=64", "--stem-spectrum"])
+    assert tuned.bc_training == {"lr": 1e-3, "loss": "log_gain"}
+    assert tuned.bc_ppo_training == {"lr": 1e-4} and tuned.bc_ppo_model == {"value_detach": True}
+    assert tuned.model["hidden_size"] == 64 and tuned.features()["stem_spectrum_features"]
+    assert not setup.features()["stem_spectrum_features"]
+    with pytest.raises(ConfigError, match=r"bc_training\['batch_size'\] must be of type int"):
+        parse_setup(["--bc", "batch_size=many"])
+    _, whole = parse_setup(["--whole-songs"])
+    env = whole.train_env()
+    assert env["episode_chunks"] is None and not setup.whole_songs
+    assert env["generated"]["episodes_per_song"] == 4  # 32 windows of 128 ~ 4 songs of 12 s
+    assert setup.train_env()["episode_chunks"] == 128
     _, tiny = parse_setup(["--tiny", "--minutes", "ppo=0.5"])
     assert tiny.n_heldout == 2 and tiny.minutes["ppo"] == 0.5
     payload = {"seed": 7, "style": "pop", "train_gap_closed": {"bc": 0.7},
@@ -131,21 +172,76 @@ def test_command_line_setup():
 def test_merge_gathers_seeds_run_apart(tmp_path):
     from benchmarks.bench_quality import main
 
-    def seed_run(name, seed):
+    def seed_run(name, seed, equal=0.0, agents=()):
         folder = tmp_path / name / f"seed{seed}"
         folder.mkdir(parents=True)
-        payload = {"seed": seed, "style": "pop", "train_gap_closed": {}, "command": name,
-                   "load_average": [2.0], "wall_s": {"bc": 60.0}, "songs": {},
-                   "rows": [{"label": "equal", "gap_closed": 0.0, "headroom_share": -1.0}]}
+        rows = [{"label": "equal", "gap_closed": equal, "headroom_share": -1.0}]
+        rows += [{"label": label, "gap_closed": g, "headroom_share": 0.1} for label, g in agents]
+        payload = {"seed": seed, "style": "pop", "command": name, "load_average": [2.0],
+                   "train_gap_closed": {a: 0.5 for a, _ in agents},
+                   "wall_s": {a: 60.0 for a, _ in agents}, "songs": {}, "rows": rows}
         (folder / "results.json").write_text(json.dumps(payload))
 
-    seed_run("a", 7)
+    seed_run("a", 7, agents=[("BC (engineer's decisions)", 0.6), ("PPO from scratch", 0.58)])
     seed_run("b", 11)
     assert main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"),
                  "--out", str(tmp_path / "m")]) == 0
     table = json.loads((tmp_path / "m" / "learning.json").read_text())
-    assert [r["seed"] for r in table["rows"]] == [7, 11]
+    assert [r["seed"] for r in table["rows"]] == [7, 7, 7, 11]
     assert table["commands"] == {"7": "a", "11": "b"}
-    seed_run("c", 7)
-    with pytest.raises(SystemExit, match="seed given twice"):
-        main(["--merge", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "n")])
+    # a later run of seed 7 (same held-out songs): its BC replaces the first run's
+    seed_run("c", 7, agents=[("BC (engineer's decisions)", 0.7), ("BC + PPO", 0.72)])
+    assert main(["--merge", str(tmp_path / "a"), str(tmp_path / "c"),
+                 "--out", str(tmp_path / "n")]) == 0
+    table = json.loads((tmp_path / "n" / "learning.json").read_text())
+    assert {r["policy"]: r["gap_closed"] for r in table["rows"]} == {
+        "equal": 0.0, "bc": 0.7, "ppo_scratch": 0.58, "bc_ppo": 0.72}
+    assert table["commands"] == {"7": "a + c"}
+    seed_run("d", 7, equal=0.01)  # other held-out songs
+    with pytest.raises(SystemExit, match="other held-out songs"):
+        main(["--merge", str(tmp_path / "a"), str(tmp_path / "d"), "--out", str(tmp_path / "o")])
+
+
+def test_stored_states_are_the_module_state_at_each_sequence_start():
+    import torch
+    import tree
+    from ray.rllib.core.columns import Columns
+
+    from mixing_env.envs.song_source import SongSource
+    from rl_models.app.behaviour_cloning import StreamDemonstrations, _StoredStates
+    from rl_models.registry import DEFAULT_MODULE, module_spec
+
+    env = dataclasses.replace(TINY, whole_songs=True).train_env()
+    obs, actions = StreamDemonstrations(env, seed=0).next_episode()
+    spec = module_spec(DEFAULT_MODULE, dict(TINY.model))
+    spec.observation_space, spec.action_space = SongSource(env).spaces()
+    module = spec.build()
+    L = TINY.model["max_seq_len"]
+    states = _StoredStates(module, L).states(obs, len(actions))
+    assert len(states) == len(actions) // L
+    init = tree.map_structure(lambda x: torch.as_tensor(np.asarray(x))[None],
+                              module.get_initial_state())
+    for name, x in states[0].items():
+        assert torch.equal(x, init[name])
+    with torch.no_grad():  # one pass over the first 2 L chunks reaches the third start's state
+        whole = module.forward_train({Columns.OBS: tree.map_structure(
+            lambda x: torch.as_tensor(x[None, : 2 * L]), obs), Columns.STATE_IN: init})
+    for name, x in whole[Columns.STATE_OUT].items():
+        torch.testing.assert_close(states[2][name], x, rtol=1e-4, atol=1e-5)
+
+
+def test_bc_with_stored_states_learns_from_whole_songs(tmp_path):
+    from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
+
+    env = dataclasses.replace(TINY, whole_songs=True).train_env()
+    assert env["episode_chunks"] is None
+    stream = StreamDemonstrations(env, seed=0)
+    out = train_behaviour_cloning(stream, env_config=env, model=TINY.model,
+                                  out_dir=tmp_path / "bc", minutes=60, max_updates=120,
+                                  batch_size=4, buffer_episodes=4, fresh_per_update=0.0,
+                                  loss="log_gain", stored_states=True, log=lambda m: None)
+    losses = [loss for _, _, loss in out["curve"]]
+    assert out["updates"] == 120 and np.mean(losses[-2:]) < np.mean(losses[:2])
+    # whole songs: one demonstration episode per song, from its first chunk to its last
+    first, actions = stream.next_episode()
+    assert len(actions) == first["chunks"].shape[0] > TINY.episode_chunks
