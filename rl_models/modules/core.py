@@ -25,7 +25,7 @@ from rl_models.modules.grouped_lstm import (
 from rl_models.modules.running_attention import running_attention
 
 __all__ = ["DB_TO_LOG_GAIN", "PRIOR_NOBODY_PLAYS_DB", "PRIOR_SILENT_DB", "AttentionLSTMCore",
-           "masked_softmax"]
+           "masked_softmax", "track_self_attention"]
 
 _LOG_KAPPA_MIN, _LOG_KAPPA_MAX = math.log(1e-2), math.log(1e4)
 PRIOR_SILENT_DB = -60.0
