@@ -96,6 +96,21 @@ def _pad_gather(steps: np.ndarray, src: np.ndarray) -> np.ndarray:
     return padded[src]
 
 
+def _to_sequences(arrays: tuple[np.ndarray, ...], lengths: list[int], first_row: np.ndarray,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """The first ``lengths[j]`` rows of each ``arrays[j]`` in zero-padded sequences.
+
+    Equals ``_pad_gather(np.concatenate([a[:n] for a, n in ...]), src)`` for the ``src`` of
+    `sequence_layout`, with one copy: fragment j fills the consecutive slots from
+    ``first_row[j]`` of the flattened (S * T) sequences.
+    """
+    first = arrays[0]
+    out = np.zeros((shape[0] * shape[1], *first.shape[1:]), first.dtype)
+    for a, n, row in zip(arrays, lengths, first_row, strict=True):
+        out[row:row + n] = a[:n]
+    return out.reshape(*shape, *first.shape[1:])
+
+
 def _concat(items: list[Any]) -> Any:
     return tree.map_structure(lambda *xs: np.concatenate(xs), *items)
 
@@ -140,18 +155,23 @@ class SequenceTrainBatch(ConnectorV2):
         to_tensor = self._to_tensor
 
         obs_all = [e.get_observations() for e in episodes]  # L + 1 each: the last bootstraps
-        steps = {
-            Columns.OBS: _concat([tree.map_structure(lambda x, n=n: x[:n], o)
-                                  for o, n in zip(obs_all, lengths, strict=True)]),
-            Columns.ACTIONS: _concat([e.get_actions() for e in episodes]),
-            Columns.REWARDS: np.concatenate([e.get_rewards() for e in episodes]
-                                            ).astype(np.float32),
+        columns = {
+            Columns.OBS: obs_all,
+            Columns.ACTIONS: [e.get_actions() for e in episodes],
+            Columns.REWARDS: [e.get_rewards().astype(np.float32) for e in episodes],
         }
         extra_keys = [k for k in episodes[0].extra_model_outputs if k != Columns.STATE_OUT]
         for key in extra_keys:
-            steps[key] = _concat([e.get_extra_model_outputs(key) for e in episodes])
-        out = {col: tree.map_structure(lambda x: to_tensor(_pad_gather(x, src)), data)
-               for col, data in steps.items()}
+            columns[key] = [e.get_extra_model_outputs(key) for e in episodes]
+        # Each fragment fills consecutive rows of the (S * T) sequence slots: one copy per
+        # fragment and column, straight into the padded batch.
+        first_row = np.concatenate([[0], np.cumsum(np.ceil(np.asarray(lengths) / max_seq_len)
+                                                   .astype(np.int64))[:-1]]) * max_seq_len
+        out = {col: tree.map_structure(
+            lambda *xs: to_tensor(_to_sequences(xs, lengths, first_row, src.shape)), *data)
+            for col, data in columns.items()}
+        steps = {col: np.concatenate(columns[col]) for col in (Columns.REWARDS, Columns.VF_PREDS)
+                 if col in columns}
 
         state_outs = [e.get_extra_model_outputs(Columns.STATE_OUT) for e in episodes]
         initial = tree.map_structure(np.asarray, module.get_initial_state())

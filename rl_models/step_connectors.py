@@ -28,6 +28,20 @@ from ray.rllib.utils.annotations import override
 __all__ = ["StepActions", "StepBatch", "use_step_connectors"]
 
 
+_LAST_STATE = "_step_connectors_last_state"
+"""``shared_data`` key: (the per-env ``state_out`` rows StepActions handed to the env runner,
+the batched tensors they are rows of)."""
+
+
+def _map(fn: Any, structs: list[Any]) -> Any:
+    """``tree.map_structure(fn, *structs)``, without its checks for a flat dict of arrays."""
+    first = structs[0]
+    if isinstance(first, dict) and all(isinstance(v, np.ndarray | torch.Tensor)
+                                       for v in first.values()):
+        return {k: fn(*(s[k] for s in structs)) for k in first}
+    return tree.map_structure(fn, *structs)
+
+
 def _single_agent(episodes: list[Any]) -> None:
     if episodes and isinstance(episodes[0], MultiAgentEpisode):
         raise ValueError("the step connectors handle single-agent env runners only")
@@ -38,6 +52,11 @@ class StepBatch(ConnectorV2):
 
     Gives ``obs`` (B, 1, ...) and ``state_in`` (B, ...) tensors: the episode's last
     ``state_out``, or the module's initial state where an episode has not stepped yet.
+
+    Most steps stack no state: where every env's last ``state_out`` is the row `StepActions`
+    handed out of the module's last ``state_out`` (the env runner stores those objects), the
+    module's tensors are used as they are. After a reset or a new fragment the states are
+    stacked item by item.
     """
 
     @override(ConnectorV2)
@@ -46,21 +65,25 @@ class StepBatch(ConnectorV2):
                  **kwargs) -> Any:
         """Returns ``batch`` with ``obs`` and ``state_in`` (see the class docstring)."""
         _single_agent(episodes)
-        initial = None
+        observations = [e.get_observations(-1) for e in episodes]
+        batch[Columns.OBS] = _map(lambda *xs: torch.from_numpy(np.stack(xs)[:, None]),
+                                  observations)
+        last = (shared_data or {}).get(_LAST_STATE)
         states = []
         for e in episodes:
             if (e.t_started == 0 and len(e) == 0) or (
                     Columns.STATE_OUT not in e.extra_model_outputs):
-                if initial is None:
-                    initial = tree.map_structure(np.asarray, rl_module.get_initial_state())
-                states.append(initial)
+                states.append(None)
             else:
                 states.append(e.get_extra_model_outputs(key=Columns.STATE_OUT, indices=-1))
-        observations = [e.get_observations(-1) for e in episodes]
-        batch[Columns.OBS] = tree.map_structure(
-            lambda *xs: torch.from_numpy(np.stack(xs)[:, None]), *observations)
-        batch[Columns.STATE_IN] = tree.map_structure(
-            lambda *xs: torch.from_numpy(np.stack(xs)), *states)
+        if last is not None and len(last[0]) == len(states) and all(
+                s is r for s, r in zip(states, last[0], strict=True)):
+            batch[Columns.STATE_IN] = last[1]  # the module's last state_out, row for row
+            return batch
+        if any(s is None for s in states):
+            initial = tree.map_structure(np.asarray, rl_module.get_initial_state())
+            states = [initial if s is None else s for s in states]
+        batch[Columns.STATE_IN] = _map(lambda *xs: torch.from_numpy(np.stack(xs)), states)
         return batch
 
 
@@ -93,9 +116,16 @@ class StepActions(ConnectorV2):
                 out[Columns.ACTION_LOGP] = dist.logp(out[Columns.ACTIONS])
         to_env = {k: v.detach().cpu().numpy() for k, v in out.items()}
         if state is not None:
-            state = tree.map_structure(lambda x: x.detach().cpu().numpy(), state)
-            to_env[Columns.STATE_OUT] = [tree.map_structure(lambda x, i=i: x[i], state)
-                                         for i in range(len(episodes))]
+            arrays = _map(lambda x: x.detach().cpu().numpy(), [state])
+            if isinstance(arrays, dict) and all(isinstance(v, np.ndarray)
+                                                for v in arrays.values()):
+                rows = [{k: v[i] for k, v in arrays.items()} for i in range(len(episodes))]
+            else:
+                rows = [tree.map_structure(lambda x, i=i: x[i], arrays)
+                        for i in range(len(episodes))]
+            to_env[Columns.STATE_OUT] = rows
+            if shared_data is not None:  # StepBatch's next state_in, where nothing changed
+                shared_data[_LAST_STATE] = (rows, _map(lambda x: x.detach(), [state]))
         return to_env
 
 

@@ -25,7 +25,7 @@ from rl_models.modules.grouped_lstm import (
 from rl_models.modules.running_attention import running_attention
 
 __all__ = ["DB_TO_LOG_GAIN", "PRIOR_NOBODY_PLAYS_DB", "PRIOR_SILENT_DB", "AttentionLSTMCore",
-           "masked_softmax"]
+           "masked_softmax", "track_self_attention"]
 
 _LOG_KAPPA_MIN, _LOG_KAPPA_MAX = math.log(1e-2), math.log(1e4)
 PRIOR_SILENT_DB = -60.0
@@ -44,6 +44,38 @@ def masked_softmax(x: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> torch.
     """
     x = x.masked_fill(~mask, torch.finfo(x.dtype).min)
     return torch.softmax(x, dim=dim) * mask
+
+
+def track_self_attention(mixer: nn.MultiheadAttention, x: torch.Tensor,
+                         silent: torch.Tensor) -> torch.Tensor:
+    """``mixer(x, x, x, key_padding_mask=silent, need_weights=False)[0]``, in eight ops.
+
+    The same computation as torch's one-head ``MultiheadAttention`` (input projection,
+    softmax(q k^T / sqrt(e)) with the silent tracks' keys at -inf, output projection), equal
+    within float rounding (tested), without its argument checks and dispatch, which cost more
+    than the arithmetic at a few dozen tracks per row.
+
+    Args:
+        mixer: One-head, ``batch_first`` self-attention whose weights are used.
+        x: Track embeddings [shape=(N, A, e)].
+        silent: True where a track must not be attended to [shape=(N, A)] (never a whole row).
+    """
+    q, k, v = nn.functional.linear(x, mixer.in_proj_weight, mixer.in_proj_bias).chunk(3, -1)
+    keys = x.new_zeros(silent.shape).masked_fill_(silent, float("-inf")).unsqueeze(1)
+    scores = torch.baddbmm(keys, q, k.transpose(1, 2), alpha=1.0 / math.sqrt(x.shape[-1]))
+    return nn.functional.linear(torch.bmm(torch.softmax(scores, -1), v),
+                                mixer.out_proj.weight, mixer.out_proj.bias)
+
+
+def _row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(x * y).sum(-1)`` for x (N, A, k) and y (N, A, k) or (N, 1, k) [shape=(N, A)].
+
+    With one y per row (shared H, F) it is a batched matrix-vector product, which neither
+    forward nor backward expands to (N, A, k).
+    """
+    if y.shape[1] == 1 and x.shape[1] != 1:
+        return torch.bmm(x, y.transpose(1, 2)).squeeze(-1)
+    return (x * y).sum(-1)
 
 
 class AttentionLSTMCore(nn.Module):
@@ -229,8 +261,7 @@ class AttentionLSTMCore(nn.Module):
         if self.track_mixer is not None:  # each track hears the other real tracks
             silent = ~mask_a
             silent = silent & ~silent.all(-1, keepdim=True)  # a padded row: no NaN softmax
-            heard, _ = self.track_mixer(emb, emb, emb, key_padding_mask=silent,
-                                        need_weights=False)
+            heard = track_self_attention(self.track_mixer, emb, silent)
             emb = emb + torch.where(mask_a.unsqueeze(-1), heard, torch.zeros_like(heard))
         h0, c0 = pick(state["track_h"], 1), pick(state["track_c"], 1)
         if t == 1 and self.forward_lstm.weight_hh.shape[0] == 1:  # acting, shared weights
@@ -251,13 +282,13 @@ class AttentionLSTMCore(nn.Module):
             H, F = select_tracks(self, H, 1, tracks), select_tracks(self, F, 1, tracks)
         # lambda_it = (B1 b_t)^T (H_i h_it), computed as (H_i^T B1 b_t)^T h_it.
         query = ((bt @ self.B1.T) @ H.flatten(1)).view(n, H.shape[1], -1)
-        lam = (hs * query).sum(-1).view(b, t, a)
+        lam = _row_dot(hs, query).view(b, t, a)
         cv, log_mass, alpha = running_attention(
             lam, hs.view(b, t, a, -1), pick(state["log_mass"], 1), pick(state["context"], 1))
         cv = cv.reshape(n, a, -1)  # CV_i
         # gamma_i = (B2 b_t)^T (F_i CV_i).
         key = ((bt @ self.B2.T) @ F.flatten(1)).view(n, F.shape[1], -1)
-        gamma = (key * cv).sum(-1)
+        gamma = _row_dot(cv, key)
         if self.residual_gate is not None:  # the attention learns a correction of the prior
             gamma = self.residual_gate * gamma
         if self.has_prior:
@@ -272,9 +303,10 @@ class AttentionLSTMCore(nn.Module):
 
         features = None
         if need_features:
+            # sum_i w_i CV_i as (1, A) @ (A, k) per row: no (N, A, k) temporaries.
             maskf = mask_a.to(cv.dtype)
-            mean_cv = (cv * maskf.unsqueeze(-1)).sum(1) / n_real.clamp_min(1.0)
-            pooled = (cv * beta_a.unsqueeze(-1)).sum(1)
+            mean_cv = torch.bmm(maskf.unsqueeze(1), cv).squeeze(1) / n_real.clamp_min(1.0)
+            pooled = torch.bmm(beta_a.unsqueeze(1), cv).squeeze(1)
             features = torch.cat([pooled, mean_cv, bt], dim=-1).view(b, t, -1)
 
         def keep(name: str, new: torch.Tensor) -> torch.Tensor:

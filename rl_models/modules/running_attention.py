@@ -48,14 +48,16 @@ def running_attention(
         keep, alpha = torch.exp(log_mass - new_mass), torch.exp(lam - new_mass)
         cv = context * keep.unsqueeze(-1) + values[:, 0] * alpha.unsqueeze(-1)
         return cv.unsqueeze(1), new_mass.unsqueeze(1), alpha.unsqueeze(1)
+    # Tracks lead, so the weighted sum is one batched (T, 1 + T) @ (1 + T, k) matmul per
+    # (sequence, track) with no transposed copies of the (B, T, 1 + T, A) weights.
     t = scores.shape[1]
-    logits = torch.cat([log_mass.unsqueeze(1), scores], dim=1)  # (B, 1 + T, A)
-    masses = torch.logcumsumexp(logits, dim=1)[:, 1:]  # L_1..L_T
-    # weight[b, t, s, a] = exp(logit_s - L_t) for s <= t + 1 (s = 0 is the history).
+    logits = torch.cat([log_mass.unsqueeze(-1), scores.transpose(1, 2)], dim=-1)  # (B, A, 1+T)
+    masses = torch.logcumsumexp(logits, dim=-1)[..., 1:]  # L_1..L_T
+    # weight[b, a, t, s] = exp(logit_s - L_t) for s <= t + 1 (s = 0 is the history).
     causal = torch.ones(t, t + 1, dtype=torch.bool, device=scores.device).tril(1)
-    diff = logits.unsqueeze(1) - masses.unsqueeze(2)  # (B, T, 1 + T, A)
-    weight = torch.exp(diff.masked_fill(~causal[None, :, :, None], float("-inf")))
-    all_values = torch.cat([context.unsqueeze(1), values], dim=1)  # (B, 1 + T, A, k)
-    cv = torch.einsum("btsa,bsak->btak", weight, all_values)
-    alpha = torch.diagonal(weight[:, :, 1:], dim1=1, dim2=2).permute(0, 2, 1)
-    return cv, masses, alpha
+    diff = logits.unsqueeze(2) - masses.unsqueeze(3)  # (B, A, T, 1 + T)
+    weight = torch.exp(diff.masked_fill(~causal, float("-inf")))
+    all_values = torch.cat([context.unsqueeze(2), values.permute(0, 2, 1, 3)], dim=2)
+    cv = torch.matmul(weight, all_values)  # (B, A, T, k)
+    alpha = torch.diagonal(weight[..., 1:], dim1=2, dim2=3)  # (B, A, T)
+    return cv.permute(0, 2, 1, 3), masses.transpose(1, 2), alpha.transpose(1, 2)

@@ -4,6 +4,7 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
+from rl_models.modules.core import track_self_attention
 from rl_models.modules.grouped_lstm import (
     GroupedLSTM,
     GroupedNewestBackwardStep,
@@ -142,3 +143,21 @@ def test_bidirectional_step_is_torch_lstm_cell_and_backward_step(grad):
             lstm.bias.add_(1.0)
             moved, _, _ = bidirectional_step(x, h, c, lstm, backward)
         assert not torch.allclose(moved, h1)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["acting", "training"])
+def test_track_self_attention_is_torch_multihead_attention(grad):
+    torch.manual_seed(0)
+    mixer = torch.nn.MultiheadAttention(6, 1, batch_first=True)
+    x = torch.randn(5, 4, 6, requires_grad=grad)
+    silent = torch.tensor([[0, 0, 1, 1], [1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 0],
+                           [0, 1, 0, 1]], dtype=torch.bool)
+    expected = mixer(x, x, x, key_padding_mask=silent, need_weights=False)[0]
+    got = track_self_attention(mixer, x, silent)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    if grad:
+        w = torch.randn_like(got)
+        want = torch.autograd.grad((expected * w).sum(), [x, *mixer.parameters()])
+        have = torch.autograd.grad((got * w).sum(), [x, *mixer.parameters()])
+        for a, b in zip(have, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

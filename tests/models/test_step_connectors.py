@@ -78,3 +78,44 @@ def test_use_step_connectors_leaves_configs_with_their_own_connectors():
     config = PPOConfig().env_runners(env_to_module_connector=lambda *a: StepBatch())
     assert not use_step_connectors(config)
     assert not use_step_connectors(PPOConfig().environment(clip_actions=True))
+
+
+def _sampled(config, monkeypatch, *, reuse):
+    """Episodes of 25 steps from a fresh env runner; ``reuse`` False: states always stacked."""
+    from rl_models import step_connectors
+
+    calls = {"reused": 0}
+    step_batch = step_connectors.StepBatch.__call__
+
+    def counting(self, **kwargs):
+        last = (kwargs.get("shared_data") or {}).get(step_connectors._LAST_STATE)
+        if not reuse:
+            kwargs.get("shared_data", {}).pop(step_connectors._LAST_STATE, None)
+        out = step_batch(self, **kwargs)
+        calls["reused"] += last is not None and out[Columns.STATE_IN] is last[1]
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(step_connectors.StepBatch, "__call__", counting)
+        runner = SingleAgentEnvRunner(config=config)
+        episodes = runner.sample(num_timesteps=75)
+    return episodes, calls["reused"]
+
+
+def test_step_batch_reuses_the_last_state_out_exactly(monkeypatch):
+    """Reusing the module's last state_out gives the very episodes stacking gives."""
+    config = build_algorithm_config(
+        "PPO", env_config=ENV, model={**MODEL, "max_seq_len": 4},
+        training={"train_batch_size_per_learner": 64, "minibatch_size": 32},
+        env_runners={"num_envs_per_env_runner": 3}, seed=0)
+    fast, reused = _sampled(config, monkeypatch, reuse=True)
+    slow, never = _sampled(config, monkeypatch, reuse=False)
+    assert reused > 10 and never == 0
+    assert [len(e) for e in fast] == [len(e) for e in slow]
+    for a, b in zip(fast, slow, strict=True):
+        tree.map_structure(np.testing.assert_array_equal, a.get_observations(),
+                           b.get_observations())
+        np.testing.assert_array_equal(a.get_actions(), b.get_actions())
+        for key in (Columns.STATE_OUT, Columns.ACTION_LOGP, Columns.VF_PREDS):
+            tree.map_structure(np.testing.assert_array_equal,
+                               a.get_extra_model_outputs(key), b.get_extra_model_outputs(key))
