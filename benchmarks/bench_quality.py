@@ -63,7 +63,7 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
     p.add_argument("--bc-ppo-model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="module settings of the fine-tuning (YAML), e.g. value_detach=true")
     p.add_argument("--whole-songs", action="store_true",
-                   help="train on whole songs (BC carrying its state) instead of windows")
+                   help="train on whole songs (BC from stored states) instead of windows")
     p.add_argument("--stem-spectrum", action="store_true",
                    help="agents also read each stem's long-term spectrum")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
@@ -116,19 +116,10 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
 
 
 def _yaml_pairs(pairs: list[str]) -> dict:
-    """``["key=value", ...]`` -> ``{key: YAML value}`` (numbers written as floats, 1.0e-4)."""
-    import yaml
+    """``["key=value", ...]`` -> ``{key: value}``, each value read as experiment overrides are."""
+    from rl_models.app.experiment import parse_override
 
-    out = {}
-    for kv in pairs:
-        key, _, value = kv.partition("=")
-        parsed = yaml.safe_load(value)
-        try:  # YAML 1.1 reads 1e-4 as a string
-            parsed = float(parsed) if isinstance(parsed, str) else parsed
-        except ValueError:
-            pass
-        out[key] = parsed
-    return out
+    return {".".join(path): value for path, value in map(parse_override, pairs)}
 
 
 def learning_rows(payloads: list[dict]) -> list[dict]:

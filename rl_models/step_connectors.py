@@ -117,12 +117,7 @@ class StepActions(ConnectorV2):
         to_env = {k: v.detach().cpu().numpy() for k, v in out.items()}
         if state is not None:
             arrays = _map(lambda x: x.detach().cpu().numpy(), [state])
-            if isinstance(arrays, dict) and all(isinstance(v, np.ndarray)
-                                                for v in arrays.values()):
-                rows = [{k: v[i] for k, v in arrays.items()} for i in range(len(episodes))]
-            else:
-                rows = [tree.map_structure(lambda x, i=i: x[i], arrays)
-                        for i in range(len(episodes))]
+            rows = [_map(lambda x, i=i: x[i], [arrays]) for i in range(len(episodes))]
             to_env[Columns.STATE_OUT] = rows
             if shared_data is not None:  # StepBatch's next state_in, where nothing changed
                 shared_data[_LAST_STATE] = (rows, _map(lambda x: x.detach(), [state]))

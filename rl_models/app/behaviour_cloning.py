@@ -250,8 +250,8 @@ def train_behaviour_cloning(
             f"config gives {observation_space['chunks'].shape}: record them with this config"
         )
     init = module.get_initial_state()
-    stored = _StoredStates(module, seq_len)
-    if stored_states:
+    stored = _StoredStates(module, seq_len) if stored_states else None
+    if stored is not None:
         usable = [stored.add(e) for e in usable]
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     dist_cls = module.get_train_action_dist_cls()
@@ -282,7 +282,7 @@ def train_behaviour_cloning(
             for _ in range(due):
                 fresh = stream.next_episode()
                 if len(fresh[1]) >= seq_len:
-                    usable.append(stored.add(fresh) if stored_states else fresh)
+                    usable.append(fresh if stored is None else stored.add(fresh))
             del usable[: max(len(usable) - buffer_episodes, 0)]
         picks = [usable[i] for i in rng.integers(len(usable), size=batch_size)]
         if stored_states:
