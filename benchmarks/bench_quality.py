@@ -62,6 +62,8 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
                    help="PPO settings of the fine-tuning after BC (YAML), e.g. lr=1e-4")
     p.add_argument("--bc-ppo-model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="module settings of the fine-tuning (YAML), e.g. value_detach=true")
+    p.add_argument("--bc-ppo-imitation", type=float, default=None, metavar="COEFF",
+                   help="keep BC's loss in the fine-tuning's loss with this weight (DAPG)")
     p.add_argument("--whole-songs", action="store_true",
                    help="train on whole songs (BC from stored states) instead of windows")
     p.add_argument("--stem-spectrum", action="store_true",
@@ -69,7 +71,10 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override model_config values (YAML), e.g. hidden_size=64")
     p.add_argument("--bc", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="behaviour cloning's lr, batch_size or loss, e.g. loss=log_gain")
+                   help="behaviour cloning's lr, batch_size, loss or ema_decay, e.g. "
+                        "loss=log_gain")
+    p.add_argument("--validation", type=int, default=None, metavar="N",
+                   help="BC keeps the weights that score best on N validation songs")
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs given to Ray")
     p.add_argument("--tiny", action="store_true", help="a few short songs and a minute an agent")
     p.add_argument("--merge", nargs="+", default=None, metavar="RUN",
@@ -92,7 +97,8 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
         overrides["bc_checkpoint"] = str(Path(args.bc_checkpoint).resolve())
     overrides["bc_training"] = _yaml_pairs(args.bc)
     for name, key in (("style", "style"), ("inconsistency", "inconsistency"),
-                      ("heldout", "n_heldout")):
+                      ("heldout", "n_heldout"), ("validation", "n_validation"),
+                      ("bc_ppo_imitation", "bc_ppo_imitation")):
         if getattr(args, name) is not None:
             overrides[key] = getattr(args, name)
     if args.no_listening:

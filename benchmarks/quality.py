@@ -43,7 +43,9 @@ __all__ = [
     "QualitySetup",
     "agent_experiments",
     "fit_table",
+    "demonstrations",
     "heldout_cache",
+    "validation_cache",
     "run_benchmark",
     "score_policies",
     "stream_songs",
@@ -58,8 +60,13 @@ TABLE_BASELINES = ("equal", "loudness", "instrument_balance", "bound", "static_o
                    "oracle")
 """The baseline rows of every table, in order."""
 
-BC_TRAINING: dict[str, Any] = {"lr": 2e-3, "batch_size": 16, "loss": "dirichlet"}
-"""Behaviour cloning's defaults: Adam's rate at the start, sequences per update, the loss."""
+BC_TRAINING: dict[str, Any] = {"lr": 2e-3, "batch_size": 16, "loss": "dirichlet",
+                               "ema_decay": 0.0}
+"""Behaviour cloning's defaults: Adam's rate at the start, sequences per update, the loss,
+the weights' moving average (0: none)."""
+
+_VALIDATION_SEED = 1_000_003
+"""Added to the seed of the validation songs: neither the held-out songs nor the stream."""
 
 _TABLE_STREAM = 1  # the table is fitted on the first songs the local env runner trains on
 
@@ -121,12 +128,20 @@ class QualitySetup:
     bc_ppo_model: dict[str, Any] = field(default_factory=dict)
     """Module settings of the fine-tuning that leave the weights' shapes alone (e.g.
     ``value_detach``: the untrained value head's loss kept out of the cloned policy)."""
+    bc_ppo_imitation: float = 0.0
+    """Weight of behaviour cloning's loss kept in the fine-tuning's loss (DAPG: on the
+    engineer's gains for newly made songs, :mod:`rl_models.algorithms.demonstration_term`);
+    0: PPO's loss alone."""
     bc_checkpoint: str | None = None
     """Start from this BC checkpoint (a ``checkpoint_000000`` behaviour cloning wrote, with
     ``progress.json`` beside it) instead of training BC: its row is scored again and BC + PPO
     fine-tunes it."""
     eval_songs: int = 4
     """Held-out songs the RL agents are scored on while they train (their curves)."""
+    n_validation: int = 0
+    """Validation songs (made like the held-out ones from their own seed, never trained on):
+    behaviour cloning keeps the weights that score best on them, checked every 3 minutes of
+    training. 0: it keeps its last weights."""
     model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(STREAM_AGENT_MODEL))
     """The module (:data:`rl_models.app.stream_agent.STREAM_AGENT_MODEL`: the pretrained
     agent's too)."""
@@ -134,10 +149,10 @@ class QualitySetup:
     def __post_init__(self) -> None:
         for name in ("n_heldout", "n_table", "n_train_sample", "episode_chunks",
                      "episodes_per_song", "songs_per_skeleton", "bc_episodes_per_song",
-                     "n_track_features", "eval_songs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {name}={value!r}")
+                     "n_track_features", "eval_songs", "n_validation"):
+            value, least = getattr(self, name), int(name != "n_validation")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{name} must be an int >= {least}, got {name}={value!r}")
         get_style(self.style)
         unknown = sorted(set(self.agents) - set(AGENTS))
         if unknown:
@@ -154,6 +169,11 @@ class QualitySetup:
                     kind is not bool and isinstance(value, bool)):
                 raise ConfigError(f"bc_training[{key!r}] must be of type {kind.__name__}, "
                                   f"got {value!r}")
+        if isinstance(self.bc_ppo_imitation, bool) or not isinstance(
+                self.bc_ppo_imitation, int | float) or not (
+                math.isfinite(self.bc_ppo_imitation) and self.bc_ppo_imitation >= 0):
+            raise ConfigError(f"bc_ppo_imitation must be a finite number >= 0, got "
+                              f"{self.bc_ppo_imitation!r}")
         for agent, value in self.minutes.items():
             if not (isinstance(value, int | float) and 0 < value <= 45):
                 raise ConfigError(f"minutes[{agent!r}] must be in (0, 45], got {value!r}")
@@ -206,20 +226,33 @@ def heldout_cache(root: str | Path, setup: QualitySetup, *, progress: bool = Fal
     Returns:
         The prepared cache folder.
     """
+    return _song_cache(root, setup, n_songs=setup.n_heldout, seed=setup.seed,
+                       progress=progress)
+
+
+def validation_cache(root: str | Path, setup: QualitySetup) -> str:
+    """``n_validation`` songs made as the held-out ones from another seed; made once."""
+    return _song_cache(root, setup, n_songs=setup.n_validation,
+                       seed=setup.seed + _VALIDATION_SEED)
+
+
+def _song_cache(root: str | Path, setup: QualitySetup, *, n_songs: int, seed: int,
+                progress: bool = False) -> str:
     from mixing_env.data.prepare import prepare_dataset
     from mixing_env.engineer import Engineer
     from mixing_env.songs.sampled import make_sampled_dataset
 
     root = Path(root)
     cache, key_file = root / "cache", root / "songs.json"
+    key = setup.songs_key() | {"seed": seed, "n_heldout": n_songs}
     if (cache / "manifest.json").is_file() and key_file.is_file() and json.loads(
-            key_file.read_text()) == setup.songs_key():
+            key_file.read_text()) == key:
         return str(cache.resolve())
-    make_sampled_dataset(root / "songs", n_songs=setup.n_heldout, seconds=setup.seconds,
-                         n_tracks=setup.n_tracks, seed=setup.seed,
+    make_sampled_dataset(root / "songs", n_songs=n_songs, seconds=setup.seconds,
+                         n_tracks=setup.n_tracks, seed=seed,
                          engineer=Engineer(setup.style, setup.inconsistency))
     prepare_dataset(root / "songs", cache, progress=progress, rebuild=True)
-    key_file.write_text(json.dumps(setup.songs_key()))
+    key_file.write_text(json.dumps(key))
     return str(cache.resolve())
 
 
@@ -302,8 +335,14 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
     def bc_ppo(done: dict) -> dict:
         if "bc" not in done:
             raise ConfigError("bc_ppo fine-tunes the bc agent: train 'bc' first")
+        imitation = {}
+        if setup.bc_ppo_imitation:  # DAPG: BC's loss on the engineer's gains stays in PPO's
+            bc = {**BC_TRAINING, **setup.bc_training}
+            term = demonstrations(setup) | {"coeff": setup.bc_ppo_imitation, "seed": setup.seed,
+                                            "loss": bc["loss"], "batch_size": bc["batch_size"]}
+            imitation["resources"] = {"learner_config_dict": {"demonstrations": term}}
         return _experiment("quality_bc_ppo", "PPO", setup,
-                           training={**BC_PPO_TRAINING, **setup.bc_ppo_training},
+                           training={**BC_PPO_TRAINING, **setup.bc_ppo_training}, **imitation,
                            model={**setup.model, **setup.bc_ppo_model},
                            init_module_from=done["bc"], **common)
 
@@ -317,32 +356,46 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
     return {name: table[name] for name in setup.agents if name in table}
 
 
+def demonstrations(setup: QualitySetup) -> dict[str, Any]:
+    """Where behaviour cloning's demonstrations come from and how many are kept.
+
+    Returns:
+        ``env`` (the training stream, ``bc_episodes_per_song`` songs in play), ``capacity``
+        (episodes kept: windows, 1,024 recent ones; whole songs, as many chunks),
+        ``fresh_per_update`` (one new window every other update, whole songs as many chunks)
+        and ``stored_states`` (whole songs).
+    """
+    batch_size = {**BC_TRAINING, **setup.bc_training}["batch_size"]
+    env = setup.train_env()
+    env["generated"] = {**env["generated"], "episodes_per_song": setup.bc_episodes_per_song,
+                        "pool": setup.bc_episodes_per_song}
+    per_episode = 1.0
+    if setup.whole_songs:  # one episode a song
+        env["generated"] |= {"episodes_per_song": 1}
+        per_episode = setup.episode_chunks / setup.song_chunks()
+    return {"env": env, "capacity": max(int(1024 * per_episode), 2 * batch_size),
+            "fresh_per_update": 0.5 * per_episode, "stored_states": setup.whole_songs}
+
+
 def train_bc(setup: QualitySetup, out: Path, *, held_out_env: dict | None = None,
-             log: Callable[[str], None] = print) -> dict:
+             validation_env: dict | None = None, log: Callable[[str], None] = print) -> dict:
     """Behaviour cloning of the engineer's decisions on the training stream, in-process.
 
-    With ``held_out_env``, the held-out curve is scored every 5 minutes of training.
+    With ``held_out_env``, the held-out curve is scored every 5 minutes of training; with
+    ``validation_env`` the weights that score best there are kept.
     """
     from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
     from rl_models.app.evaluate import HeldOutScore
 
-    training = {**BC_TRAINING, **setup.bc_training}
-    env = setup.train_env()
-    env["generated"] = {**env["generated"], "episodes_per_song": setup.bc_episodes_per_song,
-                        "pool": setup.bc_episodes_per_song}
-    # Windows: a buffer of 1,024 recent episodes, one new every other update. Whole songs:
-    # one episode a song, the buffer and the fresh data the same in chunks.
-    per_episode = 1.0
-    if setup.whole_songs:
-        env["generated"] |= {"episodes_per_song": 1}
-        per_episode = setup.episode_chunks / setup.song_chunks()
-    stream = StreamDemonstrations(env, seed=setup.seed)
+    demos = demonstrations(setup)
     return train_behaviour_cloning(
-        stream, env_config=env, model=setup.model, out_dir=out,
-        minutes=setup.minutes["bc"], seed=setup.seed, log=log,
-        buffer_episodes=max(int(1024 * per_episode), 2 * training["batch_size"]),
-        fresh_per_update=0.5 * per_episode, stored_states=setup.whole_songs, **training,
-        held_out=HeldOutScore(held_out_env) if held_out_env else None)
+        StreamDemonstrations(demos["env"], seed=setup.seed), env_config=demos["env"],
+        model=setup.model, out_dir=out, minutes=setup.minutes["bc"], seed=setup.seed, log=log,
+        buffer_episodes=demos["capacity"], fresh_per_update=demos["fresh_per_update"],
+        stored_states=demos["stored_states"], **{**BC_TRAINING, **setup.bc_training},
+        held_out=HeldOutScore(held_out_env) if held_out_env else None,
+        validation=HeldOutScore(validation_env) if validation_env else None,
+        validation_every_s=180.0)
 
 
 def reused_bc(checkpoint: str | Path) -> dict:
@@ -464,8 +517,10 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
             continue
         label, t = AGENT_LABELS[name], time.time()
         if name == "bc":
+            validation = (setup.heldout_env(validation_cache(out / "validation", setup))
+                          if setup.n_validation and not setup.bc_checkpoint else None)
             bc = (reused_bc(setup.bc_checkpoint) if setup.bc_checkpoint else
-                  train_bc(setup, out / "runs" / "bc", log=log,
+                  train_bc(setup, out / "runs" / "bc", log=log, validation_env=validation,
                            held_out_env=setup.heldout_env(cache, heldout[: setup.eval_songs])))
             checkpoints[name] = bc["checkpoint"]
             gaps = {u: g for u, _, g in bc["held_out_curve"]}
@@ -476,6 +531,9 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
                               "gap_closed": g, "return_mean": None, "env_steps": None}
                              for u, s, g in bc["held_out_curve"] if u % 25]
             songs_drawn[name] = {"songs": bc["songs"], "demo_cpu_s": bc["demo_cpu_s"]}
+            if "selected" in bc:  # (update, seconds, validation gap) of the weights kept
+                songs_drawn[name] |= {"selected": bc["selected"],
+                                      "validation_curve": bc["validation_curve"]}
         else:
             results = run_experiment(copy.deepcopy(experiments[name](checkpoints)), verbose=0)
             best = results[0]

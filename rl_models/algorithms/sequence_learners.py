@@ -5,14 +5,19 @@ from __future__ import annotations
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.learner.learner import Learner
 
+from rl_models.algorithms.demonstration_term import DemonstrationTermLearner
 from rl_models.algorithms.pg_learner import PGTorchLearner
 from rl_models.sequence_batch import SequenceBatchLearner
 
 __all__ = ["SEQUENCE_LEARNERS", "SequencePGTorchLearner", "SequencePPOTorchLearner"]
 
 
-class SequencePPOTorchLearner(SequenceBatchLearner, PPOTorchLearner):
-    """RLlib's PPO torch learner with `SequenceTrainBatch` as its learner pipeline."""
+class SequencePPOTorchLearner(DemonstrationTermLearner, SequenceBatchLearner, PPOTorchLearner):
+    """RLlib's PPO learner: `SequenceTrainBatch` pipeline, optional imitation term.
+
+    The term (:mod:`rl_models.algorithms.demonstration_term`) is added where
+    ``learner_config_dict["demonstrations"]`` asks for one.
+    """
 
 
 class SequencePGTorchLearner(SequenceBatchLearner, PGTorchLearner):

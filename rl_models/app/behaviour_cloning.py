@@ -11,6 +11,7 @@ experiment's ``init_module_from`` take it).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -21,7 +22,8 @@ import numpy as np
 
 from mixing_env.errors import ConfigError
 
-__all__ = ["LOSSES", "StreamDemonstrations", "log_gain_error", "train_behaviour_cloning"]
+__all__ = ["LOSSES", "DemonstrationBatches", "StreamDemonstrations", "imitation_loss",
+           "log_gain_error", "train_behaviour_cloning"]
 
 LOSSES = ("dirichlet", "log_gain")
 """What behaviour cloning minimises (see :func:`train_behaviour_cloning`)."""
@@ -137,6 +139,106 @@ class StreamDemonstrations:
         return obs, record.actions.T.astype(np.float32)
 
 
+
+class DemonstrationBatches:
+    """Batches of demonstrated sequences for a module to imitate, from a buffer of episodes.
+
+    With a :class:`StreamDemonstrations` the buffer keeps the last ``capacity`` episodes and
+    takes ``fresh_per_update`` new ones at each :meth:`sample` (a fraction: one every few);
+    with a list of episodes it stays as it is.
+
+    Args:
+        module: The module that imitates (its ``max_seq_len`` is the sequence length; with
+            ``stored_states`` it plays each episode once as it comes in).
+        episodes: ``(obs, actions)`` pairs to start with.
+        stream: Where new episodes come from (None: none come).
+        capacity: Episodes kept at most.
+        fresh_per_update: New stream episodes per :meth:`sample`.
+        stored_states: Sequences start at multiples of ``max_seq_len`` from the state the
+            module reached there (:class:`_StoredStates`); False: at any offset from the
+            initial state.
+        rng: Draws the sequences.
+
+    Raises:
+        ConfigError: No episode is as long as one sequence.
+    """
+
+    def __init__(self, module: Any, episodes: list, *, stream: StreamDemonstrations | None,
+                 capacity: int, fresh_per_update: float, stored_states: bool,
+                 rng: np.random.Generator):
+        self.module, self.stream, self.rng = module, stream, rng
+        self.capacity, self.fresh_per_update = capacity, fresh_per_update
+        self.seq_len = int(module.model_config["max_seq_len"])
+        self.stored = _StoredStates(module, self.seq_len) if stored_states else None
+        self.init = module.get_initial_state()
+        self.episodes: list = []
+        self.samples = 0
+        for episode in episodes:
+            self._add(episode)
+        if not self.episodes:
+            raise ConfigError(f"no demonstration episode is as long as "
+                              f"max_seq_len={self.seq_len}")
+
+    def _add(self, episode: tuple) -> None:
+        if len(episode[1]) >= self.seq_len:
+            self.episodes.append(episode if self.stored is None else self.stored.add(episode))
+
+    def sample(self, batch_size: int) -> tuple[dict, Any]:
+        """New songs in (the oldest out), then ``batch_size`` sequences drawn at random.
+
+        Returns:
+            ``(batch, actions)``: the module's ``forward_train`` input (``obs``,
+            ``state_in``) and the demonstrated actions [shape=(batch_size, max_seq_len, C)].
+        """
+        import torch
+        import tree
+        from ray.rllib.core.columns import Columns
+
+        if self.stream is not None:
+            k, rate = self.samples, self.fresh_per_update
+            for _ in range(int((k + 1) * rate) - int(k * rate)):
+                self._add(self.stream.next_episode())
+            del self.episodes[: max(len(self.episodes) - self.capacity, 0)]
+        self.samples += 1
+        L, rng = self.seq_len, self.rng
+        picks = [self.episodes[i] for i in rng.integers(len(self.episodes), size=batch_size)]
+        if self.stored is not None:
+            blocks = [int(rng.integers(len(p[2]))) for p in picks]
+            offsets = [b * L for b in blocks]
+            state = tree.map_structure(lambda *xs: torch.cat(xs),
+                                       *[p[2][b] for p, b in zip(picks, blocks, strict=True)])
+        else:
+            offsets = [int(rng.integers(0, len(p[1]) - L + 1)) for p in picks]
+            state = tree.map_structure(
+                lambda x: torch.as_tensor(np.repeat(np.asarray(x)[None], batch_size, 0)),
+                self.init)
+        seqs = [(tree.map_structure(lambda x, s=s: x[s : s + L], o), a[s : s + L])
+                for (o, a, *_), s in zip(picks, offsets, strict=True)]
+        obs = tree.map_structure(lambda *xs: torch.as_tensor(np.stack(xs)),
+                                 *[o for o, _ in seqs])
+        actions = torch.as_tensor(np.stack([a for _, a in seqs]))
+        return {Columns.OBS: obs, Columns.STATE_IN: state}, actions
+
+
+def imitation_loss(module: Any, batch: dict, actions: Any, loss: str) -> Any:
+    """How far the module's actions on ``batch`` are from the demonstrated ``actions``.
+
+    Args:
+        module: The module (its ``forward_train`` runs with autograd).
+        batch: ``obs`` and ``state_in`` of sequences (:meth:`DemonstrationBatches.sample`).
+        actions: The demonstrated actions.
+        loss: One of :data:`LOSSES` (see :func:`train_behaviour_cloning`).
+    """
+    from ray.rllib.core.columns import Columns
+
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+    inputs = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
+    if loss == "dirichlet":
+        return -module.get_train_action_dist_cls().from_logits(inputs).logp(actions).mean()
+    return log_gain_error(inputs, actions)
+
+
 def train_behaviour_cloning(
     demonstrations: str | os.PathLike | StreamDemonstrations,
     *,
@@ -159,6 +261,9 @@ def train_behaviour_cloning(
     held_out_every_s: float = 300.0,
     torch_threads: int | None = 1,
     stored_states: bool = False,
+    ema_decay: float = 0.0,
+    validation: Any = None,
+    validation_every_s: float = 150.0,
 ) -> dict:
     """Fits the module to the demonstrated actions for a wall-clock budget.
 
@@ -204,15 +309,25 @@ def train_behaviour_cloning(
             state looks like after more than ``max_seq_len`` chunks (scored on whole held-out
             songs, one such agent closed 0.60 of the gap, 0.65 with its state reset every
             32 chunks).
+        ema_decay: Keep an exponential moving average of the weights (``0.999``: about the
+            last 1,000 updates), and score, select and save it instead of the last weights:
+            the noise of the last updates averages out (seed 7's held-out curve wandered
+            0.63-0.67 while the training loss stayed flat). 0: the last weights.
+        validation: ``validation(module) -> {"gap_closed": ...}`` on songs neither trained
+            on nor held out, every ``validation_every_s`` seconds of training and at the end:
+            the weights that score best there are the ones saved (early stopping without
+            looking at the held-out songs). None: the weights at the end.
+        validation_every_s: Seconds of training between validations.
 
     Returns:
         ``{"checkpoint": path, "updates": n, "curve": [(update, seconds, loss), ...]}``, for
-        a stream ``songs`` (made) and ``demo_cpu_s`` (spent making demonstrations), and with
-        ``held_out`` the ``held_out_curve``: ``[(update, seconds of training, gap_closed)]``.
+        a stream ``songs`` (made) and ``demo_cpu_s`` (spent making demonstrations), with
+        ``held_out`` the ``held_out_curve``: ``[(update, seconds of training, gap_closed)]``,
+        with ``validation`` the ``validation_curve`` (same rows) and ``selected`` (its row
+        whose weights were saved).
     """
     import torch
-    import tree
-    from ray.rllib.core.columns import Columns
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     from mixing_env.envs.song_source import SongSource
     from rl_models import checkpoints
@@ -227,6 +342,9 @@ def train_behaviour_cloning(
         raise ConfigError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
     if max_updates is not None and (isinstance(max_updates, bool) or max_updates < 1):
         raise ConfigError(f"max_updates must be an int >= 1 or None, got {max_updates!r}")
+    if isinstance(ema_decay, bool) or not isinstance(ema_decay, int | float) or not (
+            0.0 <= ema_decay < 1.0):
+        raise ConfigError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
     stream = demonstrations if isinstance(demonstrations, StreamDemonstrations) else None
     if stream is None:
         episodes = [_episode_arrays(e) for e in read_demonstrations(demonstrations)]
@@ -240,74 +358,58 @@ def train_behaviour_cloning(
     module = spec.build()
     if initial_weights is not None:
         module.load_state_dict(torch.load(initial_weights, map_location="cpu", weights_only=True))
-    seq_len = int(module.model_config["max_seq_len"])
-    usable = [(o, a) for o, a in episodes if len(a) >= seq_len]
-    if not usable:
-        raise ConfigError(f"no demonstration episode is as long as max_seq_len={seq_len}")
-    if usable[0][0]["chunks"].shape[1:] != observation_space["chunks"].shape:
+    if episodes[0][0]["chunks"].shape[1:] != observation_space["chunks"].shape:
         raise ConfigError(
-            f"demonstrations have chunks of shape {usable[0][0]['chunks'].shape[1:]}, the env "
-            f"config gives {observation_space['chunks'].shape}: record them with this config"
-        )
-    init = module.get_initial_state()
-    stored = _StoredStates(module, seq_len) if stored_states else None
-    if stored is not None:
-        usable = [stored.add(e) for e in usable]
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    dist_cls = module.get_train_action_dist_cls()
+            f"demonstrations have chunks of shape {episodes[0][0]['chunks'].shape[1:]}, the "
+            f"env config gives {observation_space['chunks'].shape}: record them with this "
+            f"config")
     rng = np.random.default_rng(seed)
+    batches = DemonstrationBatches(module, episodes, stream=stream, capacity=buffer_episodes,
+                                   fresh_per_update=fresh_per_update,
+                                   stored_states=stored_states, rng=rng)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    averaged = None if not ema_decay else AveragedModel(
+        module, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     curve: list[tuple[int, float, float]] = []
     held_out_curve: list[tuple[int, float, float]] = []
-    start = last_log = last_score = time.time()
+    validation_curve: list[tuple[int, float, float]] = []
+    best: tuple[tuple[int, float, float], dict] | None = None  # (row, weights) validated best
+    start = last_log = last_score = last_validation = time.time()
     scoring_s = 0.0  # time spent scoring, left out of the budget and the curves' clock
     update = 0
 
-    def score() -> None:
+    def kept() -> Any:
+        """The weights that are scored and saved: the average, or the last."""
+        return module if averaged is None else averaged.module
+
+    def score(scorer: Any, rows: list, what: str) -> float:
         nonlocal scoring_s
         t0 = time.time()
         trained_s = t0 - start - scoring_s
-        module.eval()
-        gap = held_out(module)["gap_closed"]
-        module.train()
+        kept().eval()
+        gap = scorer(kept())["gap_closed"]
+        kept().train()
         scoring_s += time.time() - t0
-        held_out_curve.append((update, trained_s, gap))
-        log(f"bc update {update}: held-out gap closed {gap:.3f}")
+        rows.append((update, trained_s, gap))
+        log(f"bc update {update}: {what} gap closed {gap:.3f}")
+        return gap
+
+    def validate() -> None:
+        nonlocal best
+        gap = score(validation, validation_curve, "validation")
+        if best is None or gap > best[0][2]:
+            best = validation_curve[-1], copy.deepcopy(kept().state_dict())
     while (elapsed := time.time() - start - scoring_s) < minutes * 60 and (
             max_updates is None or update < max_updates):
         used = max(elapsed / (minutes * 60), update / max_updates if max_updates else 0.0)
         for group in optimizer.param_groups:
             group["lr"] = lr * (1.0 - (1.0 - lr_final_fraction) * used)
-        if stream is not None:  # new songs in, the oldest episodes out
-            due = int((update + 1) * fresh_per_update) - int(update * fresh_per_update)
-            for _ in range(due):
-                fresh = stream.next_episode()
-                if len(fresh[1]) >= seq_len:
-                    usable.append(fresh if stored is None else stored.add(fresh))
-            del usable[: max(len(usable) - buffer_episodes, 0)]
-        picks = [usable[i] for i in rng.integers(len(usable), size=batch_size)]
-        if stored_states:
-            blocks = [int(rng.integers(len(p[2]))) for p in picks]
-            offsets = [k * seq_len for k in blocks]
-            state = tree.map_structure(lambda *xs: torch.cat(xs),
-                                       *[p[2][k] for p, k in zip(picks, blocks, strict=True)])
-        else:
-            offsets = [int(rng.integers(0, len(p[1]) - seq_len + 1)) for p in picks]
-            state = tree.map_structure(
-                lambda x: torch.as_tensor(np.repeat(np.asarray(x)[None], batch_size, 0)), init)
-        seqs = [(tree.map_structure(lambda x, s=s: x[s : s + seq_len], o), a[s : s + seq_len])
-                for (o, a, *_), s in zip(picks, offsets, strict=True)]
-        obs = tree.map_structure(lambda *xs: torch.as_tensor(np.stack(xs)),
-                                 *[o for o, _ in seqs])
-        actions = torch.as_tensor(np.stack([a for _, a in seqs]))
-        out = module.forward_train({Columns.OBS: obs, Columns.STATE_IN: state})
-        inputs = out[Columns.ACTION_DIST_INPUTS]
-        if loss == "dirichlet":
-            value = -dist_cls.from_logits(inputs).logp(actions).mean()
-        else:
-            value = log_gain_error(inputs, actions)
+        value = imitation_loss(module, *batches.sample(batch_size), loss)
         optimizer.zero_grad()
         value.backward()
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(module)
         update += 1
         if update % 25 == 0:
             curve.append((update, time.time() - start - scoring_s, float(value.detach())))
@@ -316,10 +418,17 @@ def train_behaviour_cloning(
             log(f"bc update {update}: loss {float(value.detach()):.3f} "
                 f"({time.time() - start - scoring_s:.0f} s)")
         if held_out is not None and time.time() - last_score > held_out_every_s:
-            score()
+            score(held_out, held_out_curve, "held-out")
             last_score = time.time()
+        if validation is not None and time.time() - last_validation > validation_every_s:
+            validate()
+            last_validation = time.time()
+    if validation is not None:
+        validate()
+    module.load_state_dict(best[1] if best is not None else kept().state_dict())
+    averaged = None  # from here on kept() is the module with the weights saved below
     if held_out is not None:
-        score()
+        score(held_out, held_out_curve, "held-out")
     out = Path(out_dir)
     ckpt = out / "checkpoint_000000"
     # RLlib's module folder lets a PPO experiment start from it (init_module_from).
@@ -337,6 +446,8 @@ def train_behaviour_cloning(
     result = {"checkpoint": str(ckpt), "updates": update, "curve": curve}
     if held_out is not None:
         result["held_out_curve"] = held_out_curve
+    if best is not None:
+        result |= {"validation_curve": validation_curve, "selected": best[0]}
     if stream is not None:
         result |= {"songs": stream.songs_made, "demo_cpu_s": stream.seconds}
     (out / "progress.json").write_text(json.dumps(result, indent=1))

@@ -111,6 +111,8 @@ def test_setup_rejects_bad_values():
 
 
 def test_fine_tuning_settings_reach_the_bc_ppo_experiment(cache, tmp_path):
+    from rl_models.app.train import build_config
+
     setup = dataclasses.replace(TINY, bc_ppo_training={"lr": 1e-5},
                                 bc_ppo_model={"value_detach": True})
     exps = agent_experiments(setup, cache=cache, eval_songs=["SampledSong001"],
@@ -119,6 +121,18 @@ def test_fine_tuning_settings_reach_the_bc_ppo_experiment(cache, tmp_path):
     assert fine_tune["training"]["lr"] == 1e-5 and fine_tune["model"]["value_detach"] is True
     assert fine_tune["model"]["hidden_size"] == TINY.model["hidden_size"]
     assert scratch["training"]["lr"] == 1e-3 and "value_detach" not in scratch["model"]
+    assert "learner_config_dict" not in fine_tune.get("resources", {})
+    # DAPG: BC's loss on the engineer's demonstrations stays in the fine-tuning's loss
+    setup = dataclasses.replace(TINY, whole_songs=True, bc_ppo_imitation=2.0,
+                                bc_training={"loss": "log_gain"})
+    exp = agent_experiments(setup, cache=cache, eval_songs=["SampledSong001"],
+                            storage=tmp_path)["bc_ppo"]({"bc": "/ckpt/bc"})
+    term = exp["resources"]["learner_config_dict"]["demonstrations"]
+    assert term["coeff"] == 2.0 and term["loss"] == "log_gain" and term["stored_states"]
+    assert term["env"]["generated"]["episodes_per_song"] == 1  # whole songs, as BC had them
+    build_config({k: v for k, v in exp.items() if k != "init_module_from"})
+    with pytest.raises(ConfigError, match="bc_ppo_imitation must be a finite number >= 0"):
+        dataclasses.replace(TINY, bc_ppo_imitation=-1.0)
 
 
 def test_an_earlier_bc_checkpoint_is_reused(tmp_path):
@@ -245,3 +259,49 @@ def test_bc_with_stored_states_learns_from_whole_songs(tmp_path):
     # whole songs: one demonstration episode per song, from its first chunk to its last
     first, actions = stream.next_episode()
     assert len(actions) == first["chunks"].shape[0] > TINY.episode_chunks
+
+
+def _saved_weights(result: dict) -> dict:
+    import torch
+
+    return torch.load(Path(result["checkpoint"]) / "policy_weights.pt", weights_only=True)
+
+
+def test_bc_keeps_the_weights_validation_liked_best_and_averages_them(tmp_path):
+    import torch
+
+    from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
+
+    env = TINY.train_env()
+    common = {"env_config": env, "model": TINY.model, "minutes": 60, "batch_size": 4,
+              "buffer_episodes": 8, "fresh_per_update": 0.0, "loss": "log_gain",
+              "log": lambda m: None}
+    seen: list[dict] = []
+
+    def validation(module):  # likes the weights of the third validation best
+        seen.append({k: v.clone() for k, v in module.state_dict().items()})
+        return {"gap_closed": [0.1, 0.2, 0.5, 0.3][min(len(seen) - 1, 3)]}
+
+    out = train_behaviour_cloning(StreamDemonstrations(env, seed=0), out_dir=tmp_path / "v",
+                                  max_updates=6, validation=validation,
+                                  validation_every_s=0.0, **common)
+    assert [row[2] for row in out["validation_curve"]][:4] == [0.1, 0.2, 0.5, 0.3]
+    assert out["selected"] == out["validation_curve"][2] and out["selected"][0] == 3
+    saved = _saved_weights(out)
+    assert all(torch.equal(saved[k], seen[2][k]) for k in saved)
+    assert not all(torch.equal(saved[k], seen[-1][k]) for k in saved)
+
+    def moved(result: dict) -> float:  # how far training took the saved weights
+        w = _saved_weights(result)
+        return sum(float((w[k] - start[k]).norm()) for k in w)
+
+    start = _saved_weights(train_behaviour_cloning(
+        StreamDemonstrations(env, seed=0), out_dir=tmp_path / "init", max_updates=1,
+        **common | {"lr": 0.0}))
+    last, averaged = (train_behaviour_cloning(
+        StreamDemonstrations(env, seed=0), out_dir=tmp_path / f"ema{d}", max_updates=30,
+        ema_decay=d, **common) for d in (0.0, 0.99))
+    assert moved(averaged) < 0.5 * moved(last)  # the average trails the last weights
+    with pytest.raises(ConfigError, match="ema_decay must be in"):
+        train_behaviour_cloning(StreamDemonstrations(env, seed=0), out_dir=tmp_path / "x",
+                                max_updates=1, ema_decay=1.0, **common)
