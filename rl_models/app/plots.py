@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "evaluation_points",
     "plot_automation",
     "plot_evaluation",
     "plot_learning_curves",
@@ -161,6 +162,21 @@ def read_learning_curve(result_json: str | Path) -> list[dict]:
     return rows
 
 
+def evaluation_points(rows: list[dict]) -> list[tuple[float, float]]:
+    """``(time_s, gap_closed)`` once per held-out evaluation of :func:`read_learning_curve` rows.
+
+    RLlib carries the last evaluation into every later iteration's result until the next one:
+    a point is kept where a value first appears.
+    """
+    points, last = [], None
+    for r in rows:
+        value = r.get("gap_closed")
+        if _finite(value) and r.get("time_s") is not None and value != last:
+            points.append((r["time_s"], value))
+        last = value
+    return points
+
+
 def _finite(v: Any) -> bool:
     return v is not None and np.isfinite(v)
 
@@ -213,8 +229,7 @@ def plot_learning_curves(curves: dict[str, list[dict]], out: str | Path, *,
     fig, (ax_gap, ax_rl, ax_bc) = plt.subplots(1, 3, figsize=(16, 4))
     for name, rows in curves.items():
         label = labels.get(name, name)
-        gap = [(r["time_s"], r["gap_closed"]) for r in rows
-               if _finite(r.get("gap_closed")) and r.get("time_s") is not None]
+        gap = evaluation_points(rows)
         if gap:
             ax_gap.plot(*zip(*sorted(set(gap)), strict=True), marker=".", label=label)
         if name in loss_curves:
@@ -223,8 +238,9 @@ def plot_learning_curves(curves: dict[str, list[dict]], out: str | Path, *,
             if pts:
                 ax_bc.plot(*zip(*pts, strict=True), label=label)
             continue
+        # NaN where no episode ended in the iteration (whole songs end every few iterations)
         pts = [(r["time_s"], r["return_mean"]) for r in rows
-               if r["return_mean"] is not None and r["time_s"] is not None]
+               if _finite(r.get("return_mean")) and r.get("time_s") is not None]
         if pts:
             ax_rl.plot(*zip(*pts, strict=True), label=label)
     for k, (name, value) in enumerate((references or {}).items()):

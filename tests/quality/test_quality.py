@@ -305,3 +305,17 @@ def test_bc_keeps_the_weights_validation_liked_best_and_averages_them(tmp_path):
     with pytest.raises(ConfigError, match="ema_decay must be in"):
         train_behaviour_cloning(StreamDemonstrations(env, seed=0), out_dir=tmp_path / "x",
                                 max_updates=1, ema_decay=1.0, **common)
+
+
+def test_learning_curves_plot_each_evaluation_once_and_skip_iterations_without_episodes(
+        tmp_path):
+    from rl_models.app.plots import evaluation_points, plot_learning_curves
+
+    nan = float("nan")
+    rows = [{"iteration": i, "time_s": 10.0 * i, "return_mean": r, "policy_loss": 0.1,
+             "gap_closed": g, "env_steps": None}
+            for i, (r, g) in enumerate([(nan, nan), (5.0, 0.6), (nan, 0.6), (nan, 0.6),
+                                        (6.0, 0.7), (nan, 0.7)])]
+    assert evaluation_points(rows) == [(10.0, 0.6), (40.0, 0.7)]
+    png = plot_learning_curves({"bc_ppo": rows}, tmp_path / "curves.png")
+    assert png.stat().st_size > 0
