@@ -97,7 +97,7 @@ class QualitySetup:
     """Train on whole songs, as the agents are scored and mix: an episode is a song from its
     first chunk to its last (``episodes_per_song`` scaled so a song serves as many chunks),
     and behaviour cloning starts each sequence from the state its module reached there (stored
-    states, :class:`rl_models.app.behaviour_cloning._StoredStates`).
+    states, :class:`rl_models.imitation.StoredStates`).
     False: random windows of ``episode_chunks``, so an agent's state never grows older than
     that in training (~1.5 s) but runs through a 12 s song when scored."""
     episodes_per_song: int = 32

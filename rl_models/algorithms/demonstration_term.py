@@ -8,7 +8,7 @@ behaviour-cloning term in the policy-gradient loss: the policy moves where the r
 and stays near the demonstrations elsewhere.
 
 :class:`DemonstrationTermLearner` adds ``coeff * imitation loss`` on a batch of demonstrated
-sequences (:class:`rl_models.app.behaviour_cloning.DemonstrationBatches`, the engineer's own
+sequences (:class:`rl_models.imitation.DemonstrationBatches`, the engineer's own
 gains on newly made songs) to every minibatch's loss. It is configured by
 ``learner_config_dict["demonstrations"]`` (:data:`DEMONSTRATION_TERM`'s keys; in an
 experiment ``resources: {learner_config_dict: {demonstrations: {coeff: ..., env: ...}}}``,
@@ -34,7 +34,7 @@ DEMONSTRATION_TERM: dict[str, Any] = {
 }
 """``learner_config_dict["demonstrations"]``: the term's weight (0: no term), the MixingEnv
 config of generated songs the demonstrations are played on, sequences per minibatch, the
-imitation loss (:data:`rl_models.app.behaviour_cloning.LOSSES`), stored states (whole-song
+imitation loss (:data:`rl_models.imitation.LOSSES`), stored states (whole-song
 demonstrations), episodes kept, new episodes per minibatch, the seed of the draws."""
 
 
@@ -44,7 +44,7 @@ def demonstration_term(settings: Any) -> dict[str, Any] | None:
     Raises:
         ConfigError: An unknown key, a negative or non-finite coeff, a term without an env.
     """
-    from rl_models.app.behaviour_cloning import LOSSES
+    from rl_models.imitation import LOSSES
 
     if not settings:
         return None
@@ -92,7 +92,7 @@ class DemonstrationTermLearner(Learner):
     def _batches(self, module_id: str, module: Any) -> Any:
         import numpy as np
 
-        from rl_models.app.behaviour_cloning import DemonstrationBatches, StreamDemonstrations
+        from rl_models.imitation import DemonstrationBatches, StreamDemonstrations
 
         if module_id not in self._demonstrations:
             term = self._demonstration_term
@@ -109,7 +109,7 @@ class DemonstrationTermLearner(Learner):
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict,
                                 fwd_out: dict) -> Any:
         """The algorithm's loss, plus the imitation term where one is configured."""
-        from rl_models.app.behaviour_cloning import imitation_loss
+        from rl_models.imitation import imitation_loss
 
         loss = super().compute_loss_for_module(module_id=module_id, config=config,
                                                batch=batch, fwd_out=fwd_out)

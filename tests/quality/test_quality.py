@@ -222,7 +222,7 @@ def test_stored_states_are_the_module_state_at_each_sequence_start():
     from ray.rllib.core.columns import Columns
 
     from mixing_env.envs.song_source import SongSource
-    from rl_models.app.behaviour_cloning import StreamDemonstrations, _StoredStates
+    from rl_models.imitation import StoredStates, StreamDemonstrations
     from rl_models.registry import DEFAULT_MODULE, module_spec
 
     env = dataclasses.replace(TINY, whole_songs=True).train_env()
@@ -231,7 +231,7 @@ def test_stored_states_are_the_module_state_at_each_sequence_start():
     spec.observation_space, spec.action_space = SongSource(env).spaces()
     module = spec.build()
     L = TINY.model["max_seq_len"]
-    states = _StoredStates(module, L).states(obs, len(actions))
+    states = StoredStates(module, L).states(obs, len(actions))
     assert len(states) == len(actions) // L
     init = tree.map_structure(lambda x: torch.as_tensor(np.asarray(x))[None],
                               module.get_initial_state())
