@@ -25,6 +25,12 @@ from ray.rllib.core.learner.learner import Learner
 from ray.rllib.utils.annotations import override
 
 from mixing_env.errors import ConfigError
+from rl_models.imitation import (
+    LOSSES,
+    DemonstrationBatches,
+    StreamDemonstrations,
+    imitation_loss,
+)
 
 __all__ = ["DEMONSTRATION_TERM", "DemonstrationTermLearner", "demonstration_term"]
 
@@ -44,8 +50,6 @@ def demonstration_term(settings: Any) -> dict[str, Any] | None:
     Raises:
         ConfigError: An unknown key, a negative or non-finite coeff, a term without an env.
     """
-    from rl_models.imitation import LOSSES
-
     if not settings:
         return None
     if not isinstance(settings, dict):
@@ -92,8 +96,6 @@ class DemonstrationTermLearner(Learner):
     def _batches(self, module_id: str, module: Any) -> Any:
         import numpy as np
 
-        from rl_models.imitation import DemonstrationBatches, StreamDemonstrations
-
         if module_id not in self._demonstrations:
             term = self._demonstration_term
             stream = StreamDemonstrations(term["env"], seed=term["seed"])
@@ -109,8 +111,6 @@ class DemonstrationTermLearner(Learner):
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: dict,
                                 fwd_out: dict) -> Any:
         """The algorithm's loss, plus the imitation term where one is configured."""
-        from rl_models.imitation import imitation_loss
-
         loss = super().compute_loss_for_module(module_id=module_id, config=config,
                                                batch=batch, fwd_out=fwd_out)
         term = self._demonstration_term
