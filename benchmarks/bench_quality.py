@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks.quality import (  # noqa: E402
     AGENT_LABELS,
     AGENTS,
+    DEFAULT_AGENTS,
     QualitySetup,
     run_benchmark,
     with_seed,
@@ -45,8 +46,9 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
     p.add_argument("--out", default="runs/quality", help="output folder")
     p.add_argument("--seeds", type=int, nargs="+", default=[QualitySetup().seed],
                    help="one table per seed (other songs, other held-out set)")
-    p.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS),
-                   help="agent rows to train (default: all)")
+    p.add_argument("--agents", nargs="+", choices=AGENTS, default=list(DEFAULT_AGENTS),
+                   help="agent rows to train (default: the table's; bc_more, the control of "
+                        "BC + PPO, by name)")
     p.add_argument("--minutes", nargs="+", default=[], metavar="AGENT=MIN",
                    help="one agent's training budget in minutes, e.g. ppo=10")
     p.add_argument("--minutes-scale", type=float, default=1.0,
@@ -110,9 +112,9 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
     budgets = dict(overrides.get("minutes", base.minutes))
     for item in args.minutes:
         agent, _, value = item.partition("=")
-        if agent not in budgets:
+        if agent not in AGENTS:
             p.error(f"--minutes {item}: unknown agent {agent!r}; expected one of "
-                    f"{sorted(budgets)}")
+                    f"{sorted(AGENTS)}")
         try:
             budgets[agent] = float(value)
         except ValueError:

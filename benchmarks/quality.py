@@ -39,9 +39,11 @@ __all__ = [
     "AGENTS",
     "AGENT_LABELS",
     "BC_TRAINING",
+    "DEFAULT_AGENTS",
     "TABLE_BASELINES",
     "QualitySetup",
     "agent_experiments",
+    "continue_bc",
     "fit_table",
     "demonstrations",
     "heldout_cache",
@@ -52,9 +54,12 @@ __all__ = [
     "train_sample_songs",
 ]
 
-AGENTS = ("bc", "bc_ppo", "ppo", "pg")
-"""Agent rows in training order (bc_ppo starts from bc)."""
-AGENT_LABELS = {"bc": "BC (engineer's decisions)", "bc_ppo": "BC + PPO",
+AGENTS = ("bc", "bc_more", "bc_ppo", "ppo", "pg")
+"""Agent rows in training order (bc_more and bc_ppo start from bc)."""
+DEFAULT_AGENTS = ("bc", "bc_ppo", "ppo", "pg")
+"""The learning table's agents; ``bc_more`` (BC + PPO's control) is asked for by name."""
+AGENT_LABELS = {"bc": "BC (engineer's decisions)",
+                "bc_more": "BC continued (BC + PPO's control)", "bc_ppo": "BC + PPO",
                 "ppo": "PPO from scratch", "pg": "vanilla PG from scratch"}
 TABLE_BASELINES = ("equal", "loudness", "instrument_balance", "bound", "static_oracle",
                    "oracle")
@@ -117,8 +122,9 @@ class QualitySetup:
     """Give the agents each stem's long-term spectrum (the env's ``stem_spectrum_features``)."""
     minutes: dict[str, float] = field(
         default_factory=lambda: {"bc": 30.0, "bc_ppo": 20.0, "ppo": 40.0, "pg": 40.0})
-    """Wall-clock budget per agent, minutes (at most 45 each)."""
-    agents: tuple[str, ...] = AGENTS
+    """Wall-clock budget per agent, minutes (at most 45 each); ``bc_more`` defaults to
+    ``bc_ppo``'s."""
+    agents: tuple[str, ...] = DEFAULT_AGENTS
     """Which agent rows to train."""
     bc_training: dict[str, Any] = field(default_factory=lambda: dict(BC_TRAINING))
     """Behaviour cloning's optimisation (:data:`BC_TRAINING`'s keys; see
@@ -157,8 +163,9 @@ class QualitySetup:
         unknown = sorted(set(self.agents) - set(AGENTS))
         if unknown:
             raise ConfigError(f"unknown agent(s) {unknown}; expected some of {list(AGENTS)}")
-        if "bc_ppo" in self.agents and "bc" not in self.agents:
-            raise ConfigError("agent bc_ppo fine-tunes the bc agent: add 'bc' to the agents")
+        for agent in ("bc_more", "bc_ppo"):
+            if agent in self.agents and "bc" not in self.agents:
+                raise ConfigError(f"agent {agent} continues the bc agent: add 'bc' to the agents")
         unknown = sorted(set(self.bc_training) - set(BC_TRAINING))
         if unknown:
             raise ConfigError(f"unknown bc_training key(s) {unknown}; expected some of "
@@ -177,6 +184,12 @@ class QualitySetup:
         for agent, value in self.minutes.items():
             if not (isinstance(value, int | float) and 0 < value <= 45):
                 raise ConfigError(f"minutes[{agent!r}] must be in (0, 45], got {value!r}")
+
+    def minutes_of(self, agent: str) -> float:
+        """An agent's budget in minutes (the control ``bc_more`` gets ``bc_ppo``'s)."""
+        if agent == "bc_more" and agent not in self.minutes:
+            agent = "bc_ppo"
+        return self.minutes[agent]
 
     # -- environments ----------------------------------------------------------------------
     def features(self) -> dict[str, Any]:
@@ -317,7 +330,7 @@ def _experiment(name: str, algorithm: str, setup: QualitySetup, *, cache: str,
         "storage_path": storage, "seed": setup.seed,
     })
     exp = merge_trees(exp, sections)
-    exp["stop"] = {"time_total_s": int(setup.minutes[name.removeprefix("quality_")] * 60)}
+    exp["stop"] = {"time_total_s": int(setup.minutes_of(name.removeprefix("quality_")) * 60)}
     return exp
 
 
@@ -390,12 +403,34 @@ def train_bc(setup: QualitySetup, out: Path, *, held_out_env: dict | None = None
     demos = demonstrations(setup)
     return train_behaviour_cloning(
         StreamDemonstrations(demos["env"], seed=setup.seed), env_config=demos["env"],
-        model=setup.model, out_dir=out, minutes=setup.minutes["bc"], seed=setup.seed, log=log,
+        model=setup.model, out_dir=out, minutes=setup.minutes_of("bc"), seed=setup.seed, log=log,
         buffer_episodes=demos["capacity"], fresh_per_update=demos["fresh_per_update"],
         stored_states=demos["stored_states"], **{**BC_TRAINING, **setup.bc_training},
         held_out=HeldOutScore(held_out_env) if held_out_env else None,
         validation=HeldOutScore(validation_env) if validation_env else None,
         validation_every_s=180.0)
+
+
+def continue_bc(setup: QualitySetup, bc_checkpoint: str, out: Path, *,
+                held_out_env: dict | None = None, log: Callable[[str], None] = print) -> dict:
+    """BC + PPO's control: the BC agent trained on for BC + PPO's minutes, without PPO.
+
+    Same demonstrations as BC + PPO's imitation term (the training stream from its start) and
+    BC + PPO's learning rate (decaying as BC's does), BC's other settings: what imitation
+    alone adds in the time PPO gets.
+    """
+    from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
+    from rl_models.app.evaluate import HeldOutScore
+
+    demos = demonstrations(setup)
+    lr = {**BC_PPO_TRAINING, **setup.bc_ppo_training}["lr"]
+    return train_behaviour_cloning(
+        StreamDemonstrations(demos["env"], seed=setup.seed), env_config=demos["env"],
+        model=setup.model, out_dir=out, minutes=setup.minutes_of("bc_more"), seed=setup.seed,
+        log=log, initial_weights=Path(bc_checkpoint) / "policy_weights.pt",
+        buffer_episodes=demos["capacity"], fresh_per_update=demos["fresh_per_update"],
+        stored_states=demos["stored_states"], **{**BC_TRAINING, **setup.bc_training, "lr": lr},
+        held_out=HeldOutScore(held_out_env) if held_out_env else None)
 
 
 def reused_bc(checkpoint: str | Path) -> dict:
@@ -523,17 +558,17 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
                   train_bc(setup, out / "runs" / "bc", log=log, validation_env=validation,
                            held_out_env=setup.heldout_env(cache, heldout[: setup.eval_songs])))
             checkpoints[name] = bc["checkpoint"]
-            gaps = {u: g for u, _, g in bc["held_out_curve"]}
-            curves[name] = [{"iteration": u, "time_s": s, "policy_loss": loss,
-                             "gap_closed": gaps.get(u), "return_mean": None,
-                             "env_steps": None} for u, s, loss in bc["curve"]]
-            curves[name] += [{"iteration": u, "time_s": s, "policy_loss": None,
-                              "gap_closed": g, "return_mean": None, "env_steps": None}
-                             for u, s, g in bc["held_out_curve"] if u % 25]
+            curves[name] = _bc_curve(bc)
             songs_drawn[name] = {"songs": bc["songs"], "demo_cpu_s": bc["demo_cpu_s"]}
             if "selected" in bc:  # (update, seconds, validation gap) of the weights kept
                 songs_drawn[name] |= {"selected": bc["selected"],
                                       "validation_curve": bc["validation_curve"]}
+        elif name == "bc_more":
+            more = continue_bc(setup, checkpoints["bc"], out / "runs" / "bc_more", log=log,
+                               held_out_env=setup.heldout_env(cache, heldout[: setup.eval_songs]))
+            checkpoints[name] = more["checkpoint"]
+            curves[name] = _bc_curve(more)
+            songs_drawn[name] = {"songs": more["songs"], "demo_cpu_s": more["demo_cpu_s"]}
         else:
             results = run_experiment(copy.deepcopy(experiments[name](checkpoints)), verbose=0)
             best = results[0]
@@ -552,7 +587,7 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
     train_gap = training_gap_closed(checkpoints, setup, train_songs) if checkpoints else {}
     by_label = {r["label"]: r["gap_closed"] for r in rows}
     png = plot_learning_curves(curves, out / "learning_curves.png", labels=AGENT_LABELS,
-                               loss_curves=("bc",),
+                               loss_curves=("bc", "bc_more"),
                                references={k: by_label[k] for k in ("instrument_balance",
                                                                     "bound")}) if curves else None
     page = results_markdown(rows, setup=setup, command=command, wall_s=wall,
@@ -567,6 +602,16 @@ def run_benchmark(out: str | Path, setup: QualitySetup, *, command: str = "",
     (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
     log(page)
     return payload
+
+
+def _bc_curve(bc: dict) -> list[dict]:
+    """Behaviour cloning's loss and held-out curves as learning-curve points."""
+    gaps = {u: g for u, _, g in bc["held_out_curve"]}
+    points = [{"iteration": u, "time_s": s, "policy_loss": loss, "gap_closed": gaps.get(u),
+               "return_mean": None, "env_steps": None} for u, s, loss in bc["curve"]]
+    return points + [{"iteration": u, "time_s": s, "policy_loss": None, "gap_closed": g,
+                      "return_mean": None, "env_steps": None}
+                     for u, s, g in bc["held_out_curve"] if u % 25]
 
 
 def _stream_use(result_json: Path) -> dict[str, Any]:

@@ -100,8 +100,10 @@ def test_setup_rejects_bad_values():
         dataclasses.replace(TINY, n_heldout=0)
     with pytest.raises(ConfigError, match="unknown agent"):
         dataclasses.replace(TINY, agents=("dqn",))
-    with pytest.raises(ConfigError, match="bc_ppo fine-tunes the bc agent"):
+    with pytest.raises(ConfigError, match="bc_ppo continues the bc agent"):
         dataclasses.replace(TINY, agents=("bc_ppo",))
+    with pytest.raises(ConfigError, match="bc_more continues the bc agent"):
+        dataclasses.replace(TINY, agents=("bc_more",))
     with pytest.raises(ConfigError, match=r"minutes\['ppo'\] must be in \(0, 45\]"):
         dataclasses.replace(TINY, minutes={**TINY.minutes, "ppo": 60})
     with pytest.raises(ConfigError, match="unknown engineer style"):
@@ -133,6 +135,37 @@ def test_fine_tuning_settings_reach_the_bc_ppo_experiment(cache, tmp_path):
     build_config({k: v for k, v in exp.items() if k != "init_module_from"})
     with pytest.raises(ConfigError, match="bc_ppo_imitation must be a finite number >= 0"):
         dataclasses.replace(TINY, bc_ppo_imitation=-1.0)
+
+
+def test_the_control_continues_bc_at_bc_ppos_rate_for_bc_ppos_minutes(tmp_path, monkeypatch):
+    import torch
+
+    import rl_models.app.behaviour_cloning as behaviour_cloning
+    from benchmarks.quality import continue_bc
+
+    setup = dataclasses.replace(TINY, whole_songs=True, agents=("bc", "bc_more", "bc_ppo"),
+                                minutes={**TINY.minutes, "bc_ppo": 0.05},
+                                bc_ppo_training={"lr": 7e-4})
+    bc = behaviour_cloning.train_behaviour_cloning(
+        behaviour_cloning.StreamDemonstrations(setup.train_env(), seed=0),
+        env_config=setup.train_env(), model=setup.model, out_dir=tmp_path / "bc", minutes=60,
+        max_updates=3, batch_size=4, buffer_episodes=8, log=lambda m: None)
+    seen = {}
+    real = behaviour_cloning.train_behaviour_cloning
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(behaviour_cloning, "train_behaviour_cloning", spy)
+    more = continue_bc(setup, bc["checkpoint"], tmp_path / "more", log=lambda m: None)
+    assert seen["lr"] == 7e-4 and seen["minutes"] == 0.05 and seen["stored_states"]
+    assert seen["initial_weights"] == Path(bc["checkpoint"]) / "policy_weights.pt"
+    assert more["updates"] >= 1 and more["checkpoint"] != bc["checkpoint"]
+    before, after = (torch.load(Path(c) / "policy_weights.pt", weights_only=True)
+                     for c in (bc["checkpoint"], more["checkpoint"]))
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on
 
 
 def test_an_earlier_bc_checkpoint_is_reused(tmp_path):
