@@ -66,7 +66,9 @@ class AttentionLSTMModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, Inf
 
     Only the tracks real in some row of a batch are computed: a dummy slot's outputs are
     masked out of the action and the value, so skipping it is exact, and a song seldom fills
-    all C slots. Dummy slots get alpha = beta = 0.
+    all C slots. Dummy slots get alpha = beta = 0. Over training sequences the track LSTM
+    (shared weights) runs only the (sequence, track) pairs real in their sequence; the state
+    of a slot dummy in its row is left unspecified (never read: a song keeps its tracks).
 
     Recurrent state (``get_initial_state``; numpy, unbatched):
 

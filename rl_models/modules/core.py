@@ -22,6 +22,7 @@ from rl_models.modules.grouped_lstm import (
     bidirectional_step,
     sigmoid_tanh,
 )
+from rl_models.modules.row_products import row_dot, row_weighted_sum
 from rl_models.modules.running_attention import running_attention
 
 __all__ = ["DB_TO_LOG_GAIN", "PRIOR_NOBODY_PLAYS_DB", "PRIOR_SILENT_DB", "AttentionLSTMCore",
@@ -70,11 +71,11 @@ def track_self_attention(mixer: nn.MultiheadAttention, x: torch.Tensor,
 def _row_dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``(x * y).sum(-1)`` for x (N, A, k) and y (N, A, k) or (N, 1, k) [shape=(N, A)].
 
-    With one y per row (shared H, F) it is a batched matrix-vector product, which neither
-    forward nor backward expands to (N, A, k).
+    With one y per row (shared H, F) it is a batched matrix-vector product
+    (:func:`row_dot`), which neither forward nor backward expands to (N, A, k) products.
     """
     if y.shape[1] == 1 and x.shape[1] != 1:
-        return torch.bmm(x, y.transpose(1, 2)).squeeze(-1)
+        return row_dot(x, y.squeeze(1))
     return (x * y).sum(-1)
 
 
@@ -272,7 +273,11 @@ class AttentionLSTMCore(nn.Module):
             track_h, track_c = h1.view(b, a, k2), c1.view(b, a, k2)
             hs = torch.cat([h1, back], -1).view(n, a, -1)  # h_it
         else:
-            fwd, track_h, track_c = self.forward_lstm(emb.view(b, t, a, -1), h0, c0, tracks)
+            # Only the (sequence, track) pairs real in their sequence; a dummy pair's state is
+            # never read (its outputs are masked, and a song keeps its tracks), so it keeps it.
+            real = mask_a.view(b, t, a).any(1) if self.skip_dummy_tracks else None
+            fwd, track_h, track_c = self.forward_lstm(emb.view(b, t, a, -1), h0, c0, tracks,
+                                                      real)
             hs = torch.cat([fwd.reshape(n, a, -1), self.backward_step(emb, tracks)], -1)
         bt, h_n, c_n = self._mix_lstm(mix_mfcc * cfg.mfcc_scale, state["h"], state["c"])
         bt = bt.reshape(n, -1)  # b_t, (N, l)
@@ -305,8 +310,8 @@ class AttentionLSTMCore(nn.Module):
         if need_features:
             # sum_i w_i CV_i as (1, A) @ (A, k) per row: no (N, A, k) temporaries.
             maskf = mask_a.to(cv.dtype)
-            mean_cv = torch.bmm(maskf.unsqueeze(1), cv).squeeze(1) / n_real.clamp_min(1.0)
-            pooled = torch.bmm(beta_a.unsqueeze(1), cv).squeeze(1)
+            mean_cv = row_weighted_sum(maskf, cv) / n_real.clamp_min(1.0)
+            pooled = row_weighted_sum(beta_a, cv)
             features = torch.cat([pooled, mean_cv, bt], dim=-1).view(b, t, -1)
 
         def keep(name: str, new: torch.Tensor) -> torch.Tensor:

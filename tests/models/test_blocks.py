@@ -12,6 +12,7 @@ from rl_models.modules.grouped_lstm import (
     sigmoid_tanh,
 )
 from rl_models.modules.running_attention import NO_MASS, running_attention
+from rl_models.modules.running_attention import _quadratic as _QUADRATIC
 
 from .conftest import C, make_batch, make_module
 
@@ -25,11 +26,21 @@ def _softmax_context(scores, values):
     return torch.stack(out, 1)
 
 
+@pytest.mark.parametrize("jump", [0.0, 100.0], ids=["cumulative", "quadratic"])
 @pytest.mark.parametrize("t", [1, 5])
-def test_running_attention_is_the_softmax_over_all_positions(t):
+def test_running_attention_is_the_softmax_over_all_positions(t, jump, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("rl_models.modules.running_attention")
+    quadratic = []
+    monkeypatch.setattr(module, "_quadratic",
+                        lambda *args: quadratic.append(1) or _QUADRATIC(*args))
     g = torch.Generator().manual_seed(0)
     b, a, k, split = 2, 3, 4, 7
     scores = torch.randn(b, split + t, a, generator=g) * 5.0
+    # A last score 100 nats above the rest puts the earlier L_t beyond the cumulative form's
+    # range: a sequence of several steps then takes the exact O(T^2) form
+    scores[:, -1] += jump
     values = torch.rand(b, split + t, a, k, generator=g) * 2 - 1
     reference = _softmax_context(scores, values)
     # The first `split` positions stepwise from an empty history, then t more in one call.
@@ -42,6 +53,47 @@ def test_running_attention_is_the_softmax_over_all_positions(t):
     torch.testing.assert_close(masses, torch.logcumsumexp(scores, 1)[:, split:])
     newest = torch.softmax(scores, 1)  # at the last step, the newest position's weight
     torch.testing.assert_close(alpha[:, -1], newest[:, -1])
+    assert len(quadratic) == int(bool(jump) and t > 1)
+
+
+def test_both_forms_of_the_running_sums_give_the_same_values_and_gradients():
+    g = torch.Generator().manual_seed(1)
+    b, t, a, k = 3, 6, 4, 5
+    inputs = [torch.randn(b, t, a, generator=g, dtype=torch.float64) * 3,
+              torch.randn(b, t, a, k, generator=g, dtype=torch.float64),
+              torch.randn(b, a, generator=g, dtype=torch.float64) * 3,
+              torch.randn(b, a, k, generator=g, dtype=torch.float64)]
+    inputs[2][0] = NO_MASS  # one sequence starts a song
+
+    def both(scores, values, log_mass, context):
+        logits = torch.cat([log_mass.unsqueeze(1), scores], dim=1)
+        masses = torch.logcumsumexp(logits, dim=1)[:, 1:]
+        return running_attention(scores, values, log_mass, context), _QUADRATIC(
+            logits, masses, values, context)
+
+    fast, exact = both(*inputs)
+    for x, y in zip(fast, exact, strict=True):
+        torch.testing.assert_close(x, y)
+    leaves = [x.requires_grad_() for x in inputs]
+    grads = [torch.autograd.grad(sum((o * torch.cos(o)).sum() for o in outs), leaves)
+             for outs in both(*leaves)]
+    for x, y in zip(*grads, strict=True):
+        torch.testing.assert_close(x, y)
+
+
+def test_row_products_give_bmms_values_and_gradients():
+    from rl_models.modules.row_products import row_dot, row_weighted_sum
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(row_dot(x, y), (x * y.unsqueeze(1)).sum(-1))
+    torch.testing.assert_close(row_weighted_sum(w, x), (w.unsqueeze(-1) * x).sum(1))
+    assert torch.autograd.gradcheck(row_dot, (x, y))
+    assert torch.autograd.gradcheck(row_weighted_sum, (w, x))
+    only_x = row_dot(x, y.detach()).sum()  # a gradient asked for one input only
+    assert torch.autograd.grad(only_x, x)[0].shape == x.shape
 
 
 def test_running_attention_gradients_are_finite_from_an_empty_history():
