@@ -189,6 +189,10 @@ def test_command_line_setup():
                                "--style", "rock"])
     assert args.seeds == [7, 11] and setup.agents == ("bc",) and setup.style == "rock"
     assert setup.minutes["bc"] == pytest.approx(QualitySetup().minutes["bc"] / 2)
+    _, control = parse_setup(["--agents", "bc", "bc_more", "bc_ppo", "--minutes", "bc_ppo=12"])
+    assert control.agents == ("bc", "bc_more", "bc_ppo") and control.minutes_of("bc_more") == 12
+    _, control = parse_setup(["--agents", "bc", "bc_more", "--minutes", "bc_more=5"])
+    assert control.minutes_of("bc_more") == 5
     _, tuned = parse_setup(["--bc", "lr=1e-3", "loss=log_gain", "--bc-ppo-training",
                             "lr=1e-4", "--bc-ppo-model", "value_detach=true",
                             "--model", "hidden_size=64", "--stem-spectrum"])
