@@ -397,18 +397,11 @@ def train_bc(setup: QualitySetup, out: Path, *, held_out_env: dict | None = None
     With ``held_out_env``, the held-out curve is scored every 5 minutes of training; with
     ``validation_env`` the weights that score best there are kept.
     """
-    from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
     from rl_models.app.evaluate import HeldOutScore
 
-    demos = demonstrations(setup)
-    return train_behaviour_cloning(
-        StreamDemonstrations(demos["env"], seed=setup.seed), env_config=demos["env"],
-        model=setup.model, out_dir=out, minutes=setup.minutes_of("bc"), seed=setup.seed, log=log,
-        buffer_episodes=demos["capacity"], fresh_per_update=demos["fresh_per_update"],
-        stored_states=demos["stored_states"], **{**BC_TRAINING, **setup.bc_training},
-        held_out=HeldOutScore(held_out_env) if held_out_env else None,
-        validation=HeldOutScore(validation_env) if validation_env else None,
-        validation_every_s=180.0)
+    return _clone(setup, out, minutes=setup.minutes_of("bc"), held_out_env=held_out_env,
+                  log=log, validation=HeldOutScore(validation_env) if validation_env else None,
+                  validation_every_s=180.0)
 
 
 def continue_bc(setup: QualitySetup, bc_checkpoint: str, out: Path, *,
@@ -419,18 +412,25 @@ def continue_bc(setup: QualitySetup, bc_checkpoint: str, out: Path, *,
     BC + PPO's learning rate (decaying as BC's does), BC's other settings: what imitation
     alone adds in the time PPO gets.
     """
+    return _clone(setup, out, minutes=setup.minutes_of("bc_more"), held_out_env=held_out_env,
+                  log=log, initial_weights=Path(bc_checkpoint) / "policy_weights.pt",
+                  lr={**BC_PPO_TRAINING, **setup.bc_ppo_training}["lr"])
+
+
+def _clone(setup: QualitySetup, out: Path, *, minutes: float, held_out_env: dict | None,
+           log: Callable[[str], None], **overrides: Any) -> dict:
+    """Behaviour cloning on the setup's demonstrations, BC's settings with ``overrides``."""
     from rl_models.app.behaviour_cloning import StreamDemonstrations, train_behaviour_cloning
     from rl_models.app.evaluate import HeldOutScore
 
     demos = demonstrations(setup)
-    lr = {**BC_PPO_TRAINING, **setup.bc_ppo_training}["lr"]
     return train_behaviour_cloning(
         StreamDemonstrations(demos["env"], seed=setup.seed), env_config=demos["env"],
-        model=setup.model, out_dir=out, minutes=setup.minutes_of("bc_more"), seed=setup.seed,
-        log=log, initial_weights=Path(bc_checkpoint) / "policy_weights.pt",
+        model=setup.model, out_dir=out, minutes=minutes, seed=setup.seed, log=log,
         buffer_episodes=demos["capacity"], fresh_per_update=demos["fresh_per_update"],
-        stored_states=demos["stored_states"], **{**BC_TRAINING, **setup.bc_training, "lr": lr},
-        held_out=HeldOutScore(held_out_env) if held_out_env else None)
+        stored_states=demos["stored_states"],
+        held_out=HeldOutScore(held_out_env) if held_out_env else None,
+        **{**BC_TRAINING, **setup.bc_training, **overrides})
 
 
 def reused_bc(checkpoint: str | Path) -> dict:

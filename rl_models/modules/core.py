@@ -273,8 +273,8 @@ class AttentionLSTMCore(nn.Module):
             track_h, track_c = h1.view(b, a, k2), c1.view(b, a, k2)
             hs = torch.cat([h1, back], -1).view(n, a, -1)  # h_it
         else:
-            # Only the (sequence, track) pairs real in their sequence; a dummy pair's state is
-            # never read (its outputs are masked, and a song keeps its tracks), so it keeps it.
+            # Only the (sequence, track) pairs real in their sequence run; a dummy pair keeps
+            # its state, which is never read (its outputs are masked, a song keeps its tracks).
             real = mask_a.view(b, t, a).any(1) if self.skip_dummy_tracks else None
             fwd, track_h, track_c = self.forward_lstm(emb.view(b, t, a, -1), h0, c0, tracks,
                                                       real)

@@ -138,7 +138,6 @@ class GroupedLSTM(nn.Module):
         out = torch.stack(outs, dim=2).permute(1, 2, 0, 3)  # (B, T, A, hs)
         return out, h.transpose(0, 1), c.transpose(0, 1)
 
-
     def _lstm(self, seq: torch.Tensor, h: torch.Tensor, c: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Shared weights: torch's fused LSTM over seq (M, T, e) from (h, c) (M, hidden)."""
@@ -210,9 +209,9 @@ def _fused_weights(lstm: GroupedLSTM, backward: GroupedNewestBackwardStep
     w_back, b_back = backward.proj.weight[0], backward.proj.bias[0]
     weight = torch.cat([torch.cat([w_ih.T, w_back], 1),
                         torch.cat([w_hh.T, w_hh.new_zeros(hs, 3 * hs)], 1)], 0)
-    scale = torch.ones(7 * hs, dtype=weight.dtype, device=weight.device)
-    scale[2 * hs:3 * hs] = 2.0  # forward g
-    scale[5 * hs:6 * hs] = 2.0  # backward g
+    forward_scale = torch.ones(4 * hs, dtype=weight.dtype, device=weight.device)
+    forward_scale[2 * hs:3 * hs] = 2.0  # forward g
+    scale = torch.cat([forward_scale, backward._gate_scale])  # backward: (i, 2g, o)
     return weight * scale, torch.cat([bias, b_back]) * scale
 
 
