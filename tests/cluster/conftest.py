@@ -10,6 +10,7 @@ exactly this cluster's processes by pid and never touches another Ray on the mac
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -34,9 +35,43 @@ LOOPBACK_RAY = [sys.executable, "-m", "rl_models.app.loopback_ray"]
 
 def free_port() -> int:
     """Return a TCP port that is free on loopback right now."""
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """Return ``n`` distinct TCP ports free on loopback right now.
+
+    The sockets stay bound until all are picked, so the kernel never hands out one twice.
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+        return ports
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port_range(width: int, *, avoid: set[int]) -> int:
+    """Return ``low`` such that ports ``low .. low + width`` are free and none is in ``avoid``.
+
+    Ray refuses to start a node whose worker ports overlap any other port it was given.
+    """
+    for _ in range(100):
+        low = free_port()
+        span = range(low, low + width + 1)
+        if span.stop <= 65536 and avoid.isdisjoint(span) and all(map(_bindable, span)):
+            return low
+    raise RuntimeError(f"no {width + 1} consecutive free ports on loopback")
 
 
 def _pids_with_marker(marker: str) -> list[int]:
@@ -107,15 +142,14 @@ class LocalRayCluster:
         self.env.pop("RAY_ADDRESS", None)
 
     def _node_ports(self) -> list[str]:
-        low = free_port()
+        names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+                 "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
+        # Clear of the head's GCS port, which is not bound yet while the head starts.
+        ports = [p for p in free_ports(len(names) + 1) if p != self.gcs_port][:len(names)]
+        # A private worker port range, clear of this node's other ports too.
+        low = free_port_range(40, avoid={*ports, self.gcs_port})
         return [
-            f"--node-manager-port={free_port()}",
-            f"--object-manager-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            # A private worker port range; ports picked near a free one, rarely contested.
+            *(f"--{name}={port}" for name, port in zip(names, ports, strict=True)),
             f"--min-worker-port={low}",
             f"--max-worker-port={low + 40}",
         ]
