@@ -66,6 +66,12 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
                    help="module settings of the fine-tuning (YAML), e.g. value_detach=true")
     p.add_argument("--bc-ppo-imitation", type=float, default=None, metavar="COEFF",
                    help="keep BC's loss in the fine-tuning's loss with this weight (DAPG)")
+    p.add_argument("--bc-ppo-baseline", type=int, default=None, metavar="STEPS",
+                   help="the fine-tuning's advantages less the running mean (horizon STEPS) "
+                        "of the value's error over the song's steps just before (gamma 0)")
+    p.add_argument("--bc-ppo-trainable", nargs="+", default=None, metavar="PATTERN",
+                   help="the fine-tuning trains only the weights whose names match (regex), "
+                        "e.g. prior_bias slot_embedding _value_head")
     p.add_argument("--whole-songs", action="store_true",
                    help="train on whole songs (BC from stored states) instead of windows")
     p.add_argument("--stem-spectrum", action="store_true",
@@ -95,12 +101,15 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
     overrides["model"] = {**base.model, **_yaml_pairs(args.model)}
     overrides["bc_ppo_training"] = _yaml_pairs(args.bc_ppo_training)
     overrides["bc_ppo_model"] = _yaml_pairs(args.bc_ppo_model)
+    if args.bc_ppo_trainable:
+        overrides["bc_ppo_trainable"] = tuple(args.bc_ppo_trainable)
     if args.bc_checkpoint:
         overrides["bc_checkpoint"] = str(Path(args.bc_checkpoint).resolve())
     overrides["bc_training"] = _yaml_pairs(args.bc)
     for name, key in (("style", "style"), ("inconsistency", "inconsistency"),
                       ("heldout", "n_heldout"), ("validation", "n_validation"),
-                      ("bc_ppo_imitation", "bc_ppo_imitation")):
+                      ("bc_ppo_imitation", "bc_ppo_imitation"),
+                      ("bc_ppo_baseline", "bc_ppo_baseline")):
         if getattr(args, name) is not None:
             overrides[key] = getattr(args, name)
     if args.no_listening:

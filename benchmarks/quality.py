@@ -138,6 +138,14 @@ class QualitySetup:
     """Weight of behaviour cloning's loss kept in the fine-tuning's loss (DAPG: on the
     engineer's gains for newly made songs, :mod:`rl_models.algorithms.demonstration_term`);
     0: PPO's loss alone."""
+    bc_ppo_baseline: int = 0
+    """Horizon (steps) of the fine-tuning's episode baseline: each advantage less the running
+    mean of the value's error over the song's steps just before
+    (:class:`rl_models.sequence_batch.SequenceTrainBatch`); 0: the value head alone."""
+    bc_ppo_trainable: tuple[str, ...] | None = None
+    """Parameter-name patterns of the weights the fine-tuning trains, the rest frozen
+    (:mod:`rl_models.algorithms.trainable_subset`; e.g. the per-slot level biases and the value
+    head); None: all."""
     bc_checkpoint: str | None = None
     """Start from this BC checkpoint (a ``checkpoint_000000`` behaviour cloning wrote, with
     ``progress.json`` beside it) instead of training BC: its row is scored again and BC + PPO
@@ -155,8 +163,9 @@ class QualitySetup:
     def __post_init__(self) -> None:
         for name in ("n_heldout", "n_table", "n_train_sample", "episode_chunks",
                      "episodes_per_song", "songs_per_skeleton", "bc_episodes_per_song",
-                     "n_track_features", "eval_songs", "n_validation"):
-            value, least = getattr(self, name), int(name != "n_validation")
+                     "n_track_features", "eval_songs", "n_validation", "bc_ppo_baseline"):
+            value, least = getattr(self, name), int(name not in ("n_validation",
+                                                                 "bc_ppo_baseline"))
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ConfigError(f"{name} must be an int >= {least}, got {name}={value!r}")
         get_style(self.style)
@@ -348,14 +357,19 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
     def bc_ppo(done: dict) -> dict:
         if "bc" not in done:
             raise ConfigError("bc_ppo fine-tunes the bc agent: train 'bc' first")
-        imitation = {}
+        learner: dict[str, Any] = {}
         if setup.bc_ppo_imitation:  # DAPG: BC's loss on the engineer's gains stays in PPO's
             bc = {**BC_TRAINING, **setup.bc_training}
-            term = demonstrations(setup) | {"coeff": setup.bc_ppo_imitation, "seed": setup.seed,
-                                            "loss": bc["loss"], "batch_size": bc["batch_size"]}
-            imitation["resources"] = {"learner_config_dict": {"demonstrations": term}}
+            learner["demonstrations"] = demonstrations(setup) | {
+                "coeff": setup.bc_ppo_imitation, "seed": setup.seed, "loss": bc["loss"],
+                "batch_size": bc["batch_size"]}
+        if setup.bc_ppo_baseline:
+            learner["episode_baseline"] = setup.bc_ppo_baseline
+        if setup.bc_ppo_trainable:
+            learner["trainable"] = list(setup.bc_ppo_trainable)
+        resources = {"resources": {"learner_config_dict": learner}} if learner else {}
         return _experiment("quality_bc_ppo", "PPO", setup,
-                           training={**BC_PPO_TRAINING, **setup.bc_ppo_training}, **imitation,
+                           training={**BC_PPO_TRAINING, **setup.bc_ppo_training}, **resources,
                            model={**setup.model, **setup.bc_ppo_model},
                            init_module_from=done["bc"], **common)
 

@@ -16,6 +16,14 @@ single-step forward of the fragments' last observations (skipped when gamma is 0
 (standardized) and value targets equal RLlib's ``GeneralAdvantageEstimation`` on the same
 episodes (tested); the train batch has no sequence made only of padding.
 
+With gamma 0 (the reward of one step is all that counts) the baseline can also learn from the
+episode's own past: ``episode_baseline=h`` subtracts from each step's advantage the running
+mean (horizon h steps) of the value's error over the fragment's earlier steps. On the learning
+benchmark most of the reward's variance is how hard the song and passage are, which no value
+head reading the observation predicts (its explained variance stays near 0 on songs without
+end), while the steps just before know it; that mean depends on earlier actions only, so the
+gradient stays unbiased.
+
 `SequenceBatchLearner` puts it in place of the default pipeline when a learner builds one
 (PPO's, PG's) for a stateful module; any other pipeline is left as it is.
 """
@@ -50,7 +58,9 @@ from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.annotations import override
 
-__all__ = ["DEFAULT_PIPELINE", "SequenceBatchLearner", "SequenceTrainBatch",
+from mixing_env.errors import ConfigError
+
+__all__ = ["DEFAULT_PIPELINE", "SequenceBatchLearner", "SequenceTrainBatch", "mean_of_earlier",
            "sequence_layout"]
 
 DEFAULT_PIPELINE = (
@@ -134,12 +144,27 @@ class SequenceTrainBatch(ConnectorV2):
         gamma: Discount.
         lambda_: GAE lambda (1: Monte-Carlo returns bootstrapped at fragment ends).
         device: Where the tensors go (the learner's device); None: CPU.
+        episode_baseline: Horizon in steps of the running mean of the value's error over
+            the fragment's earlier steps that is subtracted from each advantage (0: none;
+            gamma must be 0, where no later value depends on this step's reward).
+
+    Raises:
+        ConfigError: ``episode_baseline`` not an int >= 0, or set with gamma > 0.
     """
 
     def __init__(self, input_observation_space=None, input_action_space=None, *,
-                 gamma: float, lambda_: float, device: Any = None) -> None:
+                 gamma: float, lambda_: float, device: Any = None,
+                 episode_baseline: int = 0) -> None:
         super().__init__(input_observation_space, input_action_space)
         self.gamma, self.lambda_, self.device = float(gamma), float(lambda_), device
+        if (isinstance(episode_baseline, bool) or not isinstance(episode_baseline, int)
+                or episode_baseline < 0):
+            raise ConfigError(f"episode_baseline must be an int >= 0 (steps), got "
+                              f"{episode_baseline!r}")
+        if episode_baseline and self.gamma != 0.0:
+            raise ConfigError(f"episode_baseline needs gamma 0 (got gamma={gamma}): with "
+                              f"gamma > 0 later values would read this step's reward")
+        self.episode_baseline = episode_baseline
 
     @override(ConnectorV2)
     def __call__(self, *, rl_module: Any, batch: dict[str, Any], episodes: list[Any],
@@ -245,8 +270,24 @@ class SequenceTrainBatch(ConnectorV2):
                 scipy.signal.lfilter([1.0], [1.0, -decay], d[::-1])[::-1]
                 for d in np.split(deltas, ends[:-1])]).astype(np.float32)
         targets = (advantages + values).astype(np.float32)
+        if self.episode_baseline:
+            advantages = advantages - np.concatenate([
+                mean_of_earlier(d, self.episode_baseline) for d in np.split(deltas, ends[:-1])])
         advantages = (advantages - advantages.mean()) / max(1e-4, advantages.std())
         return advantages.astype(np.float32), targets
+
+
+def mean_of_earlier(x: np.ndarray, horizon: int) -> np.ndarray:
+    """Exponential mean (weight 1 - 1/horizon per step back) of x[:t] at every t; 0 at t = 0.
+
+    Bias-corrected as Adam's moments are, so the first steps average what there is.
+    """
+    keep = 1.0 - 1.0 / horizon
+    running = scipy.signal.lfilter([1.0 - keep], [1.0, -keep], x.astype(np.float64))
+    weight = 1.0 - keep ** np.arange(1, len(x) + 1)
+    earlier = np.zeros(len(x))
+    earlier[1:] = running[:-1] / weight[:-1]
+    return earlier.astype(np.float32)
 
 
 class SequenceBatchLearner(Learner):
@@ -254,23 +295,31 @@ class SequenceBatchLearner(Learner):
 
     Put it first among the bases (``class L(SequenceBatchLearner, PPOTorchLearner)``). After
     the learner has built its pipeline, a pipeline that is exactly :data:`DEFAULT_PIPELINE`
-    for a stateful module becomes one `SequenceTrainBatch` with the same gamma and lambda;
-    anything else (custom connectors, a stateless module) is kept.
+    for a stateful module becomes one `SequenceTrainBatch` with the same gamma and lambda
+    (and ``learner_config_dict["episode_baseline"]``, default 0); anything else (custom
+    connectors, a stateless module) is kept.
+
+    Raises:
+        ConfigError: ``episode_baseline`` asked for where the pipeline is not swapped.
     """
 
     @override(Learner)
     def build(self) -> None:
         """Builds as the base learner does, then swaps the pipeline where it applies."""
         super().build()
+        baseline = self.config.learner_config_dict.get("episode_baseline", 0)
         pipeline = self._learner_connector
-        if pipeline is None or DEFAULT_MODULE_ID not in self.module.keys():
-            return
-        pieces = pipeline.connectors
-        if (tuple(type(p) for p in pieces) != DEFAULT_PIPELINE
+        pieces = pipeline.connectors if pipeline is not None else []
+        if (DEFAULT_MODULE_ID not in self.module.keys()
+                or tuple(type(p) for p in pieces) != DEFAULT_PIPELINE
                 or not self.module[DEFAULT_MODULE_ID].is_stateful()):
+            if baseline:
+                raise ConfigError("learner_config_dict['episode_baseline'] needs the one-pass "
+                                  "sequence pipeline: a single stateful module and RLlib's "
+                                  "default learner connectors")
             return
         gae = pieces[-1]
         for piece in list(pieces):
             pipeline.remove(type(piece).__name__)
         pipeline.append(SequenceTrainBatch(gamma=gae.gamma, lambda_=gae.lambda_,
-                                           device=self._device))
+                                           device=self._device, episode_baseline=baseline))

@@ -7,16 +7,20 @@ from ray.rllib.core.learner.learner import Learner
 
 from rl_models.algorithms.demonstration_term import DemonstrationTermLearner
 from rl_models.algorithms.pg_learner import PGTorchLearner
+from rl_models.algorithms.trainable_subset import TrainableSubsetLearner
 from rl_models.sequence_batch import SequenceBatchLearner
 
 __all__ = ["SEQUENCE_LEARNERS", "SequencePGTorchLearner", "SequencePPOTorchLearner"]
 
 
-class SequencePPOTorchLearner(DemonstrationTermLearner, SequenceBatchLearner, PPOTorchLearner):
-    """RLlib's PPO learner: `SequenceTrainBatch` pipeline, optional imitation term.
+class SequencePPOTorchLearner(DemonstrationTermLearner, TrainableSubsetLearner,
+                              SequenceBatchLearner, PPOTorchLearner):
+    """RLlib's PPO learner: `SequenceTrainBatch` pipeline, imitation term, trainable subset.
 
     The term (:mod:`rl_models.algorithms.demonstration_term`) is added where
-    ``learner_config_dict["demonstrations"]`` asks for one.
+    ``learner_config_dict["demonstrations"]`` asks for one; only the weights
+    ``learner_config_dict["trainable"]`` names train where it is given
+    (:mod:`rl_models.algorithms.trainable_subset`).
     """
 
 

@@ -19,8 +19,8 @@ from rl_models.app import commands
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("env", "headroom", "mix", "model", "prepare", "quality", "songs", "style",
-              "throughput", "transfer")
+BENCHMARKS = ("env", "headroom", "mix", "model", "prepare", "quality", "reward_noise", "songs",
+              "style", "throughput", "transfer")
 """``deepmixing benchmark <which>`` runs ``benchmarks.bench_<which>.main``."""
 SONG_KINDS = ("sampled", "procedural")
 """Kinds of synthetic songs ``synth`` writes; the first is the default."""

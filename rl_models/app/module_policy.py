@@ -13,7 +13,7 @@ __all__ = ["ModulePolicy"]
 
 
 class ModulePolicy:
-    """Drives an RLlib RLModule deterministically (the distribution's mean), one chunk a step.
+    """Drives an RLlib RLModule, one chunk a step: the distribution's mean, or a draw from it.
 
     The observation gets a batch axis, and a time axis when the module is stateful (as RLlib's
     env-to-module connectors do at inference); the state is carried from step to step and
@@ -22,11 +22,14 @@ class ModulePolicy:
     Args:
         module: The RLModule (e.g. from a checkpoint).
         name: Row label in tables.
+        explore: Draw each action from the module's training distribution (as PPO samples)
+            instead of taking its mean (how the agent mixes and is scored).
     """
 
-    def __init__(self, module: Any, name: str = "agent"):
+    def __init__(self, module: Any, name: str = "agent", *, explore: bool = False):
         self.module = module
         self.name = name
+        self.explore = explore
         self.state = None
 
     def reset(self, song: Song | None = None, start: int = 0) -> None:
@@ -41,7 +44,7 @@ class ModulePolicy:
             )
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The module's deterministic action for one observation, float32 [shape=(C,)]."""
+        """The module's action for one observation, float32 [shape=(C,)]."""
         import torch
         import tree
         from ray.rllib.core.columns import Columns
@@ -58,8 +61,11 @@ class ModulePolicy:
             out = self.module.forward_inference(batch)
         if stateful:
             self.state = out[Columns.STATE_OUT]
-        dist = self.module.get_inference_action_dist_cls().from_logits(
-            out[Columns.ACTION_DIST_INPUTS]
-        ).to_deterministic()
+        inputs = out[Columns.ACTION_DIST_INPUTS]
+        if self.explore:
+            dist = self.module.get_train_action_dist_cls().from_logits(inputs)
+        else:
+            dist = self.module.get_inference_action_dist_cls().from_logits(inputs)
+            dist = dist.to_deterministic()
         action = dist.sample().detach().cpu().numpy()
         return np.asarray(action, dtype=np.float32).reshape(-1)

@@ -117,3 +117,53 @@ def test_learners_of_stateful_modules_run_one_sequence_pass(algorithm):
     (piece,) = learner._learner_connector.connectors
     assert isinstance(piece, SequenceTrainBatch)
     assert (piece.gamma, piece.lambda_) == (0.5, config.lambda_ if algorithm == "PPO" else 1.0)
+
+
+def test_episode_baseline_subtracts_themean_of_earlier_value_errors():
+    config, episodes, module = _sampled(4, 0.0, 1.0)
+    plain = SequenceTrainBatch(gamma=0.0, lambda_=1.0)(
+        rl_module=module, batch={}, episodes=copy.deepcopy(episodes))[DEFAULT_MODULE_ID]
+    got = SequenceTrainBatch(gamma=0.0, lambda_=1.0, episode_baseline=1)(
+        rl_module=module, batch={}, episodes=copy.deepcopy(episodes))[DEFAULT_MODULE_ID]
+    # Horizon 1: each step's advantage less the previous step's in its fragment (none first).
+    errors = [e.get_rewards() - e.get_extra_model_outputs(Columns.VF_PREDS) for e in episodes]
+    expected = np.concatenate([np.append(err[:1], err[1:] - err[:-1]) for err in errors])
+    torch.testing.assert_close(_real_steps(got, "advantages"),
+                               _standardized(torch.as_tensor(expected, dtype=torch.float32)),
+                               atol=1e-4, rtol=0)
+    # The value targets are the rewards either way: only the policy's baseline moves.
+    torch.testing.assert_close(_real_steps(got, "value_targets"),
+                               _real_steps(plain, "value_targets"))
+
+
+def testmean_of_earlier_is_the_bias_corrected_running_mean():
+    from rl_models.sequence_batch import mean_of_earlier
+
+    x = np.array([1.0, 3.0, 5.0, 7.0])
+    keep = 0.5  # horizon 2
+    expected = [0.0, 1.0, (keep * 1 + 3) / (1 + keep),
+                (keep ** 2 * 1 + keep * 3 + 5) / (1 + keep + keep ** 2)]
+    np.testing.assert_allclose(mean_of_earlier(x, 2), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"gamma": 0.5, "episode_baseline": 8}, "needs gamma 0"),
+    ({"gamma": 0.0, "episode_baseline": -1}, "int >= 0"),
+    ({"gamma": 0.0, "episode_baseline": 2.5}, "int >= 0"),
+])
+def test_episode_baseline_bad_settings_are_named(kwargs, match):
+    from mixing_env.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        SequenceTrainBatch(lambda_=1.0, **kwargs)
+
+
+def test_learner_reads_the_episode_baseline_from_its_config_dict():
+    config = build_algorithm_config(
+        "PPO", env_config=ENV, model={**MODEL, "max_seq_len": 4},
+        training={"gamma": 0.0, "train_batch_size_per_learner": 64, "minibatch_size": 32},
+        resources={"learner_config_dict": {"episode_baseline": 8}}, seed=0)
+    runner = SingleAgentEnvRunner(config=config)
+    learner = config.build_learner(env=runner.env.unwrapped, spaces=runner.get_spaces())
+    (piece,) = learner._learner_connector.connectors
+    assert piece.episode_baseline == 8

@@ -126,15 +126,20 @@ def test_fine_tuning_settings_reach_the_bc_ppo_experiment(cache, tmp_path):
     assert "learner_config_dict" not in fine_tune.get("resources", {})
     # DAPG: BC's loss on the engineer's demonstrations stays in the fine-tuning's loss
     setup = dataclasses.replace(TINY, whole_songs=True, bc_ppo_imitation=2.0,
-                                bc_training={"loss": "log_gain"})
+                                bc_training={"loss": "log_gain"}, bc_ppo_baseline=8,
+                                bc_ppo_trainable=("prior_bias", "_value_head"))
     exp = agent_experiments(setup, cache=cache, eval_songs=["SampledSong001"],
                             storage=tmp_path)["bc_ppo"]({"bc": "/ckpt/bc"})
+    assert exp["resources"]["learner_config_dict"]["episode_baseline"] == 8
+    assert exp["resources"]["learner_config_dict"]["trainable"] == ["prior_bias", "_value_head"]
     term = exp["resources"]["learner_config_dict"]["demonstrations"]
     assert term["coeff"] == 2.0 and term["loss"] == "log_gain" and term["stored_states"]
     assert term["env"]["generated"]["episodes_per_song"] == 1  # whole songs, as BC had them
     build_config({k: v for k, v in exp.items() if k != "init_module_from"})
     with pytest.raises(ConfigError, match="bc_ppo_imitation must be a finite number >= 0"):
         dataclasses.replace(TINY, bc_ppo_imitation=-1.0)
+    with pytest.raises(ConfigError, match="bc_ppo_baseline must be an int >= 0"):
+        dataclasses.replace(TINY, bc_ppo_baseline=-2)
 
 
 def test_the_control_continues_bc_at_bc_ppos_rate_for_bc_ppos_minutes(tmp_path, monkeypatch):
@@ -356,3 +361,20 @@ def test_learning_curves_plot_each_evaluation_once_and_skip_iterations_without_e
     assert evaluation_points(rows) == [(10.0, 0.6), (40.0, 0.7)]
     png = plot_learning_curves({"bc_ppo": rows}, tmp_path / "curves.png")
     assert png.stat().st_size > 0
+
+
+def test_reward_noise_splits_the_reward_variance_of_a_checkpoint(cache, tmp_path):
+    from benchmarks.bench_reward_noise import main
+    from rl_models.checkpoints import PRETRAINED_DIR
+
+    args = ["--checkpoint", str(PRETRAINED_DIR), "--songs", cache, "--horizons", "1", "8"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / d / "reward_noise.json").read_text()) for d in "ab")
+    assert a["songs"] == 2 and a["steps"] > 0
+    assert a["var_sampling"] > 0  # drawn actions differ from the mean action
+    assert 0 <= a["var_between_songs"] <= a["var_state"]
+    assert set(a["var_after_episode_baseline"]) == {"1", "8"}
+    assert a["var_state"] == b["var_state"] and a["var_total"] == b["var_total"]  # seeded
+    with pytest.raises(ConfigError, match="no such folder"):
+        main(["--checkpoint", str(PRETRAINED_DIR), "--songs", str(tmp_path / "none")])
