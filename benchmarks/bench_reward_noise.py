@@ -39,17 +39,22 @@ def reward_noise(checkpoint: str, env_config: dict, *, horizons: tuple[int, ...]
                  seed: int = 0) -> dict:
     """The reward's variance parts of ``checkpoint`` on the songs of ``env_config``.
 
+    ``env_config`` is laid over the env the checkpoint trained with (its observation settings
+    stay, its training songs go), as evaluation does.
+
     Returns:
         The keys of the module docstring, ``mean_reward`` (mean action) and ``steps``.
     """
     import torch
 
+    from mixing_env.envs.config import over_songs
     from rl_models.app.evaluate import play_songs
     from rl_models.app.module_policy import ModulePolicy
     from rl_models.checkpoints import load_policy
     from rl_models.sequence_batch import mean_of_earlier
 
-    module, _ = load_policy(checkpoint)
+    module, meta = load_policy(checkpoint)
+    env_config = over_songs(meta["experiment"]["env"], {**env_config, "episode_chunks": None})
     mean = play_songs(ModulePolicy(module), env_config)
     torch.manual_seed(seed)
     sampled = play_songs(ModulePolicy(module, explore=True), env_config,
@@ -74,7 +79,6 @@ def reward_noise(checkpoint: str, env_config: dict, *, horizons: tuple[int, ...]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mixing_env.envs.config import EnvConfig
     from mixing_env.errors import ConfigError
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -89,13 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--songs {args.songs}: no such folder")
     if any(h < 1 for h in args.horizons):
         raise ConfigError(f"--horizons must be >= 1, got {args.horizons}")
-    from rl_models.checkpoints import read_metadata, resolve_checkpoint_path
-
-    env = dict(read_metadata(resolve_checkpoint_path(args.checkpoint))["experiment"]["env"])
-    env = {k: v for k, v in env.items() if k in EnvConfig.__dataclass_fields__}
-    env |= {"dataset_dir": args.songs, "episode_chunks": None, "generated": None,
-            "synthetic": None, "songs": None}
-    result = reward_noise(args.checkpoint, env, horizons=tuple(args.horizons))
+    result = reward_noise(args.checkpoint, {"dataset_dir": args.songs},
+                          horizons=tuple(args.horizons))
     result["load_average"] = os.getloadavg()[0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
