@@ -69,6 +69,12 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
     p.add_argument("--bc-ppo-baseline", type=int, default=None, metavar="STEPS",
                    help="the fine-tuning's advantages less the running mean (horizon STEPS) "
                         "of the value's error over the song's steps just before (gamma 0)")
+    p.add_argument("--bc-ppo-self-critical", action="store_true",
+                   help="the fine-tuning's advantages are each step's reward less the reward "
+                        "of the policy's mean action on the same chunk (gamma 0)")
+    p.add_argument("--bc-ppo-concentration", type=float, default=None, metavar="KAPPA",
+                   help="start the fine-tuning with the policy's Dirichlet concentration scale "
+                        "set to KAPPA (less exploration noise around the same mean)")
     p.add_argument("--bc-ppo-trainable", nargs="+", default=None, metavar="PATTERN",
                    help="the fine-tuning trains only the weights whose names match (regex), "
                         "e.g. prior_bias slot_embedding _value_head")
@@ -109,7 +115,8 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
     for name, key in (("style", "style"), ("inconsistency", "inconsistency"),
                       ("heldout", "n_heldout"), ("validation", "n_validation"),
                       ("bc_ppo_imitation", "bc_ppo_imitation"),
-                      ("bc_ppo_baseline", "bc_ppo_baseline")):
+                      ("bc_ppo_baseline", "bc_ppo_baseline"),
+                      ("bc_ppo_concentration", "bc_ppo_concentration")):
         if getattr(args, name) is not None:
             overrides[key] = getattr(args, name)
     if args.no_listening:
@@ -118,6 +125,8 @@ def parse_setup(argv: list[str] | None = None) -> tuple[argparse.Namespace, Qual
         overrides["stem_spectrum"] = True
     if args.whole_songs:
         overrides["whole_songs"] = True
+    if args.bc_ppo_self_critical:
+        overrides["bc_ppo_self_critical"] = True
     budgets = dict(overrides.get("minutes", base.minutes))
     for item in args.minutes:
         agent, _, value = item.partition("=")

@@ -142,6 +142,14 @@ class QualitySetup:
     """Horizon (steps) of the fine-tuning's episode baseline: each advantage less the running
     mean of the value's error over the song's steps just before
     (:class:`rl_models.sequence_batch.SequenceTrainBatch`); 0: the value head alone."""
+    bc_ppo_self_critical: bool = False
+    """The fine-tuning's advantages are each step's reward less the reward of the policy's
+    mean action on the same chunk (the env's ``self_critical``; gamma 0): exact where the
+    episode baseline estimates."""
+    bc_ppo_concentration: float | None = None
+    """The fine-tuning starts with the policy's Dirichlet concentration scale set to this
+    (:func:`rl_models.checkpoints.with_concentration_scale`): less exploration noise around
+    the same mean; None: BC's."""
     bc_ppo_trainable: tuple[str, ...] | None = None
     """Parameter-name patterns of the weights the fine-tuning trains, the rest frozen
     (:mod:`rl_models.algorithms.trainable_subset`; e.g. the per-slot level biases and the value
@@ -185,6 +193,16 @@ class QualitySetup:
                     kind is not bool and isinstance(value, bool)):
                 raise ConfigError(f"bc_training[{key!r}] must be of type {kind.__name__}, "
                                   f"got {value!r}")
+        if self.bc_ppo_concentration is not None and (
+                isinstance(self.bc_ppo_concentration, bool)
+                or not isinstance(self.bc_ppo_concentration, int | float)
+                or not (math.isfinite(self.bc_ppo_concentration)
+                        and self.bc_ppo_concentration > 0)):
+            raise ConfigError(f"bc_ppo_concentration must be a positive number or None, got "
+                              f"{self.bc_ppo_concentration!r}")
+        if not isinstance(self.bc_ppo_self_critical, bool):
+            raise ConfigError(f"bc_ppo_self_critical must be a bool, got "
+                              f"{self.bc_ppo_self_critical!r}")
         if isinstance(self.bc_ppo_imitation, bool) or not isinstance(
                 self.bc_ppo_imitation, int | float) or not (
                 math.isfinite(self.bc_ppo_imitation) and self.bc_ppo_imitation >= 0):
@@ -368,10 +386,18 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
         if setup.bc_ppo_trainable:
             learner["trainable"] = list(setup.bc_ppo_trainable)
         resources = {"resources": {"learner_config_dict": learner}} if learner else {}
+        if setup.bc_ppo_self_critical:
+            resources["env"] = {"self_critical": True}
+        start = done["bc"]
+        if setup.bc_ppo_concentration is not None:
+            from rl_models.checkpoints import with_concentration_scale
+
+            start = str(with_concentration_scale(start, setup.bc_ppo_concentration,
+                                                 Path(storage) / "bc_ppo_start"))
         return _experiment("quality_bc_ppo", "PPO", setup,
                            training={**BC_PPO_TRAINING, **setup.bc_ppo_training}, **resources,
                            model={**setup.model, **setup.bc_ppo_model},
-                           init_module_from=done["bc"], **common)
+                           init_module_from=start, **common)
 
     def ppo(_: dict) -> dict:
         return _experiment("quality_ppo", "PPO", setup, training=_PPO_TRAINING, **common)

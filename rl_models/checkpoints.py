@@ -46,6 +46,7 @@ __all__ = [
     "learner_policy",
     "list_checkpoints",
     "load_policy",
+    "with_concentration_scale",
     "load_rllib_module",
     "module_checkpoint_dir",
     "policy_state",
@@ -445,6 +446,34 @@ def load_rllib_module(path: str | Path) -> Any:
         raise CheckpointError(f"{module_dir / 'class_and_ctor_args.pkl'} is damaged: RLlib "
                               f"cannot restore the module class from it")
     return module
+
+
+def with_concentration_scale(path: str | Path, scale: float, out_dir: str | Path) -> Path:
+    """RLlib's module of a checkpoint with its Dirichlet concentration scale set, saved anew.
+
+    For fine-tuning that starts with less (or more) exploration noise than the policy it
+    starts from: the Dirichlet's mean is unchanged, its spread shrinks as 1 / sqrt(scale).
+    The result is an RLModule folder ``init_module_from`` takes.
+
+    Raises:
+        ConfigError: ``scale`` not a positive finite number, or a module without one.
+        CheckpointError: As :func:`load_rllib_module`.
+    """
+    import torch
+
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not (
+            math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"concentration scale must be a positive number, got {scale!r}")
+    module = load_rllib_module(path)
+    log_kappa = dict(module.named_parameters()) | dict(module.named_buffers())
+    log_kappa = log_kappa.get("_core.log_kappa")
+    if log_kappa is None:
+        raise ConfigError(f"the module of {path} has no concentration scale (_core.log_kappa)")
+    with torch.no_grad():
+        log_kappa.fill_(math.log(scale))
+    out = Path(out_dir)
+    module.save_to_path(str(out))
+    return out
 
 
 def export_policy_files(path: str | Path) -> tuple[Path, Path]:

@@ -24,6 +24,11 @@ head reading the observation predicts (its explained variance stays near 0 on so
 end), while the steps just before know it; that mean depends on earlier actions only, so the
 gradient stays unbiased.
 
+With a ``self_critical`` env (gamma 0) the baseline is exact instead: each step's advantage
+is its reward less the reward the policy's mean action got on the same chunk
+(``info["baseline_reward"]``, :class:`~mixing_env.envs.mixing_env.MixingEnv`), so the
+passage's difficulty cancels and only what the drawn action did better or worse is left.
+
 `SequenceBatchLearner` puts it in place of the default pipeline when a learner builds one
 (PPO's, PG's) for a stateful module; any other pipeline is left as it is.
 """
@@ -147,14 +152,17 @@ class SequenceTrainBatch(ConnectorV2):
         episode_baseline: Horizon in steps of the running mean of the value's error over
             the fragment's earlier steps that is subtracted from each advantage (0: none;
             gamma must be 0, where no later value depends on this step's reward).
+        self_critical: Advantages are each step's reward less its ``baseline_reward`` info
+            (the mean action's reward on the same chunk); gamma must be 0.
 
     Raises:
-        ConfigError: ``episode_baseline`` not an int >= 0, or set with gamma > 0.
+        ConfigError: ``episode_baseline`` not an int >= 0, either baseline with gamma > 0,
+            or both at once.
     """
 
     def __init__(self, input_observation_space=None, input_action_space=None, *,
                  gamma: float, lambda_: float, device: Any = None,
-                 episode_baseline: int = 0) -> None:
+                 episode_baseline: int = 0, self_critical: bool = False) -> None:
         super().__init__(input_observation_space, input_action_space)
         self.gamma, self.lambda_, self.device = float(gamma), float(lambda_), device
         if (isinstance(episode_baseline, bool) or not isinstance(episode_baseline, int)
@@ -165,6 +173,10 @@ class SequenceTrainBatch(ConnectorV2):
             raise ConfigError(f"episode_baseline needs gamma 0 (got gamma={gamma}): with "
                               f"gamma > 0 later values would read this step's reward")
         self.episode_baseline = episode_baseline
+        self.self_critical = bool(self_critical)
+        if self.self_critical and (self.gamma != 0.0 or episode_baseline):
+            raise ConfigError(f"self_critical needs gamma 0 and no episode_baseline, got "
+                              f"gamma={gamma}, episode_baseline={episode_baseline}")
 
     @override(ConnectorV2)
     def __call__(self, *, rl_module: Any, batch: dict[str, Any], episodes: list[Any],
@@ -217,7 +229,9 @@ class SequenceTrainBatch(ConnectorV2):
         else:
             values = self._values(module, out, src, len(steps[Columns.REWARDS]))
         bootstrap = self._bootstrap_values(module, episodes, obs_all, state_outs, lengths)
-        advantages, targets = self._gae(steps[Columns.REWARDS], values, bootstrap, lengths)
+        baseline = _baseline_rewards(episodes) if self.self_critical else None
+        advantages, targets = self._gae(steps[Columns.REWARDS], values, bootstrap, lengths,
+                                        baseline)
         out[Postprocessing.ADVANTAGES] = to_tensor(_pad_gather(advantages, src))
         out[Postprocessing.VALUE_TARGETS] = to_tensor(_pad_gather(targets, src))
         if shared_data is not None:
@@ -257,8 +271,13 @@ class SequenceTrainBatch(ConnectorV2):
         return boot
 
     def _gae(self, rewards: np.ndarray, values: np.ndarray, bootstrap: np.ndarray,
-             lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Standardized GAE advantages and value targets of the concatenated steps."""
+             lengths: list[int], baseline: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Standardized GAE advantages and value targets of the concatenated steps.
+
+        With ``baseline`` (gamma 0: one per step) the advantages are ``rewards - baseline``;
+        the value head still learns the rewards.
+        """
         ends = np.cumsum(lengths)
         next_values = np.append(values[1:], 0.0).astype(np.float32)
         next_values[ends - 1] = bootstrap
@@ -270,11 +289,34 @@ class SequenceTrainBatch(ConnectorV2):
                 scipy.signal.lfilter([1.0], [1.0, -decay], d[::-1])[::-1]
                 for d in np.split(deltas, ends[:-1])]).astype(np.float32)
         targets = (advantages + values).astype(np.float32)
+        if baseline is not None:
+            advantages = rewards - baseline
         if self.episode_baseline:
             advantages = advantages - np.concatenate([
                 mean_of_earlier(d, self.episode_baseline) for d in np.split(deltas, ends[:-1])])
         advantages = (advantages - advantages.mean()) / max(1e-4, advantages.std())
         return advantages.astype(np.float32), targets
+
+
+def _baseline_rewards(episodes: list[Any]) -> np.ndarray:
+    """Each step's ``info["baseline_reward"]``, the fragments' steps concatenated.
+
+    Raises:
+        ConfigError: A step without one (the env is not ``self_critical``, or the env runner
+            sent no mean action).
+    """
+    out = []
+    for e in episodes:
+        infos = e.get_infos()  # a step's info comes with the observation after it
+        infos = infos[len(infos) - len(e):]
+        try:
+            out.extend(info["baseline_reward"] for info in infos)
+        except KeyError:
+            raise ConfigError(
+                "self_critical: a step's info has no 'baseline_reward'; set env "
+                "self_critical: true and use the project's step connectors, which send the "
+                "policy's mean action with each drawn one") from None
+    return np.asarray(out, np.float32)
 
 
 def mean_of_earlier(x: np.ndarray, horizon: int) -> np.ndarray:
@@ -308,18 +350,20 @@ class SequenceBatchLearner(Learner):
         """Builds as the base learner does, then swaps the pipeline where it applies."""
         super().build()
         baseline = self.config.learner_config_dict.get("episode_baseline", 0)
+        self_critical = bool((self.config.env_config or {}).get("self_critical"))
         pipeline = self._learner_connector
         pieces = pipeline.connectors if pipeline is not None else []
         if (DEFAULT_MODULE_ID not in self.module.keys()
                 or tuple(type(p) for p in pieces) != DEFAULT_PIPELINE
                 or not self.module[DEFAULT_MODULE_ID].is_stateful()):
-            if baseline:
-                raise ConfigError("learner_config_dict['episode_baseline'] needs the one-pass "
-                                  "sequence pipeline: a single stateful module and RLlib's "
-                                  "default learner connectors")
+            if baseline or self_critical:
+                raise ConfigError("learner_config_dict['episode_baseline'] and env "
+                                  "self_critical need the one-pass sequence pipeline: a single "
+                                  "stateful module and RLlib's default learner connectors")
             return
         gae = pieces[-1]
         for piece in list(pieces):
             pipeline.remove(type(piece).__name__)
         pipeline.append(SequenceTrainBatch(gamma=gae.gamma, lambda_=gae.lambda_,
-                                           device=self._device, episode_baseline=baseline))
+                                           device=self._device, episode_baseline=baseline,
+                                           self_critical=self_critical))

@@ -94,7 +94,16 @@ class StepActions(ConnectorV2):
     unless the module gave actions, adds ``action_logp``, drops the time axis, and returns
     numpy columns indexable by env (``state_out`` a list of per-env dicts). Actions go to
     the env as sampled: the builder keeps RLlib's action normalizing and clipping off.
+
+    With ``self_critical`` each exploring env also gets the distribution's mean after its
+    drawn action (``actions_for_env``, (B, 2C)), which a ``self_critical`` MixingEnv scores
+    on the same chunk as the step's baseline; the episode stores the drawn action alone.
     """
+
+    def __init__(self, input_observation_space=None, input_action_space=None, *,
+                 self_critical: bool = False) -> None:
+        super().__init__(input_observation_space, input_action_space)
+        self.self_critical = bool(self_critical)
 
     @override(ConnectorV2)
     def __call__(self, *, rl_module: Any, batch: dict[str, Any], episodes: list[Any],
@@ -114,6 +123,10 @@ class StepActions(ConnectorV2):
             out[Columns.ACTIONS] = dist.sample()
             if Columns.ACTION_LOGP not in out:
                 out[Columns.ACTION_LOGP] = dist.logp(out[Columns.ACTIONS])
+        if self.self_critical and explore:
+            mean = rl_module.get_exploration_action_dist_cls().from_logits(
+                out[Columns.ACTION_DIST_INPUTS]).to_deterministic().sample()
+            out[Columns.ACTIONS_FOR_ENV] = torch.cat([out[Columns.ACTIONS], mean], dim=-1)
         to_env = {k: v.detach().cpu().numpy() for k, v in out.items()}
         if state is not None:
             arrays = _map(lambda x: x.detach().cpu().numpy(), [state])
@@ -132,11 +145,16 @@ def _step_actions(env: Any = None, spaces: Any = None) -> StepActions:
     return StepActions()
 
 
+def _self_critical_step_actions(env: Any = None, spaces: Any = None) -> StepActions:
+    return StepActions(self_critical=True)
+
+
 def use_step_connectors(config: AlgorithmConfig) -> bool:
     """Puts `StepBatch` and `StepActions` in place of RLlib's default env-runner pipelines.
 
     Only where the config has neither connectors of its own nor multi-agent policies and
     hands actions to the env unchanged (``normalize_actions`` and ``clip_actions`` off).
+    An env config with ``self_critical`` gets the policy's mean action with each drawn one.
 
     Returns:
         Whether the connectors were put in place.
@@ -147,8 +165,10 @@ def use_step_connectors(config: AlgorithmConfig) -> bool:
             or not config.add_default_connectors_to_module_to_env_pipeline
             or config.is_multi_agent or config.normalize_actions or config.clip_actions):
         return False
+    self_critical = bool((config.env_config or {}).get("self_critical"))
     config.env_runners(env_to_module_connector=_step_batch,
-                       module_to_env_connector=_step_actions,
+                       module_to_env_connector=(_self_critical_step_actions if self_critical
+                                                else _step_actions),
                        add_default_connectors_to_env_to_module_pipeline=False,
                        add_default_connectors_to_module_to_env_pipeline=False)
     return True

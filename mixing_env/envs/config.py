@@ -101,6 +101,11 @@ class EnvConfig:
     """Distance scale of the normalized reward, MFCC units."""
     level_match: str = "per_chunk"
     """``"per_chunk"``: mix scaled to the reference chunk's RMS before the MFCC; ``"none"``."""
+    self_critical: bool = False
+    """Also score a second action at every step, for a self-critical baseline: ``step`` then
+    takes ``(2C,)``, the action played and a baseline action (the policy's mean), scores
+    the baseline on the same chunk without playing it, and reports its reward as
+    ``info["baseline_reward"]``; a ``(C,)`` action is played alone."""
     seed: int | None = None
     """Seed of the first reset when ``reset`` gets none (RLlib passes worker seeds itself)."""
 
@@ -119,6 +124,8 @@ class EnvConfig:
             raise ConfigError(
                 f"obs_features must be one of {OBS_FEATURES}, got {self.obs_features!r}"
             )
+        if not isinstance(self.self_critical, bool):
+            raise ConfigError(f"self_critical must be a bool, got {self.self_critical!r}")
         for name in ("level_features", "stem_level_features", "stem_spectrum_features",
                      "listening_features", "stem_loudness_feature"):
             value = getattr(self, name)

@@ -87,6 +87,13 @@ class MixingEnv(gym.Env):
     ``info``: ``mfcc_distance`` (``||M_t - m_t||``, unscaled), ``kl``, ``gains``, ``song``,
     ``chunk``.
 
+    With ``self_critical=True`` a step may take ``(2C,)``: the action played, then a baseline
+    action scored on the same chunk (after the same ``a_{t-1}``) but not played;
+    ``info["baseline_reward"]`` is its reward. With the policy's mean action as the baseline,
+    ``r_t - baseline_reward`` is how much the drawn action beat the policy's own choice on
+    this very chunk: how hard the passage is cancels out (Rennie et al. 2017, "Self-critical
+    sequence training").
+
     ## Starting State
 
     Chunk 0 of a random song (or the window's first chunk); ``options={"song": name,
@@ -156,6 +163,8 @@ class MixingEnv(gym.Env):
         self._kl_prev = (np.zeros(C), np.zeros(C))  # smoothed a_{t-1} and its log
         self._kl_next = (np.zeros(C), np.zeros(C))
         self._mix_mfcc = np.zeros(cfg.n_mfcc, np.float32)
+        self._baseline_mfcc = np.zeros(cfg.n_mfcc, np.float32)  # self-critical scratch
+        self._kl_baseline = (np.zeros(C), np.zeros(C))
         self._seeded = False
 
     # ------------------------------------------------------------------ properties
@@ -247,30 +256,17 @@ class MixingEnv(gym.Env):
         if feats is None or self._t >= self._end:
             raise DeepMixingError("step() called before reset() or after the episode ended")
         t = self._t
-        gains = self._gains(action)
-        gains32 = gains.astype(np.float32)  # a new array: info keeps it
-        np.matmul(gains32, feats.stems[:, t, :], out=self._mix)  # one BLAS gemv over all slots
-        mix_rms = window_and_rms(self._mix, self._scorer.window, self._windowed)
-        power_gain = 1.0
-        if self.config.level_match == "per_chunk":
-            # Scaling the mix by g scales its power by g^2: one FFT serves both MFCCs.
-            power_gain = level_gain(mix_rms, feats.reference_rms[t]) ** 2
+        baseline_reward = None
+        if self.config.self_critical and np.shape(action) == (2 * self.n_slots,):
+            action = np.asarray(action)
+            _, _, _, baseline_reward = self._score(
+                self._gains(action[self.n_slots:]), self._baseline_mfcc, self._kl_baseline)
+            action = action[: self.n_slots]
         mix_mfcc = np.empty(self.config.n_mfcc, np.float32)  # a new array: the observation
-        distance = self._scorer(
-            np.fft.rfft(self._windowed), feats.reference_mfcc[t], power_gain, mix_mfcc
-        )
-        # KL(a_{t-1} || a_t), keeping step t's smoothed distribution and its log for t+1.
-        p_now, log_now = self._kl_next
-        kl = kl_step(gains, feats.kl_scale, feats.kl_offset, *self._kl_prev, t > self._start,
-                     p_now, log_now)
+        gains32, distance, kl, reward = self._score(self._gains(action), mix_mfcc,
+                                                    self._kl_next)
+        # Step t's smoothed distribution and its log are a_{t-1}'s at t+1.
         self._kl_prev, self._kl_next = self._kl_next, self._kl_prev
-        reward = mixing_reward(
-            distance,
-            kl,
-            rho=self.config.rho,
-            reward_mode=self.config.reward_mode,
-            mfcc_scale=self.config.mfcc_scale,
-        )
         self._mix_mfcc = mix_mfcc
         self._t = t + 1
         self._steps += 1
@@ -281,15 +277,48 @@ class MixingEnv(gym.Env):
             "song": feats.song.name,
             "chunk": t,
         }
+        if baseline_reward is not None:
+            info["baseline_reward"] = baseline_reward
         return self._observation(), reward, self._t >= self._end, False, info
 
     # ------------------------------------------------------------------ internals
+    def _score(self, gains: np.ndarray, mix_mfcc: np.ndarray, kl_out: tuple[np.ndarray, ...]
+               ) -> tuple[np.ndarray, float, float, float]:
+        """Chunk t mixed with ``gains``, after a_{t-1}: (float32 gains, distance, KL, reward).
+
+        Writes the mix's MFCC into ``mix_mfcc`` and the smoothed gains and their log into
+        ``kl_out``; changes no other state.
+        """
+        feats, t = self._current, self._t
+        gains32 = gains.astype(np.float32)  # a new array: info keeps it
+        np.matmul(gains32, feats.stems[:, t, :], out=self._mix)  # one BLAS gemv over all slots
+        mix_rms = window_and_rms(self._mix, self._scorer.window, self._windowed)
+        power_gain = 1.0
+        if self.config.level_match == "per_chunk":
+            # Scaling the mix by g scales its power by g^2: one FFT serves both MFCCs.
+            power_gain = level_gain(mix_rms, feats.reference_rms[t]) ** 2
+        distance = self._scorer(
+            np.fft.rfft(self._windowed), feats.reference_mfcc[t], power_gain, mix_mfcc
+        )
+        kl = kl_step(gains, feats.kl_scale, feats.kl_offset, *self._kl_prev, t > self._start,
+                     *kl_out)
+        reward = mixing_reward(
+            distance,
+            kl,
+            rho=self.config.rho,
+            reward_mode=self.config.reward_mode,
+            mfcc_scale=self.config.mfcc_scale,
+        )
+        return gains32, distance, kl, reward
+
     def _gains(self, action: Any) -> np.ndarray:
         a = np.asarray(action)
         if a.shape != (self.n_slots,):
+            also = (f" or ({2 * self.n_slots},) (self_critical: played, then baseline)"
+                    if self.config.self_critical else "")
             raise ActionError(
-                f"action must have shape ({self.n_slots},) (one weight per slot), got shape "
-                f"{a.shape} at step {self._steps} (chunk {self._t})"
+                f"action must have shape ({self.n_slots},) (one weight per slot){also}, got "
+                f"shape {a.shape} at step {self._steps} (chunk {self._t})"
             )
         if a.dtype != np.float32 and a.dtype != np.float64:
             try:

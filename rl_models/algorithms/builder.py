@@ -206,9 +206,9 @@ def build_algorithm_config(
     defaults = _merged_defaults(base)
     _apply(config, "training", defaults["training"] | dict(training or {}), name)
     _apply(config, "env_runners", defaults["env_runners"] | dict(env_runners or {}), name)
-    if module != RLLIB_DEFAULT_MODULE:
-        # One batched pass per env step each way (rl_models.step_connectors).
-        use_step_connectors(config)
+    stepped = module != RLLIB_DEFAULT_MODULE and use_step_connectors(config)
+    if env_config.get("self_critical"):
+        _check_self_critical(config, name, stepped)
     _apply_resources(config, defaults["resources"] | dict(resources or {}), name)
     reporting_kwargs = defaults["reporting"] | dict(reporting or {})
     if issubclass(config_class, IMPALAConfig) and (  # IMPALA and APPO sample asynchronously
@@ -231,6 +231,20 @@ def build_algorithm_config(
     except (ValueError, TypeError) as e:
         raise ConfigError(f"invalid {name} configuration: {e}") from e
     return config
+
+
+def _check_self_critical(config: AlgorithmConfig, name: str, stepped: bool) -> None:
+    """Refuses an env ``self_critical`` that nothing would serve.
+
+    The mean action must be sent (the step connectors), a learner must read its reward (the
+    sequence learners), and gamma must be 0 (one step's reward is the whole return).
+    """
+    if not stepped or name not in SEQUENCE_LEARNERS:
+        raise ConfigError(f"env self_critical needs {sorted(SEQUENCE_LEARNERS)} with the "
+                          f"project's module and no connectors of its own, got {name}")
+    if config.gamma != 0.0:
+        raise ConfigError(f"env self_critical needs training gamma 0, got gamma="
+                          f"{config.gamma}: its baseline is one step's reward")
 
 
 def _apply_offline(

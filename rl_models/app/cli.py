@@ -299,10 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-songs", type=int, default=4, help="held-out songs to make")
     p.add_argument("--seconds", type=float, default=8.0, help="length of every song")
     p.add_argument("--seed", type=int, default=0, help="seed of the songs and the training")
-    p.add_argument("--bc-minutes", type=float, default=2.0,
-                   help="behaviour cloning's budget in minutes")
+    p.add_argument("--bc-updates", type=int, default=2400,
+                   help="behaviour cloning's updates (the same clone on every machine)")
+    p.add_argument("--bc-minutes", type=float, default=10.0,
+                   help="a cap on behaviour cloning's wall-clock minutes")
     p.add_argument("--iterations", type=int, default=12,
                    help="PPO iterations after behaviour cloning (the quickstart experiment)")
+    p.add_argument("--imitation", type=float, default=10.0,
+                   help="weight of behaviour cloning's loss kept in PPO's (DAPG; 0: plain PPO)")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
                    help="override a quickstart value (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")

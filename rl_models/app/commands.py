@@ -302,6 +302,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rl_models.app.demo import run_demo
 
     run_demo(args.out, n_songs=args.n_songs, seconds=args.seconds, seed=args.seed,
-             bc_minutes=args.bc_minutes, iterations=args.iterations, overrides=args.set or [],
+             bc_updates=args.bc_updates, bc_minutes=args.bc_minutes,
+             iterations=args.iterations, imitation=args.imitation, overrides=args.set or [],
              progress=not args.no_progress, num_cpus=args.num_cpus, address=args.address)
     return 0

@@ -324,3 +324,25 @@ def test_stepwise_matches_forward_train_with_a_dummy_slot(share):
     torch.manual_seed(6)
     assert_stepwise_matches_forward_train(make_module(share_encoder=share), 7,
                                           mask=((1, 0, 1), (1, 0, 1)))
+
+
+def test_with_concentration_scale_changes_the_spread_not_the_mean(module, tmp_path):
+    from rl_models.checkpoints import load_rllib_module, with_concentration_scale
+
+    module.save_to_path(tmp_path / "module")
+    out = with_concentration_scale(tmp_path / "module", 400.0, tmp_path / "sharper")
+    sharper = load_rllib_module(out)
+    batch = make_batch(module, b=2, t=3)
+
+    def dist(m):
+        out = m.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
+        return m.get_inference_action_dist_cls().from_logits(out)
+
+    before, after = dist(module), dist(sharper)
+    torch.testing.assert_close(after.to_deterministic().sample(),  # up to the floor
+                               before.to_deterministic().sample(), atol=1e-4, rtol=0)
+    assert float(sharper._core.log_kappa.detach().exp()) == pytest.approx(400.0, rel=1e-5)
+    # Concentrations grow with the scale: the same mean, a smaller spread.
+    assert torch.all(after.concentration.sum(-1) > before.concentration.sum(-1))
+    with pytest.raises(ConfigError, match="positive number"):
+        with_concentration_scale(tmp_path / "module", 0.0, tmp_path / "bad")

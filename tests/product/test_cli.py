@@ -267,7 +267,7 @@ def test_benchmark_quality_help_comes_from_its_module(capsys):
 def test_demo_runs_the_whole_job(ray_session, tmp_path, capsys, deepmixing, tiny_sets):
     out = tmp_path / "demo"
     assert deepmixing("demo", "--out", out, "--n-songs", 2, "--seconds", 2,
-                      "--bc-minutes", 0.05, "--iterations", 1, "--no-progress", *tiny_sets,
+                      "--bc-updates", 30, "--iterations", 1, "--no-progress", *tiny_sets,
                       "--set", "evaluation.interval=1",
                       "--set", "env.generated.n_tracks=[4, 5]") == 0
     printed = capsys.readouterr().out
@@ -287,3 +287,23 @@ def test_demo_runs_the_whole_job(ray_session, tmp_path, capsys, deepmixing, tiny
         "checkpoint_000000")  # PPO started from the behaviour-cloned policy
     agent = [r for r in rows if r["song"] == "MEAN" and "checkpoint_" in r["policy"]]
     assert len(agent) == 1 and np.isfinite(agent[0]["mfcc_distance"])
+    # The clone is a fixed number of updates, and PPO keeps its loss (DAPG).
+    assert json.loads((out / "runs" / "bc" / "progress.json").read_text())["updates"] == 30
+    params = json.loads((trial / "params.json").read_text())
+    assert params["resources"]["learner_config_dict"]["demonstrations"]["coeff"] == 10.0
+    assert "keeping the clone's loss at weight 10" in printed
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"bc_updates": 0}, "bc_updates must be an int >= 1"),
+    ({"bc_updates": 2.5}, "bc_updates must be an int >= 1"),
+    ({"imitation": -1.0}, "imitation must be a number >= 0"),
+    ({"bc_minutes": 0}, "bc_minutes must be > 0"),
+])
+def test_demo_names_a_bad_setting_before_it_writes_anything(tmp_path, kwargs, match):
+    from mixing_env.errors import ConfigError
+    from rl_models.app.demo import run_demo
+
+    with pytest.raises(ConfigError, match=match):
+        run_demo(tmp_path / "demo", **kwargs)
+    assert not (tmp_path / "demo").exists()

@@ -140,6 +140,33 @@ def test_fine_tuning_settings_reach_the_bc_ppo_experiment(cache, tmp_path):
         dataclasses.replace(TINY, bc_ppo_imitation=-1.0)
     with pytest.raises(ConfigError, match="bc_ppo_baseline must be an int >= 0"):
         dataclasses.replace(TINY, bc_ppo_baseline=-2)
+    # Self-critical: the fine-tuning's env scores the mean action too; the others' does not.
+    setup = dataclasses.replace(TINY, bc_ppo_self_critical=True)
+    exps = agent_experiments(setup, cache=cache, eval_songs=["SampledSong001"],
+                             storage=tmp_path)
+    exp = exps["bc_ppo"]({"bc": "/ckpt/bc"})
+    assert exp["env"]["self_critical"] is True and exp["env"]["generated"]
+    assert "self_critical" not in exps["ppo"]({})["env"]
+    build_config({k: v for k, v in exp.items() if k != "init_module_from"})
+    with pytest.raises(ConfigError, match="bc_ppo_self_critical must be a bool"):
+        dataclasses.replace(TINY, bc_ppo_self_critical="yes")
+    with pytest.raises(ConfigError, match="bc_ppo_concentration must be a positive number"):
+        dataclasses.replace(TINY, bc_ppo_concentration=-5.0)
+
+
+def test_bc_ppo_starts_from_the_clone_with_its_concentration_set(cache, tmp_path, monkeypatch):
+    import rl_models.checkpoints as checkpoints
+
+    seen = []
+    monkeypatch.setattr(checkpoints, "with_concentration_scale",
+                        lambda path, scale, out: seen.append((path, scale, out)) or out)
+    setup = dataclasses.replace(TINY, bc_ppo_concentration=400.0)
+    exps = agent_experiments(setup, cache=cache, eval_songs=["SampledSong001"],
+                             storage=tmp_path)
+    exp = exps["bc_ppo"]({"bc": "/ckpt/bc"})
+    start = tmp_path.resolve() / "bc_ppo_start"
+    assert seen == [("/ckpt/bc", 400.0, start)] and exp["init_module_from"] == str(start)
+    assert exps["ppo"]({}).get("init_module_from") is None
 
 
 def test_the_control_continues_bc_at_bc_ppos_rate_for_bc_ppos_minutes(tmp_path, monkeypatch):
