@@ -385,9 +385,11 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
             learner["episode_baseline"] = setup.bc_ppo_baseline
         if setup.bc_ppo_trainable:
             learner["trainable"] = list(setup.bc_ppo_trainable)
-        resources = {"resources": {"learner_config_dict": learner}} if learner else {}
+        sections: dict[str, Any] = {}
+        if learner:
+            sections["resources"] = {"learner_config_dict": learner}
         if setup.bc_ppo_self_critical:
-            resources["env"] = {"self_critical": True}
+            sections["env"] = {"self_critical": True}
         start = done["bc"]
         if setup.bc_ppo_concentration is not None:
             from rl_models.checkpoints import with_concentration_scale
@@ -395,7 +397,7 @@ def agent_experiments(setup: QualitySetup, *, cache: str, eval_songs: list[str],
             start = str(with_concentration_scale(start, setup.bc_ppo_concentration,
                                                  Path(storage) / "bc_ppo_start"))
         return _experiment("quality_bc_ppo", "PPO", setup,
-                           training={**BC_PPO_TRAINING, **setup.bc_ppo_training}, **resources,
+                           training={**BC_PPO_TRAINING, **setup.bc_ppo_training}, **sections,
                            model={**setup.model, **setup.bc_ppo_model},
                            init_module_from=start, **common)
 

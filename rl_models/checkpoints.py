@@ -46,7 +46,6 @@ __all__ = [
     "learner_policy",
     "list_checkpoints",
     "load_policy",
-    "with_concentration_scale",
     "load_rllib_module",
     "module_checkpoint_dir",
     "policy_state",
@@ -54,6 +53,7 @@ __all__ = [
     "resolve_checkpoint_path",
     "space_from_json",
     "space_to_json",
+    "with_concentration_scale",
     "write_metadata",
     "write_policy_files",
 ]
@@ -465,8 +465,9 @@ def with_concentration_scale(path: str | Path, scale: float, out_dir: str | Path
             math.isfinite(scale) and scale > 0):
         raise ConfigError(f"concentration scale must be a positive number, got {scale!r}")
     module = load_rllib_module(path)
-    log_kappa = dict(module.named_parameters()) | dict(module.named_buffers())
-    log_kappa = log_kappa.get("_core.log_kappa")
+    # A parameter where the scale is learned, a buffer where it is fixed.
+    log_kappa = {**dict(module.named_parameters()), **dict(module.named_buffers())}.get(
+        "_core.log_kappa")
     if log_kappa is None:
         raise ConfigError(f"the module of {path} has no concentration scale (_core.log_kappa)")
     with torch.no_grad():

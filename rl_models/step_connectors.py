@@ -114,6 +114,7 @@ class StepActions(ConnectorV2):
         state = batch.pop(Columns.STATE_OUT, None)
         out = {k: v.squeeze(1) if v.dim() > 1 and v.shape[1] == 1 else v
                for k, v in batch.items()}
+        dist = None
         if Columns.ACTIONS not in out:
             dist_cls = (rl_module.get_exploration_action_dist_cls() if explore
                         else rl_module.get_inference_action_dist_cls())
@@ -124,8 +125,10 @@ class StepActions(ConnectorV2):
             if Columns.ACTION_LOGP not in out:
                 out[Columns.ACTION_LOGP] = dist.logp(out[Columns.ACTIONS])
         if self.self_critical and explore:
-            mean = rl_module.get_exploration_action_dist_cls().from_logits(
-                out[Columns.ACTION_DIST_INPUTS]).to_deterministic().sample()
+            if dist is None:  # the module drew its own actions
+                dist = rl_module.get_exploration_action_dist_cls().from_logits(
+                    out[Columns.ACTION_DIST_INPUTS])
+            mean = dist.to_deterministic().sample()
             out[Columns.ACTIONS_FOR_ENV] = torch.cat([out[Columns.ACTIONS], mean], dim=-1)
         to_env = {k: v.detach().cpu().numpy() for k, v in out.items()}
         if state is not None:
